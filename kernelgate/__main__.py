@@ -1,0 +1,3 @@
+from kernelgate.app import main
+
+main()

@@ -1,0 +1,229 @@
+"""The `kernelgate` command: `kernelgate serve` runs the gateway, `kernelgate images` builds
+kernel images.
+
+Configuration, lowest precedence first: `KERNELGATE_*` environment variables, the config
+file (`jupyter_config.py` in the working directory, or `--config=PATH`), the command line.
+An environment variable is either an alias (`KERNELGATE_PORT=9000` is `--port=9000`) or a
+full trait name with `__` for the dot (`KERNELGATE_KernelRegistry__max_kernels=10`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tornado import httpserver, web
+from traitlets import Bool, CaselessStrEnum, Dict, Int, Type, Unicode, default, validate
+from traitlets.config import Application, catch_config_error
+
+import kernelgate
+from kernelgate.engine import DockerEngine
+from kernelgate.handlers import routes
+from kernelgate.identity import DevIdentityProvider, IdentityProvider
+from kernelgate.images import ImageBuilder
+from kernelgate.kernels.registry import KernelRegistry
+from kernelgate.kernelspecs import KernelSpecCatalog
+from kernelgate.provisioners.docker import DockerProvisioner
+from kernelgate.sessions import SessionManager
+from kernelgate.tiers import Tiers
+
+ENV_PREFIX = "KERNELGATE_"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class ConfiguredApp(Application):
+    """An Application reading KERNELGATE_* variables and jupyter_config.py, then the CLI."""
+
+    config_file = Unicode(
+        "", config=True, help="Config file to load; default: ./jupyter_config.py if present."
+    )
+
+    @catch_config_error
+    def initialize(self, argv=None):
+        self.update_config(self._environment_config(os.environ))
+        self.parse_command_line(argv)
+        if self.subapp is not None:
+            return
+        path = Path(self.config_file or "jupyter_config.py")
+        if self.config_file or path.is_file():
+            self.load_config_file(path.name, path=[str(path.parent.resolve())])
+
+    def _environment_config(self, environ):
+        """Config from KERNELGATE_* variables, parsed as command-line options would be."""
+        argv = []
+        for key, value in sorted(environ.items()):
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = key[len(ENV_PREFIX):]
+            if "__" in name:
+                argv.append(f"--{name.replace('__', '.')}={value}")
+            elif name.lower().replace("_", "-") in self.aliases:
+                argv.append(f"--{name.lower().replace('_', '-')}={value}")
+        loader = self._create_loader(argv, self.aliases, self.flags, classes=self._classes_with_config_traits())
+        return loader.load_config()
+
+
+@dataclass
+class Services:
+    """What the handlers use, in one place (tornado setting `kernelgate_services`)."""
+
+    registry: KernelRegistry
+    catalog: KernelSpecCatalog
+    sessions: SessionManager
+    identity_provider: IdentityProvider
+
+
+class ServeApp(ConfiguredApp):
+    """Runs the gateway."""
+
+    name = "kernelgate-serve"
+    description = "Serve the Jupyter kernel API over sandboxed kernels."
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
+    port = Int(8888, config=True, help="Port to listen on.")
+    base_url = Unicode("/", config=True, help="URL prefix of every route.")
+    kernels = CaselessStrEnum(
+        ["auto", "docker", "local"], "auto", config=True,
+        help="Where kernels run: docker (sandboxed containers), local (unsandboxed "
+        "processes), auto (docker when an engine answers, local otherwise).",
+    )
+    identity_provider_class = Type(
+        DevIdentityProvider, klass=IdentityProvider, config=True,
+        help="Turns a request into the calling user.",
+    )
+    allow_origin = Unicode("", config=True, help="CORS Access-Control-Allow-Origin.")
+    allow_headers = Unicode("", config=True, help="CORS Access-Control-Allow-Headers.")
+    allow_methods = Unicode("", config=True, help="CORS Access-Control-Allow-Methods.")
+    allow_credentials = Unicode("", config=True, help="CORS Access-Control-Allow-Credentials.")
+    expose_headers = Unicode("", config=True, help="CORS Access-Control-Expose-Headers.")
+    max_age = Unicode("", config=True, help="CORS Access-Control-Max-Age.")
+    ws_ping_interval = Int(30, config=True, help="Seconds between WebSocket pings (0: off).")
+    max_message_size = Int(
+        64 * 1024 * 1024, config=True, help="Largest WebSocket message or request body, bytes."
+    )
+    cull_orphans = Bool(True, config=True, help="Remove kernels an earlier run left behind.")
+    tornado_settings = Dict(config=True, help="Extra tornado Application settings.")
+
+    aliases = {
+        "ip": "ServeApp.ip",
+        "port": "ServeApp.port",
+        "base-url": "ServeApp.base_url",
+        "kernels": "ServeApp.kernels",
+        "config": "ServeApp.config_file",
+        "max-kernels": "KernelRegistry.max_kernels",
+        "runtime-dir": "KernelRegistry.runtime_dir",
+        "gateway-id": "DockerEngine.gateway_id",
+        "allow-origin": "ServeApp.allow_origin",
+        "log-level": "Application.log_level",
+    }
+
+    @default("classes")
+    def _default_classes(self):
+        return [
+            KernelRegistry, KernelSpecCatalog, Tiers, DockerEngine, DockerProvisioner,
+            ImageBuilder, DevIdentityProvider,
+        ]
+
+    @validate("base_url")
+    def _slashes(self, proposal):
+        return "/" + proposal["value"].strip("/") + "/" if proposal["value"].strip("/") else "/"
+
+    def start(self):
+        asyncio.run(self.serve())
+
+    async def setup(self) -> web.Application:
+        """Build the services and the tornado application (no listening yet)."""
+        Tiers.instance(parent=self)
+        ImageBuilder.instance(parent=self)
+        engine = DockerEngine.instance(parent=self)
+        local = self.kernels == "local"
+        if self.kernels == "auto" and not await engine.ping():
+            local = True
+        if self.kernels == "docker" and not await engine.ping():
+            self.log.warning("Docker engine not reachable: kernels will fail with 503 until it is")
+        if local:
+            self.log.warning(
+                "LOCAL KERNELS: kernels run as unsandboxed processes of this user, with no "
+                "container, no limits and full network access. Use only on a trusted machine."
+            )
+        catalog = KernelSpecCatalog(parent=self, local_kernels=local)
+        registry = KernelRegistry(parent=self, catalog=catalog)
+        identity_provider = self.identity_provider_class(parent=self)
+        if isinstance(identity_provider, DevIdentityProvider) and self.ip not in LOOPBACK:
+            raise SystemExit(
+                f"Refusing to listen on {self.ip} without authentication: the development "
+                "identity serves only loopback addresses."
+            )
+        if isinstance(identity_provider, DevIdentityProvider):
+            self.log.warning("No authentication: every request acts as user %r", identity_provider.user)
+        if self.cull_orphans:
+            await registry.remove_orphans()
+        self.registry = registry
+        services = Services(registry, catalog, SessionManager(registry), identity_provider)
+        cors = {name: getattr(self, name) for name in (
+            "allow_origin", "allow_headers", "allow_methods", "allow_credentials",
+            "expose_headers", "max_age",
+        )}
+        settings = {
+            "base_url": self.base_url,
+            "kernelgate_services": services,
+            "kernelgate_cors": cors,
+            "websocket_ping_interval": self.ws_ping_interval or None,
+            "websocket_max_message_size": self.max_message_size,
+            "log_function": self._log_request,
+            **self.tornado_settings,
+        }
+        return web.Application(routes(self.base_url), **settings)
+
+    async def serve(self) -> None:
+        """Listen until SIGINT/SIGTERM, then stop every kernel."""
+        app = await self.setup()
+        server = httpserver.HTTPServer(app, max_body_size=self.max_message_size, xheaders=False)
+        server.listen(self.port, self.ip)
+        self.log.info(
+            "kernelgate %s listening on http://%s:%d%s (%s kernels)",
+            kernelgate.__version__, self.ip, self.port, self.base_url,
+            "local" if self.registry.catalog.local_kernels else "docker",
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        self.log.info("Shutting down: stopping %d kernel(s)", len(self.registry.kernels))
+        server.stop()
+        await self.registry.shutdown_all()
+
+    def _log_request(self, handler):
+        status = handler.get_status()
+        level = self.log.info if status < 400 else self.log.warning
+        if status >= 500:
+            level = self.log.error
+        level("%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
+              1000.0 * handler.request.request_time())
+
+
+class KernelGateApp(ConfiguredApp):
+    """`kernelgate`: the root command."""
+
+    name = "kernelgate"
+    version = kernelgate.__version__
+    description = "A Jupyter kernel gateway running every kernel in a sandboxed container."
+    subcommands = {
+        "serve": (ServeApp, ServeApp.description),
+        "images": ("kernelgate.images.ImagesApp", "Build and list the kernel images."),
+    }
+
+    def start(self):
+        if self.subapp is None:
+            self.print_help()
+            self.exit(1)
+        self.subapp.start()
+
+
+def main(argv=None):
+    KernelGateApp.launch_instance(argv=argv if argv is not None else sys.argv[1:])

@@ -1,0 +1,251 @@
+"""The Docker engine as the gateway sees it: every SDK call off the event loop.
+
+`DockerEngine` owns one docker SDK client and a small thread pool; each public coroutine
+runs one blocking SDK call in that pool. A watcher thread follows the engine's event
+stream for kernelgate's containers, so that asking whether a container is alive costs no
+API call (jupyter_client's restarter asks every few seconds, for every kernel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+from docker.errors import DockerException, ImageNotFound, NotFound
+from traitlets import Int, Unicode
+from traitlets.config import SingletonConfigurable
+
+from kernelgate.errors import Unavailable
+
+#: Label carried by every container kernelgate starts; its value is the kernel id.
+KERNEL_LABEL = "org.kernelgate.kernel"
+#: Label naming the user a container belongs to.
+OWNER_LABEL = "org.kernelgate.owner"
+#: Label naming the gateway instance that started the container.
+GATEWAY_LABEL = "org.kernelgate.gateway"
+
+
+class EngineUnavailable(Unavailable):
+    """The Docker engine cannot be reached or refused an operation it should allow."""
+
+
+class ImageMissing(Unavailable):
+    """The image a kernel needs has not been built."""
+
+
+class DockerEngine(SingletonConfigurable):
+    """Async facade over the docker SDK, shared by every Docker provisioner."""
+
+    docker_url = Unicode(
+        "", config=True, help="Docker engine URL; empty uses DOCKER_HOST or the local socket."
+    )
+    gateway_id = Unicode(
+        "kernelgate", config=True,
+        help="Name of this gateway instance. Its containers carry it; it only ever lists "
+        "and removes containers carrying it, so gateways sharing an engine leave each "
+        "other's kernels alone.",
+    )
+    threads = Int(8, config=True, help="Threads running blocking Docker SDK calls.")
+    timeout = Int(60, config=True, help="Seconds before a Docker API call gives up.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="docker")
+        self._client: docker.DockerClient | None = None
+        self._exits: dict[str, int] = {}
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = {}
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _connect(self) -> docker.DockerClient:
+        if self._client is None:
+            if self.docker_url:
+                self._client = docker.DockerClient(base_url=self.docker_url, timeout=self.timeout)
+            else:
+                self._client = docker.from_env(timeout=self.timeout)
+        return self._client
+
+    async def _call(self, fn, *args, **kwargs):
+        """Run fn(client, *args, **kwargs) in the pool; engine failures -> EngineUnavailable."""
+        loop = asyncio.get_running_loop()
+
+        def run():
+            return fn(self._connect(), *args, **kwargs)
+
+        try:
+            return await loop.run_in_executor(self._pool, run)
+        except (NotFound, ImageNotFound):
+            raise
+        except (DockerException, OSError) as e:
+            self._client = None
+            raise EngineUnavailable(f"Docker engine unavailable: {e}") from e
+
+    # -- queries ----------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """True when the engine answers."""
+        try:
+            return bool(await self._call(lambda c: c.ping()))
+        except EngineUnavailable:
+            return False
+
+    async def image_exists(self, reference: str) -> bool:
+        """True when `reference` names an image present in the engine."""
+        try:
+            await self._call(lambda c: c.images.get(reference))
+            return True
+        except ImageNotFound:
+            return False
+
+    async def kernel_containers(self) -> list[dict]:
+        """Every kernel container (running or not) of this gateway instance.
+
+        Each item: {"id", "name", "kernel_id", "running"}.
+        """
+
+        def list_them(c):
+            labels = [KERNEL_LABEL, f"{GATEWAY_LABEL}={self.gateway_id}"]
+            found = c.api.containers(all=True, filters={"label": labels})
+            return [
+                {
+                    "id": item["Id"],
+                    "name": item["Names"][0].lstrip("/") if item["Names"] else "",
+                    "kernel_id": item["Labels"].get(KERNEL_LABEL, ""),
+                    "running": item["State"] == "running",
+                }
+                for item in found
+            ]
+
+        return await self._call(list_them)
+
+    # -- container lifecycle ----------------------------------------------------
+
+    async def run(self, image: str, **options: Any) -> str:
+        """Create and start a detached container; returns its id.
+
+        `options` are docker SDK `containers.run` keyword arguments; the gateway label
+        is added to its labels. Raises ImageMissing when the image is not built,
+        EngineUnavailable when the engine fails.
+        """
+        self._ensure_watcher()
+        options["labels"] = {**options.get("labels", {}), GATEWAY_LABEL: self.gateway_id}
+
+        def run(c):
+            try:
+                return c.containers.run(image, detach=True, **options).id
+            except ImageNotFound as e:
+                raise ImageMissing(str(e)) from e
+
+        return await self._call(run)
+
+    async def signal(self, container_id: str, signum: int) -> None:
+        """Send a signal to the container's init (which forwards it to the kernel)."""
+        try:
+            await self._call(lambda c: c.api.kill(container_id, signal=int(signum)))
+        except NotFound:
+            pass
+        except EngineUnavailable as e:
+            if "is not running" not in str(e):
+                raise
+
+    async def remove(self, container_id: str) -> None:
+        """Kill and remove a container; a container already gone is not an error."""
+        try:
+            await self._call(lambda c: c.api.remove_container(container_id, force=True, v=True))
+        except NotFound:
+            pass
+        except EngineUnavailable as e:
+            if "already in progress" not in str(e):
+                raise
+        self._forget(container_id)
+
+    def exit_code(self, container_id: str) -> int | None:
+        """The container's exit code once it has stopped, else None. Costs no API call."""
+        with self._lock:
+            return self._exits.get(container_id)
+
+    async def wait(self, container_id: str, timeout: float | None = None) -> int | None:
+        """Wait until the container stops; its exit code, or None on timeout."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            if container_id in self._exits:
+                return self._exits[container_id]
+            self._waiters.setdefault(container_id, []).append((loop, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def inspect_state(self, container_id: str) -> dict | None:
+        """The container's State (Running, ExitCode, OOMKilled, ...), None if it is gone."""
+        try:
+            return await self._call(lambda c: c.api.inspect_container(container_id)["State"])
+        except NotFound:
+            return None
+
+    def _forget(self, container_id: str) -> None:
+        with self._lock:
+            self._exits.pop(container_id, None)
+
+    # -- the event watcher --------------------------------------------------------
+
+    def _ensure_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(
+                    target=self._watch, name="docker-events", daemon=True
+                )
+                self._watcher.start()
+
+    def _record_exit(self, container_id: str, code: int) -> None:
+        with self._lock:
+            self._exits[container_id] = code
+            waiters = self._waiters.pop(container_id, [])
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future, code)
+
+    def _watch(self) -> None:
+        """Follow 'die' events forever; after a broken stream, resync from a listing."""
+        client = None
+        while True:
+            try:
+                if self.docker_url:
+                    client = docker.DockerClient(base_url=self.docker_url, timeout=None)
+                else:
+                    client = docker.from_env(timeout=None)
+                since = int(time.time())
+                self._resync(client)
+                events = client.events(
+                    decode=True,
+                    since=since,
+                    filters={"type": "container", "event": "die", "label": KERNEL_LABEL},
+                )
+                for event in events:
+                    attrs = event.get("Actor", {}).get("Attributes", {})
+                    self._record_exit(event["id"], int(attrs.get("exitCode", -1)))
+            except Exception as e:  # noqa: BLE001 - the watcher must outlive any failure
+                self.log.warning("Docker event stream broke (%s); reconnecting", e)
+            finally:
+                if client is not None:
+                    client.close()
+            time.sleep(1)
+
+    def _resync(self, client: docker.DockerClient) -> None:
+        """Record the exits of kernel containers that stopped while no stream was open."""
+        for container in client.api.containers(
+            all=True, filters={"label": KERNEL_LABEL, "status": "exited"}
+        ):
+            state = client.api.inspect_container(container["Id"])["State"]
+            self._record_exit(container["Id"], int(state.get("ExitCode", -1)))
+
+
+def _resolve(future: asyncio.Future, value: int) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -1,0 +1,44 @@
+"""Errors the services raise for the handlers to answer: each knows its HTTP status.
+
+The handlers render every one as JSON `{"reason", "message"}` (shared/API.md); anything
+else escaping a handler is a bug and answers 500 without details.
+"""
+
+
+class GatewayError(Exception):
+    """An error meant for the client: `status` and `reason` are its HTTP status line."""
+
+    status = 500
+    reason = "Internal Server Error"
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.reason
+
+
+class BadRequest(GatewayError):
+    status, reason = 400, "Bad Request"
+
+
+class NotFound(GatewayError):
+    status, reason = 404, "Not Found"
+
+
+class Forbidden(GatewayError):
+    status, reason = 403, "Forbidden"
+
+
+class Capacity(GatewayError):
+    """The gateway-wide kernel limit is reached (Kernel Gateway's answer, kept for clients)."""
+
+    status, reason = 403, "Resource Limit"
+
+
+class Conflict(GatewayError):
+    status, reason = 409, "Conflict"
+
+
+class Unavailable(GatewayError):
+    """A backend (Docker, an image, storage) cannot serve the request now."""
+
+    status, reason = 503, "Service Unavailable"

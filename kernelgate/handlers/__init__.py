@@ -1,0 +1,33 @@
+"""The URL table: every route kernelgate serves, below the base URL."""
+
+from kernelgate.handlers.api import APIVersionHandler
+from kernelgate.handlers.base import NotFoundHandler
+from kernelgate.handlers.channels import ChannelsHandler
+from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
+from kernelgate.handlers.kernelspecs import (
+    KernelSpecHandler,
+    KernelSpecResourceHandler,
+    KernelSpecsHandler,
+)
+from kernelgate.handlers.sessions import SessionHandler, SessionsHandler
+
+_ID = r"(?P<{}>[\w-]+)"
+_KERNEL = _ID.format("kernel_id")
+
+
+def routes(base_url: str) -> list[tuple]:
+    """(pattern, handler) pairs for tornado, prefixed with base_url ('/' or '/x/')."""
+    table = [
+        (r"api/?", APIVersionHandler),
+        (r"api/kernelspecs/?", KernelSpecsHandler),
+        (r"api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
+        (r"kernelspecs/(?P<name>[^/]+)/(?P<file>[^/]+)", KernelSpecResourceHandler),
+        (r"api/kernels/?", KernelsHandler),
+        (rf"api/kernels/{_KERNEL}/?", KernelHandler),
+        (rf"api/kernels/{_KERNEL}/(?P<action>interrupt|restart)/?", KernelActionHandler),
+        (rf"api/kernels/{_KERNEL}/channels", ChannelsHandler),
+        (r"api/sessions/?", SessionsHandler),
+        (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),
+        (r".*", NotFoundHandler),
+    ]
+    return [(base_url + pattern, handler) for pattern, handler in table]

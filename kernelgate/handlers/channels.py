@@ -1,0 +1,72 @@
+"""The kernel channels WebSocket: /api/kernels/{id}/channels.
+
+Speaks the legacy JSON protocol when the client offers no subprotocol (jupyter_server's
+GatewayClient forces it) and `v1.kernel.websocket.jupyter.org` when offered. Each open
+socket is a client of the kernel's KernelHub.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from kernelgate.handlers.base import GatewayMixin
+from kernelgate.handlers.kernels import KernelAccess
+from kernelgate.kernels.codec import (
+    V1_PROTOCOL,
+    Frames,
+    MessageError,
+    decode_legacy,
+    decode_v1,
+    encode_legacy,
+    encode_v1,
+)
+from kernelgate.kernels.registry import Kernel
+
+log = logging.getLogger("kernelgate.channels")
+
+
+class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
+    kernel: Kernel | None = None
+    session_id = ""
+
+    async def get(self, kernel_id: str):
+        """Authorize and find the kernel before the upgrade (404 as JSON, not a socket)."""
+        self.kernel = self.visible_kernel(kernel_id)
+        self.session_id = self.get_query_argument("session_id", "")
+        await super().get(kernel_id)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return V1_PROTOCOL if V1_PROTOCOL in subprotocols else None
+
+    def get_compression_options(self):
+        return None  # compression costs more latency than it saves on a local network
+
+    def open(self, kernel_id: str):
+        self.set_nodelay(True)
+        self._v1 = self.selected_subprotocol == V1_PROTOCOL
+        self.kernel.hub.attach(self)
+
+    def on_message(self, message: str | bytes):
+        try:
+            frames = decode_v1(message) if self._v1 else decode_legacy(message)
+        except MessageError as e:
+            log.warning("kernel %s: dropped a malformed client message: %s", self.kernel.id, e)
+            return
+        self.kernel.hub.send(self, frames)
+
+    def deliver(self, frames: Frames) -> None:
+        """Send a kernel message to this client (called by the hub, never blocks)."""
+        if self._v1:
+            payload, binary = encode_v1(frames), True
+        else:
+            payload, binary = encode_legacy(frames)
+        try:
+            self.write_message(payload, binary=binary)
+        except WebSocketClosedError:
+            self.kernel.hub.detach(self)
+
+    def on_close(self):
+        if self.kernel and self.kernel.hub:
+            self.kernel.hub.detach(self)

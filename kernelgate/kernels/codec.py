@@ -1,0 +1,159 @@
+"""Jupyter messages between their ZeroMQ form and the two WebSocket protocols.
+
+A message in transit is `Frames`: the channel name and the serialized parts
+`[header, parent_header, metadata, content, *buffers]` exactly as the kernel's ZeroMQ
+sockets carry them (without identities, delimiter and signature). Keeping the parts as
+bytes lets the gateway forward kernel output without decoding and re-encoding content.
+
+WebSocket protocols (jupyter_server's names):
+- legacy (no subprotocol): one JSON text frame `{header, parent_header, metadata,
+  content, buffers: [], channel}`; a message with buffers travels as one binary frame:
+  big-endian uint32 count, uint32 offsets, the JSON, then the buffers.
+- v1 (`v1.kernel.websocket.jupyter.org`): one binary frame: little-endian uint64 count of
+  offsets, the offsets, the channel name, then the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+CHANNELS = ("shell", "iopub", "stdin", "control")
+#: The channels a client may send on.
+CLIENT_CHANNELS = ("shell", "stdin", "control")
+
+
+class MessageError(ValueError):
+    """A frame from a client is not a well-formed Jupyter message."""
+
+
+@dataclass(slots=True)
+class Frames:
+    """One message: its channel, parts as bytes, and its decoded header."""
+
+    channel: str
+    parts: list[bytes]  # header, parent_header, metadata, content, *buffers
+    header: dict
+
+    @property
+    def msg_type(self) -> str:
+        return self.header.get("msg_type", "")
+
+    @property
+    def buffers(self) -> list[bytes]:
+        return self.parts[4:]
+
+
+def _object(raw: bytes | str, what: str) -> dict:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MessageError(f"{what} is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise MessageError(f"{what} is not a JSON object")
+    return value
+
+
+def _checked(channel: str, parts: list[bytes]) -> Frames:
+    """Validate a client message's channel and header; parts are kept as given."""
+    if channel not in CLIENT_CHANNELS:
+        raise MessageError(f"unknown channel {channel!r}")
+    if len(parts) < 4:
+        raise MessageError("a message needs header, parent_header, metadata and content")
+    header = _object(parts[0], "header")
+    for key in ("msg_id", "msg_type", "session"):
+        if not isinstance(header.get(key), str):
+            raise MessageError(f"header.{key} is missing")
+    for part, what in zip(parts[1:4], ("parent_header", "metadata", "content")):
+        _object(part, what)
+    return Frames(channel, parts, header)
+
+
+# -- legacy JSON protocol --------------------------------------------------------
+
+
+def _dump(value) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def decode_legacy(message: str | bytes) -> Frames:
+    """A client's legacy frame (text JSON, or binary with buffers) as Frames."""
+    buffers: list[bytes] = []
+    if isinstance(message, bytes):
+        if len(message) < 8:
+            raise MessageError("binary frame too short")
+        count = struct.unpack("!I", message[:4])[0]
+        if count < 1 or 4 * (count + 1) > len(message):
+            raise MessageError("binary frame has a bad offset table")
+        offsets = list(struct.unpack("!" + "I" * count, message[4 : 4 * (count + 1)]))
+        offsets.append(len(message))
+        if offsets != sorted(offsets) or offsets[0] < 4 * (count + 1):
+            raise MessageError("binary frame has a bad offset table")
+        chunks = [message[a:b] for a, b in zip(offsets, offsets[1:])]
+        message, buffers = chunks[0], chunks[1:]
+    msg = _object(message, "message")
+    channel = msg.get("channel")
+    parts = []
+    for key in ("header", "parent_header", "metadata", "content"):
+        value = msg.get(key, {})
+        if not isinstance(value, dict):
+            raise MessageError(f"{key} is not an object")
+        parts.append(_dump(value))
+    return _checked(channel, parts + buffers)
+
+
+def encode_legacy(frames: Frames) -> tuple[bytes, bool]:
+    """Frames as a legacy WebSocket frame: (payload, is_binary).
+
+    A text frame of JSON, or a binary frame when the message has buffers. The parts are
+    spliced into the JSON as they are (they are JSON already), and text is returned as
+    UTF-8 bytes, ready for the socket.
+    """
+    head, parent, metadata, content = frames.parts[:4]
+    body = b"".join((
+        b'{"header":', head, b',"parent_header":', parent, b',"metadata":', metadata,
+        b',"content":', content, b',"buffers":[],"channel":"', frames.channel.encode(), b'"}',
+    ))
+    buffers = frames.buffers
+    if not buffers:
+        return body, False
+    chunks = [body, *buffers]
+    offsets = [4 * (len(chunks) + 1)]
+    for chunk in chunks[:-1]:
+        offsets.append(offsets[-1] + len(chunk))
+    table = struct.pack("!" + "I" * (len(chunks) + 1), len(chunks), *offsets)
+    return table + b"".join(chunks), True
+
+
+# -- v1 binary protocol ----------------------------------------------------------
+
+
+def decode_v1(message: bytes) -> Frames:
+    """A client's v1 binary frame as Frames."""
+    if not isinstance(message, bytes) or len(message) < 8:
+        raise MessageError("v1 frames are binary")
+    count = int.from_bytes(message[:8], "little")
+    if count < 6 or 8 * (count + 1) > len(message):
+        raise MessageError("v1 frame has a bad offset table")
+    offsets = [int.from_bytes(message[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
+    if offsets != sorted(offsets) or offsets[0] != 8 * (count + 1) or offsets[-1] > len(message):
+        raise MessageError("v1 frame has a bad offset table")
+    try:
+        channel = message[offsets[0] : offsets[1]].decode()
+    except UnicodeDecodeError:
+        raise MessageError("v1 channel name is not UTF-8") from None
+    parts = [message[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
+    return _checked(channel, parts)
+
+
+def encode_v1(frames: Frames) -> bytes:
+    """Frames as one v1 binary WebSocket frame."""
+    channel = frames.channel.encode()
+    offsets = [8 * (len(frames.parts) + 3)]
+    offsets.append(offsets[-1] + len(channel))
+    for part in frames.parts:
+        offsets.append(offsets[-1] + len(part))
+    table = b"".join(o.to_bytes(8, "little") for o in offsets)
+    return len(offsets).to_bytes(8, "little") + table + channel + b"".join(frames.parts)

@@ -1,0 +1,276 @@
+"""KernelHub: the gateway's one set of ZeroMQ sockets to a kernel, shared by its clients.
+
+Every WebSocket connected to a kernel is a `Client` attached to the kernel's hub. The hub
+forwards each client message to the kernel as soon as it arrives and each kernel
+message to its clients as soon as it arrives (no timers, no re-encoding of content):
+- iopub goes to every attached client (all members of a room see the same outputs);
+- shell, control and stdin replies go to the clients that sent requests in the reply's
+  parent session.
+A client that disconnects with a `session_id` leaves a bounded buffer behind; a client
+that reconnects with the same `session_id` within `buffer_seconds` receives what it
+missed, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Callable, Protocol
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import DELIM, Session
+
+from kernelgate.kernels.codec import Frames
+
+log = logging.getLogger(__name__)
+
+_SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
+
+
+class Client(Protocol):
+    """What the hub needs of a connected client (a WebSocket connection)."""
+
+    session_id: str
+
+    def deliver(self, frames: Frames) -> None:
+        """Send one message to the client; must not block."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Disconnect the client (the kernel is gone)."""
+
+
+class _Buffer:
+    """Messages kept for a disconnected client session, bounded in count and bytes."""
+
+    def __init__(self, sessions: set[str], max_messages: int, max_bytes: int) -> None:
+        self.sessions = sessions
+        self.messages: deque[Frames] = deque()
+        self.size = 0
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self.expiry: asyncio.TimerHandle | None = None
+
+    def add(self, frames: Frames) -> None:
+        self.messages.append(frames)
+        self.size += sum(len(p) for p in frames.parts)
+        while self.messages and (
+            len(self.messages) > self.max_messages or self.size > self.max_bytes
+        ):
+            old = self.messages.popleft()
+            self.size -= sum(len(p) for p in old.parts)
+            self.dropped += 1
+
+
+class KernelHub:
+    """Routes messages between one kernel's ZeroMQ sockets and its attached clients.
+
+    `on_message(frames)` is called for every message from the kernel before it is
+    routed (activity and execution-state tracking).
+    """
+
+    def __init__(
+        self,
+        connection_info: dict,
+        session: Session,
+        on_message: Callable[[Frames], None],
+        buffer_seconds: float = 60.0,
+        buffer_messages: int = 10_000,
+        buffer_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.session = session
+        self.on_message = on_message
+        self.buffer_seconds = buffer_seconds
+        self.buffer_messages = buffer_messages
+        self.buffer_bytes = buffer_bytes
+        self.clients: list[Client] = []
+        self._client_sessions: dict[int, set[str]] = {}
+        self._buffers: dict[str, _Buffer] = {}
+        self._ready_waiters: list[tuple[str, asyncio.Future]] = []
+        self._iopub_seen = asyncio.Event()
+        self._context = zmq.asyncio.Context.instance()
+        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._readers: list[asyncio.Task] = []
+        identity = uuid.uuid4().hex.encode()
+        for channel, kind in _SOCKET_TYPES.items():
+            sock = self._context.socket(kind)
+            sock.linger = 0
+            sock.setsockopt(zmq.RECONNECT_IVL, 10)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+            if kind == zmq.SUB:
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            else:  # shell and stdin share an identity: the kernel sends input_request
+                sock.setsockopt(zmq.IDENTITY, identity)  # to the shell requester's
+            sock.connect(_endpoint(connection_info, channel))
+            self._sockets[channel] = sock
+            self._readers.append(asyncio.create_task(self._read(channel, sock)))
+
+    # -- clients -----------------------------------------------------------------
+
+    def attach(self, client: Client) -> None:
+        """Attach a client; replay what its session missed while it was away."""
+        self.clients.append(client)
+        self._client_sessions[id(client)] = set()
+        buffer = self._buffers.pop(client.session_id, None) if client.session_id else None
+        if buffer is not None:
+            if buffer.expiry:
+                buffer.expiry.cancel()
+            self._client_sessions[id(client)] = buffer.sessions
+            if buffer.dropped:
+                log.warning(
+                    "session %s: %d buffered messages dropped", client.session_id, buffer.dropped
+                )
+            for frames in buffer.messages:
+                client.deliver(frames)
+
+    def detach(self, client: Client) -> None:
+        """Detach a client; buffer for its session_id if it gave one."""
+        if client not in self.clients:
+            return
+        self.clients.remove(client)
+        sessions = self._client_sessions.pop(id(client), set())
+        if client.session_id and not any(c.session_id == client.session_id for c in self.clients):
+            buffer = _Buffer(sessions, self.buffer_messages, self.buffer_bytes)
+            buffer.expiry = asyncio.get_running_loop().call_later(
+                self.buffer_seconds, self._buffers.pop, client.session_id, None
+            )
+            self._buffers[client.session_id] = buffer
+
+    def send(self, client: Client, frames: Frames) -> None:
+        """Sign and forward a client's message to the kernel now."""
+        self._client_sessions[id(client)].add(frames.header["session"])
+        self.send_to_kernel(frames)
+
+    def send_to_kernel(self, frames: Frames) -> None:
+        """Sign and send a message on its channel (no client bookkeeping)."""
+        signature = self.session.sign(frames.parts[:4])
+        self._sockets[frames.channel].send_multipart([DELIM, signature, *frames.parts], copy=False)
+
+    # -- readiness ---------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float, alive: Callable[[], "asyncio.Future[bool]"]) -> dict:
+        """Wait until the kernel answers kernel_info on shell and iopub is flowing.
+
+        Returns the kernel_info_reply content. Raises TimeoutError after `timeout`
+        seconds, RuntimeError if `alive()` says the kernel died meanwhile.
+        """
+        self._iopub_seen.clear()
+        deadline = time.monotonic() + timeout
+        interval = 0.05
+        while True:
+            frames = self._request("kernel_info_request")
+            future = asyncio.get_running_loop().create_future()
+            self._ready_waiters.append((frames.header["msg_id"], future))
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(future), interval)
+                await asyncio.wait_for(self._iopub_seen.wait(), interval)
+                return reply
+            except asyncio.TimeoutError:
+                pass
+            if not await alive():
+                raise RuntimeError("the kernel died while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no kernel_info_reply within {timeout} s")
+            interval = min(interval * 2, 1.0)
+
+    def _request(self, msg_type: str, content: dict | None = None) -> Frames:
+        msg = self.session.msg(msg_type, content or {})
+        parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
+        frames = Frames("shell", parts, msg["header"])
+        self.send_to_kernel(frames)
+        return frames
+
+    def publish_status(self, state: str) -> None:
+        """Tell every client on iopub that the kernel is `state` (restarting, dead)."""
+        msg = self.session.msg("status", {"execution_state": state})
+        parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
+        self._route(Frames("iopub", parts, msg["header"]), parent_session=None)
+
+    # -- kernel -> clients -------------------------------------------------------
+
+    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            try:
+                raw = await sock.recv_multipart(copy=True)
+            except (asyncio.CancelledError, zmq.ContextTerminated):
+                return
+            except zmq.ZMQError as e:
+                if sock.closed:
+                    return
+                log.warning("%s socket error: %s", channel, e)
+                continue
+            try:
+                frames, parent = _parse_kernel_message(channel, raw)
+            except (ValueError, KeyError, UnicodeDecodeError) as e:
+                log.warning("dropped a malformed %s message from a kernel: %s", channel, e)
+                continue
+            if channel == "iopub":
+                self._iopub_seen.set()
+            elif frames.msg_type == "kernel_info_reply" and self._ready_waiters:
+                self._resolve_ready(parent.get("msg_id"), frames)
+            self.on_message(frames)
+            self._route(frames, parent.get("session"))
+
+    def _resolve_ready(self, msg_id: str | None, frames: Frames) -> None:
+        for i, (waited, future) in enumerate(self._ready_waiters):
+            if waited == msg_id:
+                del self._ready_waiters[: i + 1]
+                if not future.done():
+                    future.set_result(json.loads(frames.parts[3]))
+                return
+
+    def _route(self, frames: Frames, parent_session: str | None) -> None:
+        if frames.channel == "iopub":
+            for client in self.clients:
+                client.deliver(frames)
+            for buffer in self._buffers.values():
+                buffer.add(frames)
+            return
+        for client in self.clients:
+            if parent_session in self._client_sessions[id(client)]:
+                client.deliver(frames)
+        for buffer in self._buffers.values():
+            if parent_session in buffer.sessions:
+                buffer.add(frames)
+
+    def close(self) -> None:
+        """Close the sockets, disconnect every client and stop routing."""
+        for client in list(self.clients):
+            client.close(1001, "Kernel shut down")
+        self.clients.clear()
+        for task in self._readers:
+            task.cancel()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        for buffer in self._buffers.values():
+            if buffer.expiry:
+                buffer.expiry.cancel()
+        self._buffers.clear()
+        for _, future in self._ready_waiters:
+            future.cancel()
+        self._ready_waiters.clear()
+
+
+def _endpoint(info: dict, channel: str) -> str:
+    port = info[f"{channel}_port"]
+    if info["transport"] == "ipc":
+        return f"ipc://{info['ip']}-{port}"
+    return f"{info['transport']}://{info['ip']}:{port}"
+
+
+def _parse_kernel_message(channel: str, raw: list[bytes]) -> tuple[Frames, dict]:
+    """Split a kernel's multipart message; returns its Frames and its parent header."""
+    idx = raw.index(DELIM)
+    parts = raw[idx + 2 :]
+    if len(parts) < 4:
+        raise ValueError("too few parts")
+    header = json.loads(parts[0])
+    parent = json.loads(parts[1]) if parts[1] != b"{}" else {}
+    if not isinstance(header, dict) or not isinstance(parent, dict):
+        raise ValueError("header and parent_header must be objects")
+    return Frames(channel, parts, header), parent

@@ -1,0 +1,283 @@
+"""KernelRegistry: the gateway's running kernels, their lifecycles and their models.
+
+Each kernel is a jupyter_client AsyncIOLoopKernelManager (its provisioner chosen by the
+kernelspec: Docker by default, local processes as the fallback) plus a KernelHub that
+carries its messages. Every kernel talks over ZeroMQ ipc sockets in a private directory
+`runtime_dir/<kernel id>/`, removed with the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
+from jupyter_client.kernelspec import NoSuchKernel
+from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from kernelgate.engine import DockerEngine
+from kernelgate.errors import Capacity, NotFound
+from kernelgate.kernels.codec import Frames
+from kernelgate.kernels.hub import KernelHub
+from kernelgate.kernelspecs import KernelSpecCatalog
+from kernelgate.tiers import Tiers
+
+#: Longest path a unix socket may have (sun_path), less room for "-<port>".
+_MAX_IPC_PREFIX = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """The timestamp format GatewayClient parses: always microseconds and a Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A running kernel as the gateway tracks it."""
+
+    id: str
+    name: str
+    owner: str
+    tier: str
+    language: str
+    manager: AsyncIOLoopKernelManager
+    hub: KernelHub | None = None
+    execution_state: str = "starting"
+    last_activity: datetime = field(default_factory=utcnow)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def connections(self) -> int:
+        return len(self.hub.clients) if self.hub else 0
+
+    def model(self) -> dict:
+        """The kernel model of the REST API (jupyter_server's, plus kernelgate's part)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "last_activity": iso(self.last_activity),
+            "execution_state": self.execution_state,
+            "connections": self.connections,
+            "kernelgate": {
+                "kind": "solo",
+                "owner": self.owner,
+                "language": self.language,
+                "tier": self.tier,
+            },
+        }
+
+
+class KernelRegistry(LoggingConfigurable):
+    """Starts, tracks and stops kernels; the one place that knows which kernels exist."""
+
+    catalog = Instance(KernelSpecCatalog)
+    max_kernels = Int(
+        0, config=True, help="Most kernels running at once on this gateway; 0 = no limit."
+    )
+    runtime_dir = Unicode(
+        config=True, help="Folder for the per-kernel socket directories (kept short: unix "
+        "socket paths are limited to ~100 bytes)."
+    )
+    startup_timeout = Float(60.0, config=True, help="Seconds a kernel may take to answer.")
+    env_process_whitelist = List(
+        Unicode(), default_value=["PATH", "LANG", "LC_ALL", "HOME", "TMPDIR"], config=True,
+        help="Gateway environment variables passed to local (unsandboxed) kernels.",
+    )
+    buffer_seconds = Float(
+        60.0, config=True, help="How long a disconnected session's messages are kept."
+    )
+
+    @default("runtime_dir")
+    def _default_runtime_dir(self):
+        return "/run/kernelgate" if os.geteuid() == 0 else f"/tmp/kernelgate-{os.geteuid()}"
+
+    @validate("runtime_dir")
+    def _short_enough(self, proposal):
+        path = os.path.abspath(proposal["value"])
+        if len(os.path.join(path, str(uuid.uuid4()), "k")) > _MAX_IPC_PREFIX:
+            raise TraitError(f"runtime_dir {path} is too long for unix socket paths")
+        return path
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kernels: dict[str, Kernel] = {}
+        self._starting = 0
+
+    # -- lookups -------------------------------------------------------------------
+
+    def get(self, kernel_id: str) -> Kernel:
+        """The kernel with this id; NotFound otherwise."""
+        try:
+            return self.kernels[kernel_id]
+        except KeyError:
+            raise NotFound(f"Kernel does not exist: {kernel_id}") from None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self, name: str, owner: str, env: dict[str, str] | None = None) -> Kernel:
+        """Start a kernel of kernelspec `name` for `owner` and wait until it answers.
+
+        `env` holds client-supplied variables; only `KERNEL_*` ones pass, and
+        KERNEL_USERNAME is always the owner. Raises NotFound for an unknown kernelspec,
+        Capacity when max_kernels is reached, and the provisioner's errors
+        (EngineUnavailable, ImageMissing) when the sandbox cannot start.
+        """
+        try:
+            spec = self.catalog.get_kernel_spec(name)
+        except NoSuchKernel:
+            raise NotFound(f"No such kernel spec: {name}") from None
+        if self.max_kernels and len(self.kernels) + self._starting >= self.max_kernels:
+            raise Capacity(f"Maximum number of kernels ({self.max_kernels}) reached")
+        kernel_id = str(uuid.uuid4())
+        kernel_dir = self._make_kernel_dir(kernel_id)
+        manager = AsyncIOLoopKernelManager(
+            parent=self,
+            log=self.log,
+            kernel_id=kernel_id,
+            kernel_name=name,
+            kernel_spec_manager=self.catalog,
+            transport="ipc",
+            ip=str(kernel_dir / "k"),
+            connection_file=str(kernel_dir / "connection.json"),
+        )
+        kernel = Kernel(
+            id=kernel_id, name=name, owner=owner, language=spec.language,
+            tier=Tiers.instance().get(self.catalog.tier_of(name)).name, manager=manager,
+        )
+        self._starting += 1
+        try:
+            await manager.start_kernel(env=self._kernel_env(env or {}, owner))
+            kernel.hub = KernelHub(
+                manager.get_connection_info(),
+                manager.session,
+                on_message=lambda frames: self._observe(kernel, frames),
+                buffer_seconds=self.buffer_seconds,
+            )
+            await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
+        except BaseException:
+            await self._dispose(kernel)
+            raise
+        finally:
+            self._starting -= 1
+        kernel.execution_state = "idle"
+        manager.add_restart_callback(lambda: self._on_autorestart(kernel), "restart")
+        manager.add_restart_callback(lambda: self._on_died(kernel), "dead")
+        self.kernels[kernel_id] = kernel
+        self.log.info("Kernel %s (%s) started for %s", kernel_id, name, owner)
+        return kernel
+
+    async def interrupt(self, kernel: Kernel) -> None:
+        """Interrupt the kernel (signal or message, as its kernelspec says)."""
+        await kernel.manager.interrupt_kernel()
+
+    async def restart(self, kernel: Kernel) -> None:
+        """Restart the kernel in a fresh sandbox; returns once it answers again."""
+        async with kernel.lock:
+            kernel.execution_state = "restarting"
+            kernel.hub.publish_status("restarting")
+            await kernel.manager.restart_kernel(now=True)
+            await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+            kernel.execution_state = "idle"
+
+    async def shutdown(self, kernel: Kernel) -> None:
+        """Stop the kernel and remove its sandbox and socket directory."""
+        if self.kernels.pop(kernel.id, None) is None:
+            return
+        async with kernel.lock:
+            await self._dispose(kernel)
+        self.log.info("Kernel %s shut down", kernel.id)
+
+    async def shutdown_all(self) -> None:
+        """Stop every kernel (gateway shutdown)."""
+        await asyncio.gather(
+            *(self.shutdown(k) for k in list(self.kernels.values())), return_exceptions=True
+        )
+
+    async def remove_orphans(self) -> int:
+        """Remove containers and socket directories an earlier run of this gateway left.
+
+        This is where room kernels will be re-adopted instead of removed, once rooms
+        exist. Returns the number of containers removed.
+        """
+        removed = 0
+        engine = DockerEngine.instance()
+        if not self.catalog.local_kernels:
+            for container in await engine.kernel_containers():
+                if container["kernel_id"] not in self.kernels:
+                    await engine.remove(container["id"])
+                    removed += 1
+        root = Path(self.runtime_dir)
+        if root.is_dir():
+            for entry in root.iterdir():
+                if entry.name not in self.kernels and not entry.is_symlink() and entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+        if removed:
+            self.log.info("Removed %d orphaned kernel container(s)", removed)
+        return removed
+
+    # -- internals -----------------------------------------------------------------
+
+    def _make_kernel_dir(self, kernel_id: str) -> Path:
+        root = Path(self.runtime_dir)
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        kernel_dir = root / kernel_id
+        kernel_dir.mkdir(mode=0o700)
+        return kernel_dir
+
+    def _kernel_env(self, client_env: dict[str, str], owner: str) -> dict[str, str]:
+        env = {k: str(v) for k, v in client_env.items() if k.startswith("KERNEL_")}
+        env["KERNEL_USERNAME"] = owner
+        if self.catalog.local_kernels:
+            env.update({k: os.environ[k] for k in self.env_process_whitelist if k in os.environ})
+        return env
+
+    def _observe(self, kernel: Kernel, frames: Frames) -> None:
+        kernel.last_activity = utcnow()
+        if frames.channel == "iopub" and frames.msg_type == "status":
+            state = json.loads(frames.parts[3]).get("execution_state")
+            if isinstance(state, str):
+                kernel.execution_state = state
+
+    def _on_autorestart(self, kernel: Kernel) -> None:
+        self.log.warning("Kernel %s died and was restarted", kernel.id)
+        kernel.execution_state = "restarting"
+        kernel.hub.publish_status("restarting")
+        asyncio.ensure_future(self._settle_after_autorestart(kernel))
+
+    async def _settle_after_autorestart(self, kernel: Kernel) -> None:
+        try:
+            await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+            kernel.execution_state = "idle"
+        except (RuntimeError, TimeoutError) as e:
+            self.log.warning("Kernel %s did not come back after a restart: %s", kernel.id, e)
+
+    def _on_died(self, kernel: Kernel) -> None:
+        self.log.warning("Kernel %s died and will not be restarted", kernel.id)
+        kernel.execution_state = "dead"
+        if kernel.hub:
+            kernel.hub.publish_status("dead")
+        asyncio.ensure_future(self.shutdown(kernel))
+
+    async def _dispose(self, kernel: Kernel) -> None:
+        """Close the hub, stop the kernel (ignoring a sandbox already gone), drop its dir."""
+        if kernel.hub:
+            kernel.hub.close()
+        try:
+            if kernel.manager.has_kernel:
+                await kernel.manager.shutdown_kernel(now=True)
+            else:
+                await kernel.manager.cleanup_resources()
+        except Exception as e:  # noqa: BLE001 - disposal must finish whatever failed
+            self.log.warning("Kernel %s: cleanup failed: %s", kernel.id, e)
+        shutil.rmtree(Path(kernel.manager.connection_file).parent, ignore_errors=True)

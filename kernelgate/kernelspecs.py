@@ -1,0 +1,60 @@
+"""The kernelspecs kernelgate serves: the project's kernelspecs/ folder, nothing else."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from traitlets import Bool, List, Unicode, default
+
+import kernelgate
+
+LOCAL_PROVISIONER = {"provisioner_name": "local-provisioner", "config": {}}
+
+
+def shipped_folder(name: str) -> Path:
+    """A top-level folder of the project (kernelspecs, images): the checkout's when
+    running from one, else the copy installed under sys.prefix/share/kernelgate."""
+    checkout = Path(kernelgate.__file__).resolve().parent.parent / name
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "kernelgate" / name
+
+
+class KernelSpecCatalog(KernelSpecManager):
+    """Kernelspecs from `kernelspec_dirs` only (never the host's installed kernels).
+
+    With `local_kernels` set, every spec's provisioner becomes jupyter_client's local
+    provisioner: the fallback when no Docker engine is available.
+    """
+
+    kernelspec_dirs = List(
+        Unicode(), config=True, help="Folders holding one kernelspec directory per language."
+    )
+    default_kernel_name = Unicode(
+        "python3", config=True, help="Kernelspec started when a client names none."
+    )
+    local_kernels = Bool(False, help="Run kernels as local processes (set by the app).")
+
+    @default("kernelspec_dirs")
+    def _default_kernelspec_dirs(self):
+        return [str(shipped_folder("kernelspecs"))]
+
+    @default("kernel_dirs")
+    def _default_kernel_dirs(self):
+        return list(self.kernelspec_dirs)
+
+    @default("ensure_native_kernel")
+    def _default_ensure_native_kernel(self):
+        return False
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        """The named spec; in local mode with its provisioner replaced."""
+        spec = super().get_kernel_spec(kernel_name)
+        if self.local_kernels:
+            spec.metadata = {**spec.metadata, "kernel_provisioner": LOCAL_PROVISIONER}
+        return spec
+
+    def tier_of(self, kernel_name: str) -> str:
+        """The tier the spec's Docker provisioner config names ('' = the default tier)."""
+        spec = super().get_kernel_spec(kernel_name)
+        return spec.metadata.get("kernel_provisioner", {}).get("config", {}).get("tier", "")

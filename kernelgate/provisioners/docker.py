@@ -1,0 +1,174 @@
+"""DockerProvisioner: one locked-down container per kernel, reached over ipc sockets.
+
+A kernelspec selects it through its metadata::
+
+    "metadata": {"kernel_provisioner": {"provisioner_name": "docker-provisioner",
+                                        "config": {"image": "python", "tier": "low"}}}
+
+`image` names a folder of images/ (resolved to its content-hashed tag), `tier` a
+configured tier (kernelgate.tiers). The kernel manager has already chosen the ipc
+transport and a private directory for the connection file; that directory is
+bind-mounted into the container at the same path, so the container needs no network.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Int, Unicode
+
+from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing
+from kernelgate.images import ImageBuilder
+from kernelgate.tiers import Tiers
+
+#: Where the container user's writable home (a tmpfs) is mounted.
+HOME = "/home/kernel"
+
+
+class DockerProvisioner(KernelProvisionerBase):
+    """Runs the kernel in a Docker container: the reference sandbox of kernelgate.
+
+    The container runs as an unprivileged user on a read-only root filesystem, with all
+    capabilities dropped, no-new-privileges, no network, the tier's memory (no swap),
+    CPU and pids limits, size-limited tmpfs for /tmp and the home directory, and
+    docker-init as PID 1 to reap zombies and forward signals to the kernel.
+    """
+
+    image = Unicode(help="Name of the kernel's image: a folder of images/.").tag(config=True)
+    tier = Unicode("", help="Tier whose limits apply; empty = the default tier.").tag(config=True)
+    uid = Int(1000, help="Unprivileged uid (and gid) the kernel runs as.").tag(config=True)
+
+    container_id: str | None = None
+    _exit_code: int | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.container_id is not None
+
+    async def poll(self) -> int | None:
+        """None while the container runs, else its exit code (no API call)."""
+        if self.container_id is None:
+            return 0
+        if self._exit_code is not None:
+            return self._exit_code
+        return DockerEngine.instance().exit_code(self.container_id)
+
+    async def wait(self) -> int | None:
+        """Wait for the container to stop and return its exit code."""
+        if self.container_id is None:
+            return 0
+        if self._exit_code is not None:
+            return self._exit_code
+        return await DockerEngine.instance().wait(self.container_id)
+
+    async def send_signal(self, signum: int) -> None:
+        """Deliver a signal to the kernel through the container's init."""
+        if self.container_id is not None and signum != 0:
+            await DockerEngine.instance().signal(self.container_id, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        """Remove the container at once (SIGKILL of everything in it)."""
+        if self.container_id is not None:
+            await DockerEngine.instance().remove(self.container_id)
+            self._exit_code = -signal.SIGKILL
+
+    async def terminate(self, restart: bool = False) -> None:
+        """Ask the kernel to stop with SIGTERM."""
+        await self.send_signal(signal.SIGTERM)
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Write the connection file for the container's user and build the command.
+
+        The command is the kernelspec's argv with `{connection_file}` substituted: it
+        runs inside the image, so the host-side rewriting of `python` to the gateway's
+        own interpreter must not apply.
+        """
+        km = self.parent
+        km.write_connection_file()
+        self.connection_info = km.get_connection_info()
+        kernel_dir = os.path.dirname(km.connection_file)
+        if os.geteuid() == 0:
+            os.chown(kernel_dir, self.uid, self.uid)
+            os.chown(km.connection_file, self.uid, self.uid)
+        else:  # the container's uid is not ours: it needs to enter and bind sockets here
+            os.chmod(kernel_dir, 0o777)
+            os.chmod(km.connection_file, 0o644)
+        cmd = [arg.replace("{connection_file}", km.connection_file) for arg in self.kernel_spec.argv]
+        kwargs.pop("extra_arguments", None)
+        kwargs.setdefault("env", {})
+        return await super().pre_launch(cmd=cmd, **kwargs)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Start the container; raises ImageMissing or EngineUnavailable on failure."""
+        km = self.parent
+        tier = Tiers.instance().get(self.tier)
+        kernel_dir = os.path.dirname(km.connection_file)
+        owner = kwargs["env"].get("KERNEL_USERNAME", "")
+        options: dict[str, Any] = {
+            "command": cmd,
+            "name": f"kernelgate-{self.kernel_id}",
+            "hostname": "kernel",
+            "user": f"{self.uid}:{self.uid}",
+            "environment": kwargs["env"],
+            "working_dir": HOME,
+            "labels": {
+                KERNEL_LABEL: self.kernel_id,
+                OWNER_LABEL: owner,
+            },
+            "network_mode": "none",
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,
+            "mem_limit": tier.memory,
+            "memswap_limit": tier.memory,
+            "nano_cpus": int(tier.cpus * 1e9),
+            "pids_limit": tier.pids,
+            "tmpfs": {
+                "/tmp": f"size={tier.tmp_size},mode=1777",
+                HOME: f"size={tier.tmp_size},mode=700,uid={self.uid},gid={self.uid},exec",
+            },
+            "volumes": {kernel_dir: {"bind": kernel_dir, "mode": "rw"}},
+        }
+        if tier.runtime:
+            options["runtime"] = tier.runtime
+        reference = ImageBuilder.instance().reference(self.image)
+        self._exit_code = None
+        try:
+            self.container_id = await DockerEngine.instance().run(reference, **options)
+        except ImageMissing:
+            raise ImageMissing(
+                f"Image {reference} for kernel {self.kernel_spec.display_name!r} is not built;"
+                f" run: kernelgate images build {self.image}"
+            ) from None
+        self.log.info(
+            "Kernel %s: container %s from %s (tier %s)",
+            self.kernel_id, self.container_id[:12], reference, tier.name,
+        )
+        return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Remove the container; idempotent."""
+        if self.container_id is not None:
+            await DockerEngine.instance().remove(self.container_id)
+            self.container_id = None
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """Adds the container id, so that a later gateway can re-attach to the kernel."""
+        info = await super().get_provisioner_info()
+        info["container_id"] = self.container_id
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.container_id = provisioner_info.get("container_id")
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return min(recommended, 2.0)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return recommended

@@ -1,0 +1,69 @@
+"""Resource tiers: the limits a kernel's container runs under, defined in configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from traitlets import Dict, TraitError, Unicode, validate
+from traitlets.config import SingletonConfigurable
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier's limits.
+
+    memory and tmp_size are bytes, cpus a fraction of cores, exec_timeout and
+    idle_timeout seconds (0 = none), runtime a Docker runtime name ("" = the engine's
+    default, e.g. "runsc" for gVisor).
+    """
+
+    name: str
+    memory: int
+    cpus: float
+    pids: int
+    exec_timeout: float
+    idle_timeout: float
+    tmp_size: int
+    runtime: str = ""
+
+    def as_model(self) -> dict:
+        """The tier as JSON for API responses."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+DEFAULT_TIERS = {
+    "low": {"memory": 256 * _MIB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,
+            "idle_timeout": 600, "tmp_size": 64 * _MIB},
+    "medium": {"memory": 512 * _MIB, "cpus": 1.0, "pids": 256, "exec_timeout": 60,
+               "idle_timeout": 900, "tmp_size": 256 * _MIB},
+    "high": {"memory": 1024 * _MIB, "cpus": 2.0, "pids": 512, "exec_timeout": 120,
+             "idle_timeout": 1800, "tmp_size": 512 * _MIB},
+}
+
+
+class Tiers(SingletonConfigurable):
+    """The configured tiers, by name. Shared by provisioners and the API."""
+
+    tiers = Dict(
+        default_value=DEFAULT_TIERS,
+        config=True,
+        help="Tier name -> {memory, cpus, pids, exec_timeout, idle_timeout, tmp_size, runtime}."
+        " memory and tmp_size in bytes.",
+    )
+    default_tier = Unicode("low", config=True, help="Tier for kernelspecs that name none.")
+
+    @validate("tiers")
+    def _check_tiers(self, proposal):
+        for name, spec in proposal["value"].items():
+            try:
+                Tier(name=name, **spec)
+            except TypeError as e:
+                raise TraitError(f"tier {name!r}: {e}") from e
+        return proposal["value"]
+
+    def get(self, name: str | None) -> Tier:
+        """The tier called `name` (the default tier for None); KeyError if unknown."""
+        name = name or self.default_tier
+        return Tier(name=name, **self.tiers[name])

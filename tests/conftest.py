@@ -1,0 +1,144 @@
+"""Shared fixtures: a real Docker engine, real gateway processes, a real HTTP/WS client.
+
+Docker tests are mandatory when CI=true (a missing engine fails them); locally they skip
+with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from tests.client import GatewayClient
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _docker_problem() -> str | None:
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure means "no engine"
+        return f"Docker engine not reachable: {e}"
+    from kernelgate.images import ImageBuilder
+
+    reference = ImageBuilder().reference("python")
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return f"image {reference} not built (run: kernelgate images build python)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A reachable engine with the python image built; fails in CI, skips locally."""
+    problem = _docker_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true requires Docker: {problem}")
+        pytest.skip(problem)
+    return docker.from_env(timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GatewayProcess:
+    """`kernelgate serve` in a subprocess, with its log captured to a file."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.gateway_id = f"test-{uuid.uuid4().hex[:8]}"
+        self.log_path = tmp / f"gateway-{self.port}.log"
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="kg-", dir="/tmp"))  # short: socket paths
+        self.args = [
+            sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
+            f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}", *args,
+        ]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> GatewayProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log()}")
+            try:
+                requests.get(self.url + "/api", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not start: {self.log()}")
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self) -> GatewayClient:
+        return GatewayClient(self.url)
+
+
+@pytest.fixture
+def start_gateway(tmp_path):
+    """Factory: start_gateway(*cli_args, env=...) -> a running GatewayProcess.
+
+    Every gateway is stopped at the end of the test, and its log must hold no traceback.
+    """
+    started: list[GatewayProcess] = []
+
+    def start(*args: str, env: dict | None = None) -> GatewayProcess:
+        gateway = GatewayProcess(tmp_path, *args, env=env).start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+    for gateway in started:
+        shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
+        assert "Traceback" not in gateway.log(), gateway.log()
+
+
+@pytest.fixture(params=["docker", "local"])
+def gateway(request, start_gateway):
+    """A gateway with Docker kernels, then one with local kernels."""
+    if request.param == "docker":
+        request.getfixturevalue("docker_engine")
+    return start_gateway(f"--kernels={request.param}")
+
+
+@pytest.fixture
+def docker_gateway(docker_engine, start_gateway):
+    return start_gateway("--kernels=docker")
+
+
+@pytest.fixture
+def local_gateway(start_gateway):
+    return start_gateway("--kernels=local")

@@ -1,0 +1,134 @@
+"""Kernel lifecycles and the channels WebSocket, for Docker kernels and local kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+
+async def test_start_execute_shutdown(gateway):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute("print('hello'); 6 * 7")
+    assert run.status == "ok"
+    assert run.stdout == "hello\n"
+    assert run.results == ["42"]
+    error = await ws.execute("1 / 0")
+    assert error.status == "error" and error.reply["content"]["ename"] == "ZeroDivisionError"
+    model = (await client.request("GET", f"/api/kernels/{kernel['id']}")).body
+    assert model["connections"] == 1 and model["execution_state"] == "idle"
+    ws.close()
+    assert (await client.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204
+    assert (await client.request("GET", f"/api/kernels/{kernel['id']}")).status == 404
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "v1"])
+async def test_both_protocols_with_binary_buffers(gateway, protocol):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"], protocol=protocol)
+    # a comm target that echoes the sizes and reversed bytes of the buffers it receives
+    setup = await ws.execute(
+        "def target(comm, msg):\n"
+        "    @comm.on_msg\n"
+        "    def echo(m):\n"
+        "        comm.send({'sizes': [len(b) for b in m['buffers']]},"
+        " buffers=[bytes(b)[::-1] for b in m['buffers']])\n"
+        "get_ipython().kernel.comm_manager.register_target('echo', target)\n"
+    )
+    assert setup.status == "ok", setup.reply
+    comm_id = uuid.uuid4().hex
+    await ws.send("shell", "comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
+    payload = bytes(range(256)) * 4
+    await ws.send("shell", "comm_msg", {"comm_id": comm_id, "data": {}}, buffers=[payload, b"\x00\xff"])
+    while True:
+        msg = await ws.recv()
+        if msg["header"]["msg_type"] == "comm_msg" and msg["channel"] == "iopub":
+            break
+    assert msg["content"]["data"] == {"sizes": [1024, 2]}
+    assert msg["buffers"] == [payload[::-1], b"\xff\x00"]
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_interrupt_infinite_loop(gateway):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    await ws.execute("x = 1")
+    msg_id = await ws.send("shell", "execute_request", {"code": "while True: pass", "silent": False})
+    while (await ws.recv())["header"]["msg_type"] != "execute_input":
+        pass
+    await asyncio.sleep(0.5)
+    response = await client.request("POST", f"/api/kernels/{kernel['id']}/interrupt")
+    assert response.status == 204
+    run = await ws.collect(msg_id, timeout=30)
+    assert run.status == "error" and run.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert (await ws.execute("x + 1")).results == ["2"]  # state survives an interrupt
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_restart_clears_state(gateway):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    await ws.execute("secret = 41")
+    response = await client.request("POST", f"/api/kernels/{kernel['id']}/restart")
+    assert response.status == 200 and response.body["id"] == kernel["id"]
+    assert response.body["execution_state"] == "idle"
+    run = await ws.execute("print('secret' in globals())")  # the same socket keeps working
+    assert run.stdout == "False\n"
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_stdin(gateway):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"], protocol="v1")
+    run = await ws.execute("name = input('who? '); print('hi', name)", stdin=["ada"])
+    assert run.stdout == "hi ada\n"
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_reconnect_with_same_session_gets_buffered_output(gateway):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    session_id = uuid.uuid4().hex
+    ws = await client.connect(kernel["id"], session_id=session_id)
+    msg_id = await ws.send("shell", "execute_request", {
+        "code": "import time\nfor i in range(3):\n    time.sleep(0.3); print('tick', i, flush=True)",
+        "silent": False,
+    })
+    await ws.recv()  # the request is running
+    ws.close()
+    await asyncio.sleep(2)  # the output is produced while nobody is connected
+    again = await client.connect(kernel["id"], session_id=session_id)
+    again.session = ws.session  # the same Jupyter session, as a reconnecting client has
+    run = await again.collect(msg_id, timeout=30)
+    assert run.status == "ok"
+    assert run.stdout == "tick 0\ntick 1\ntick 2\n"
+    again.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_two_clients_share_iopub(gateway):
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    first = await client.connect(kernel["id"])
+    second = await client.connect(kernel["id"], protocol="v1")
+    run = await first.execute("print('to everyone')")
+    assert run.stdout == "to everyone\n"
+    seen = []
+    while not seen or seen[-1]["header"]["msg_type"] != "stream":
+        seen.append(await second.recv())
+    assert seen[-1]["content"]["text"] == "to everyone\n"
+    assert all(m["channel"] == "iopub" for m in seen)  # the shell reply went to `first` only
+    first.close()
+    second.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")

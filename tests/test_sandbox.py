@@ -1,0 +1,159 @@
+"""The Docker sandbox holds: what a kernel can and cannot do inside its container."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL, OWNER_LABEL
+
+
+def container_of(docker_engine, kernel_id: str):
+    (container,) = docker_engine.containers.list(all=True, filters={"label": f"{KERNEL_LABEL}={kernel_id}"})
+    return container
+
+
+async def test_container_is_locked_down(docker_gateway, docker_engine):
+    client = docker_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute(
+        "import os, socket\n"
+        "print(os.getuid(), os.getgid())\n"
+        "print(sorted(os.listdir('/sys/class/net')))\n"
+        "try:\n"
+        "    socket.create_connection(('1.1.1.1', 53), timeout=2); print('net: yes')\n"
+        "except OSError as e:\n"
+        "    print('net: no')\n"
+        "try:\n"
+        "    open('/usr/evil', 'w'); print('rootfs: writable')\n"
+        "except OSError:\n"
+        "    print('rootfs: read-only')\n"
+        "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+        "print(open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])\n"
+        "open('/tmp/scratch', 'w').write('ok'); print(open('/tmp/scratch').read())\n"
+    )
+    lines = run.stdout.splitlines()
+    assert lines[0] == "1000 1000"
+    assert lines[1] == "['lo']"
+    assert lines[2] == "net: no"
+    assert lines[3] == "rootfs: read-only"
+    assert lines[4] == "0000000000000000"  # no capabilities
+    assert lines[5] == "1"  # no-new-privileges
+    assert lines[6] == "ok"  # /tmp is a writable tmpfs
+    container = container_of(docker_engine, kernel["id"])
+    host = container.attrs["HostConfig"]
+    assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["Init"]
+    assert host["Memory"] == 256 * 1024 * 1024 and host["MemorySwap"] == host["Memory"]
+    assert host["PidsLimit"] == 128 and host["NanoCpus"] == 500_000_000
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    labels = container.labels
+    assert labels[OWNER_LABEL] == "dev" and labels[GATEWAY_LABEL] == docker_gateway.gateway_id
+    ws.close()
+    assert (await client.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204
+    assert not docker_engine.containers.list(all=True, filters={"label": f"{KERNEL_LABEL}={kernel['id']}"})
+    assert not (docker_gateway.runtime_dir / kernel["id"]).exists()
+
+
+async def test_memory_bomb_is_contained(docker_gateway):
+    client = docker_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    await ws.send("shell", "execute_request", {
+        "code": "x = []\nwhile True: x.append(' ' * 10**7)", "silent": False,
+    })
+    states = []
+    while "restarting" not in states and "dead" not in states:
+        msg = await ws.recv(timeout=60)
+        if msg["header"]["msg_type"] == "status":
+            states.append(msg["content"]["execution_state"])
+    # the gateway is unharmed, and the kernel came back in a fresh container
+    for _ in range(100):
+        model = (await client.request("GET", f"/api/kernels/{kernel['id']}")).body
+        if model.get("execution_state") == "idle":
+            break
+        await asyncio.sleep(0.2)
+    assert model["execution_state"] == "idle"
+    assert (await ws.execute("print('alive')")).stdout == "alive\n"
+    assert (await client.request("GET", "/api")).status == 200
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_fork_bomb_is_stopped_by_pids_limit(docker_gateway):
+    client = docker_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute(
+        "import os, time\n"
+        "children = 0\n"
+        "try:\n"
+        "    while children < 10000:\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(60); os._exit(0)\n"
+        "        children += 1\n"
+        "except OSError as e:\n"
+        "    print('stopped after', children, 'forks:', e.strerror)\n",
+        timeout=120,
+    )
+    assert "stopped after" in run.stdout, run.stdout
+    assert int(run.stdout.split()[2]) < 128
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+    assert (await client.request("GET", "/api")).status == 200
+
+
+async def test_orphans_of_an_earlier_run_are_removed(docker_engine, start_gateway, tmp_path):
+    first = start_gateway("--kernels=docker")
+    kernel = await first.client().start_kernel()
+    first.stop(sig=signal.SIGKILL)  # a crash: the container is left behind
+    assert container_of(docker_engine, kernel["id"]).status == "running"
+    from tests.conftest import GatewayProcess
+
+    again = GatewayProcess(tmp_path, "--kernels=docker")
+    again.gateway_id = first.gateway_id
+    again.args = first.args[:3] + [f"--port={again.port}"] + first.args[4:]
+    again.start()
+    try:
+        assert not docker_engine.containers.list(all=True, filters={"label": f"{KERNEL_LABEL}={kernel['id']}"})
+        assert not (first.runtime_dir / kernel["id"]).exists()
+    finally:
+        again.stop()
+
+
+async def test_dead_container_is_reported_and_cleaned_up(docker_gateway, docker_engine):
+    client = docker_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    # the container is removed under the gateway's feet, again and again
+    for _ in range(150):
+        try:
+            container_of(docker_engine, kernel["id"]).remove(force=True)
+        except ValueError:
+            pass
+        await asyncio.sleep(0.3)
+        if (await client.request("GET", f"/api/kernels/{kernel['id']}")).status == 404:
+            break
+    assert (await client.request("GET", f"/api/kernels/{kernel['id']}")).status == 404
+    states = []
+    try:
+        while True:
+            msg = await ws.recv(timeout=5)
+            if msg["header"]["msg_type"] == "status":
+                states.append(msg["content"]["execution_state"])
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
+    assert "dead" in states
+    assert not docker_engine.containers.list(all=True, filters={"label": f"{KERNEL_LABEL}={kernel['id']}"})
+
+
+async def test_engine_unreachable_answers_503(start_gateway, tmp_path):
+    gateway = start_gateway("--kernels=docker", env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    client = gateway.client()
+    response = await client.request("POST", "/api/kernels", {"name": "python3"})
+    assert response.status == 503, response.body
+    assert "Docker" in response.body["message"]
+    assert (await client.request("GET", "/api/kernelspecs")).status == 200
+    assert os.path.isdir(tmp_path)
