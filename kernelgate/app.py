@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tornado import httpserver, web
-from traitlets import Bool, CaselessStrEnum, Dict, Int, Type, Unicode, default, validate
+from traitlets import Bool, CaselessStrEnum, Dict, Int, Type, Unicode, validate
 from traitlets.config import Application, catch_config_error
 
 import kernelgate
-from kernelgate.engine import DockerEngine
+from kernelgate.engine import DockerEngine, EngineUnavailable
 from kernelgate.handlers import routes
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
 from kernelgate.images import ImageBuilder
+from kernelgate.jwt_auth import JWTIdentityProvider, mint
 from kernelgate.kernels.registry import KernelRegistry
 from kernelgate.kernelspecs import KernelSpecCatalog
+from kernelgate.plans import Plans
 from kernelgate.provisioners.docker import DockerProvisioner
 from kernelgate.sessions import SessionManager
 from kernelgate.tiers import Tiers
@@ -75,6 +77,7 @@ class Services:
     catalog: KernelSpecCatalog
     sessions: SessionManager
     identity_provider: IdentityProvider
+    plans: Plans
 
 
 class ServeApp(ConfiguredApp):
@@ -92,8 +95,9 @@ class ServeApp(ConfiguredApp):
         "processes), auto (docker when an engine answers, local otherwise).",
     )
     identity_provider_class = Type(
-        DevIdentityProvider, klass=IdentityProvider, config=True,
-        help="Turns a request into the calling user.",
+        JWTIdentityProvider, klass=IdentityProvider, config=True,
+        help="Turns a request into the calling user. --no-auth selects "
+        "DevIdentityProvider (one user, no credentials, loopback only).",
     )
     allow_origin = Unicode("", config=True, help="CORS Access-Control-Allow-Origin.")
     allow_headers = Unicode("", config=True, help="CORS Access-Control-Allow-Headers.")
@@ -119,14 +123,20 @@ class ServeApp(ConfiguredApp):
         "gateway-id": "DockerEngine.gateway_id",
         "allow-origin": "ServeApp.allow_origin",
         "log-level": "Application.log_level",
+        "jwt-secret": "JWTIdentityProvider.secret",
+        "jwks-url": "JWTIdentityProvider.jwks_url",
+    }
+    flags = {
+        "no-auth": (
+            {"ServeApp": {"identity_provider_class": "kernelgate.identity.DevIdentityProvider"}},
+            "Development: no authentication, every request acts as one user; loopback only.",
+        ),
     }
 
-    @default("classes")
-    def _default_classes(self):
-        return [
-            KernelRegistry, KernelSpecCatalog, Tiers, DockerEngine, DockerProvisioner,
-            ImageBuilder, DevIdentityProvider,
-        ]
+    classes = [
+        KernelRegistry, KernelSpecCatalog, Tiers, Plans, DockerEngine, DockerProvisioner,
+        ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
+    ]
 
     @validate("base_url")
     def _slashes(self, proposal):
@@ -138,6 +148,7 @@ class ServeApp(ConfiguredApp):
     async def setup(self) -> web.Application:
         """Build the services and the tornado application (no listening yet)."""
         Tiers.instance(parent=self)
+        plans = Plans.instance(parent=self)
         ImageBuilder.instance(parent=self)
         engine = DockerEngine.instance(parent=self)
         local = self.kernels == "local"
@@ -152,7 +163,10 @@ class ServeApp(ConfiguredApp):
             )
         catalog = KernelSpecCatalog(parent=self, local_kernels=local)
         registry = KernelRegistry(parent=self, catalog=catalog)
-        identity_provider = self.identity_provider_class(parent=self)
+        try:
+            identity_provider = self.identity_provider_class(parent=self)
+        except ValueError as e:
+            raise SystemExit(f"Cannot authenticate anyone: {e}") from None
         if isinstance(identity_provider, DevIdentityProvider) and self.ip not in LOOPBACK:
             raise SystemExit(
                 f"Refusing to listen on {self.ip} without authentication: the development "
@@ -161,9 +175,12 @@ class ServeApp(ConfiguredApp):
         if isinstance(identity_provider, DevIdentityProvider):
             self.log.warning("No authentication: every request acts as user %r", identity_provider.user)
         if self.cull_orphans:
-            await registry.remove_orphans()
+            try:
+                await registry.remove_orphans()
+            except EngineUnavailable as e:
+                self.log.warning("Orphaned kernels not removed: %s", e)
         self.registry = registry
-        services = Services(registry, catalog, SessionManager(registry), identity_provider)
+        services = Services(registry, catalog, SessionManager(registry), identity_provider, plans)
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",
             "expose_headers", "max_age",
@@ -207,6 +224,33 @@ class ServeApp(ConfiguredApp):
               1000.0 * handler.request.request_time())
 
 
+class TokenApp(ConfiguredApp):
+    """Prints an HS256 token for local use, signed with JWTIdentityProvider.secret."""
+
+    name = "kernelgate-token"
+    description = "Mint an HS256 JWT for local use."
+    user = Unicode("dev", config=True, help="The token's sub claim.")
+    tier = Unicode("", config=True, help="The token's tier claim (a plan).")
+    admin = Bool(False, config=True, help="Add roles: [admin].")
+    expires_in = Int(3600, config=True, help="Seconds until the token expires.")
+    classes = [JWTIdentityProvider]
+    aliases = {
+        "user": "TokenApp.user", "tier": "TokenApp.tier", "expires-in": "TokenApp.expires_in",
+        "secret": "JWTIdentityProvider.secret", "jwt-secret": "JWTIdentityProvider.secret",
+        "config": "TokenApp.config_file",
+    }
+    flags = {"admin": ({"TokenApp": {"admin": True}}, "A platform admin's token.")}
+
+    def start(self):
+        provider = self.config.JWTIdentityProvider
+        secret = provider.get("secret", "")
+        if not secret:
+            raise SystemExit("No secret: pass --secret or set KERNELGATE_JWT_SECRET "
+                             "(JWTIdentityProvider.secret)")
+        print(mint(secret, self.user, self.tier, ["admin"] if self.admin else None,
+                   self.expires_in, provider.get("issuer", ""), provider.get("audience", "")))
+
+
 class KernelGateApp(ConfiguredApp):
     """`kernelgate`: the root command."""
 
@@ -216,6 +260,7 @@ class KernelGateApp(ConfiguredApp):
     subcommands = {
         "serve": (ServeApp, ServeApp.description),
         "images": ("kernelgate.images.ImagesApp", "Build and list the kernel images."),
+        "token": (TokenApp, TokenApp.description),
     }
 
     def start(self):

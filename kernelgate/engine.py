@@ -214,6 +214,7 @@ class DockerEngine(SingletonConfigurable):
     def _watch(self) -> None:
         """Follow 'die' events forever; after a broken stream, resync from a listing."""
         client = None
+        broken = False
         while True:
             try:
                 if self.docker_url:
@@ -227,11 +228,14 @@ class DockerEngine(SingletonConfigurable):
                     since=since,
                     filters={"type": "container", "event": "die", "label": KERNEL_LABEL},
                 )
+                broken = False
                 for event in events:
                     attrs = event.get("Actor", {}).get("Attributes", {})
                     self._record_exit(event["id"], int(attrs.get("exitCode", -1)))
             except Exception as e:  # noqa: BLE001 - the watcher must outlive any failure
-                self.log.warning("Docker event stream broke (%s); reconnecting", e)
+                if not broken:
+                    self.log.warning("Docker event stream broke (%s); reconnecting", e)
+                broken = True
             finally:
                 if client is not None:
                     client.close()

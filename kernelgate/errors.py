@@ -42,3 +42,9 @@ class Unavailable(GatewayError):
     """A backend (Docker, an image, storage) cannot serve the request now."""
 
     status, reason = 503, "Service Unavailable"
+
+
+class TooMany(GatewayError):
+    """A per-user quota or rate limit is reached."""
+
+    status, reason = 429, "Too Many Requests"

@@ -14,11 +14,14 @@ from traitlets.config import LoggingConfigurable
 
 @dataclass(frozen=True)
 class Identity:
-    """An authenticated caller: user id, plan tier ('' = lowest), platform roles."""
+    """An authenticated caller: user id, plan tier ('' = lowest), platform roles, and when
+    the credentials expire (epoch seconds; None = never)."""
 
     user: str
     tier: str = ""
     roles: frozenset[str] = field(default_factory=frozenset)
+    name: str = ""
+    expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:

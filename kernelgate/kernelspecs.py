@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from traitlets import Bool, List, Unicode, default
 
-import kernelgate
+from kernelgate.paths import shipped_folder
 
 LOCAL_PROVISIONER = {"provisioner_name": "local-provisioner", "config": {}}
-
-
-def shipped_folder(name: str) -> Path:
-    """A top-level folder of the project (kernelspecs, images): the checkout's when
-    running from one, else the copy installed under sys.prefix/share/kernelgate."""
-    checkout = Path(kernelgate.__file__).resolve().parent.parent / name
-    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "kernelgate" / name
 
 
 class KernelSpecCatalog(KernelSpecManager):

@@ -62,15 +62,20 @@ def free_port() -> int:
 class GatewayProcess:
     """`kernelgate serve` in a subprocess, with its log captured to a file."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict | None = None) -> None:
+    def __init__(self, tmp: Path, *args: str, env: dict | None = None,
+                 like: GatewayProcess | None = None) -> None:
+        """`like`: another gateway whose id and runtime dir this one takes over."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.gateway_id = f"test-{uuid.uuid4().hex[:8]}"
+        self.gateway_id = like.gateway_id if like else f"test-{uuid.uuid4().hex[:8]}"
         self.log_path = tmp / f"gateway-{self.port}.log"
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="kg-", dir="/tmp"))  # short: socket paths
+        # short, because unix socket paths are
+        self.runtime_dir = like.runtime_dir if like else Path(tempfile.mkdtemp(prefix="kg-", dir="/tmp"))
+        authenticated = any(a.startswith(("--jwt", "--jwks", "--JWTIdentityProvider")) for a in args)
         self.args = [
             sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
-            f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}", *args,
+            f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}",
+            *([] if authenticated else ["--no-auth"]), *args,
         ]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
@@ -101,8 +106,8 @@ class GatewayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def client(self) -> GatewayClient:
-        return GatewayClient(self.url)
+    def client(self, token: str | None = None, scheme: str = "Bearer") -> GatewayClient:
+        return GatewayClient(self.url, token, scheme)
 
 
 @pytest.fixture
@@ -113,8 +118,8 @@ def start_gateway(tmp_path):
     """
     started: list[GatewayProcess] = []
 
-    def start(*args: str, env: dict | None = None) -> GatewayProcess:
-        gateway = GatewayProcess(tmp_path, *args, env=env).start()
+    def start(*args: str, env: dict | None = None, like: GatewayProcess | None = None) -> GatewayProcess:
+        gateway = GatewayProcess(tmp_path, *args, env=env, like=like).start()
         started.append(gateway)
         return gateway
 

@@ -105,22 +105,14 @@ async def test_fork_bomb_is_stopped_by_pids_limit(docker_gateway):
     assert (await client.request("GET", "/api")).status == 200
 
 
-async def test_orphans_of_an_earlier_run_are_removed(docker_engine, start_gateway, tmp_path):
+async def test_orphans_of_an_earlier_run_are_removed(docker_engine, start_gateway):
     first = start_gateway("--kernels=docker")
     kernel = await first.client().start_kernel()
     first.stop(sig=signal.SIGKILL)  # a crash: the container is left behind
     assert container_of(docker_engine, kernel["id"]).status == "running"
-    from tests.conftest import GatewayProcess
-
-    again = GatewayProcess(tmp_path, "--kernels=docker")
-    again.gateway_id = first.gateway_id
-    again.args = first.args[:3] + [f"--port={again.port}"] + first.args[4:]
-    again.start()
-    try:
-        assert not docker_engine.containers.list(all=True, filters={"label": f"{KERNEL_LABEL}={kernel['id']}"})
-        assert not (first.runtime_dir / kernel["id"]).exists()
-    finally:
-        again.stop()
+    start_gateway("--kernels=docker", like=first)
+    assert not docker_engine.containers.list(all=True, filters={"label": f"{KERNEL_LABEL}={kernel['id']}"})
+    assert not (first.runtime_dir / kernel["id"]).exists()
 
 
 async def test_dead_container_is_reported_and_cleaned_up(docker_gateway, docker_engine):

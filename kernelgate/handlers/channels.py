@@ -8,7 +8,9 @@ socket is a client of the kernel's KernelHub.
 from __future__ import annotations
 
 import logging
+import time
 
+from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kernelgate.handlers.base import GatewayMixin
@@ -26,10 +28,14 @@ from kernelgate.kernels.registry import Kernel
 
 log = logging.getLogger("kernelgate.channels")
 
+#: Close code when the credentials of an open socket expire (RFC 6455: policy violation).
+CLOSE_EXPIRED = 1008
+
 
 class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
     kernel: Kernel | None = None
     session_id = ""
+    _expiry = None
 
     async def get(self, kernel_id: str):
         """Authorize and find the kernel before the upgrade (404 as JSON, not a socket)."""
@@ -46,6 +52,9 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
     def open(self, kernel_id: str):
         self.set_nodelay(True)
         self._v1 = self.selected_subprotocol == V1_PROTOCOL
+        if self.identity.expires_at is not None:
+            delay = max(0.0, self.identity.expires_at - time.time())
+            self._expiry = IOLoop.current().call_later(delay, self.close, CLOSE_EXPIRED, "Token expired")
         self.kernel.hub.attach(self)
 
     def on_message(self, message: str | bytes):
@@ -68,5 +77,7 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
             self.kernel.hub.detach(self)
 
     def on_close(self):
+        if self._expiry is not None:
+            IOLoop.current().remove_timeout(self._expiry)
         if self.kernel and self.kernel.hub:
             self.kernel.hub.detach(self)

@@ -32,7 +32,11 @@ class KernelsHandler(APIHandler):
         env = body.get("env", {})
         if not isinstance(env, dict):
             raise BadRequest("'env' must be an object")
-        kernel = await self.services.registry.start(name, self.identity.user, env)
+        registry, plans = self.services.registry, self.services.plans
+        plans.check_kernel_tier(self.identity, name, registry.tier_of(name))
+        kernel = await registry.start(
+            name, self.identity.user, env, owner_limit=plans.of(self.identity).max_kernels
+        )
         self.set_header("Location", f"{self.settings['base_url']}api/kernels/{kernel.id}")
         self.write_json(kernel.model(), status=201)
 

@@ -23,23 +23,31 @@ def spec_model(base_url: str, name: str, spec) -> dict:
     return {"name": name, "spec": spec.to_dict(), "resources": resources}
 
 
-class KernelSpecsHandler(APIHandler):
+class AllowedSpecs:
+    """The kernelspecs the caller's plan allows; the others do not exist for them."""
+
+    def allowed_names(self) -> list[str]:
+        plan = self.services.plans.of(self.identity)
+        registry = self.services.registry
+        return [n for n in sorted(self.services.catalog.find_kernel_specs())
+                if plan.allows(registry.tier_of(n))]
+
+
+class KernelSpecsHandler(AllowedSpecs, APIHandler):
     async def get(self):
         catalog = self.services.catalog
         base_url = self.settings["base_url"]
-        specs = {
-            name: spec_model(base_url, name, catalog.get_kernel_spec(name))
-            for name in sorted(catalog.find_kernel_specs())
-        }
-        self.write_json({"default": catalog.default_kernel_name, "kernelspecs": specs})
+        names = self.allowed_names()
+        specs = {name: spec_model(base_url, name, catalog.get_kernel_spec(name)) for name in names}
+        default = catalog.default_kernel_name if catalog.default_kernel_name in names else None
+        self.write_json({"default": default, "kernelspecs": specs})
 
 
-class KernelSpecHandler(APIHandler):
+class KernelSpecHandler(AllowedSpecs, APIHandler):
     async def get(self, name: str):
-        try:
-            spec = self.services.catalog.get_kernel_spec(name)
-        except NoSuchKernel:
-            raise NotFound(f"Kernel spec {name} not found") from None
+        if name not in self.allowed_names():
+            raise NotFound(f"Kernel spec {name} not found")
+        spec = self.services.catalog.get_kernel_spec(name)
         self.write_json(spec_model(self.settings["base_url"], name, spec))
 
 

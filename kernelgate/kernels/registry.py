@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -23,7 +24,7 @@ from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, 
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.engine import DockerEngine
-from kernelgate.errors import Capacity, NotFound
+from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany
 from kernelgate.kernels.codec import Frames
 from kernelgate.kernels.hub import KernelHub
 from kernelgate.kernelspecs import KernelSpecCatalog
@@ -31,6 +32,17 @@ from kernelgate.tiers import Tiers
 
 #: Longest path a unix socket may have (sun_path), less room for "-<port>".
 _MAX_IPC_PREFIX = 100
+
+
+class _ExpectedFailures(logging.Filter):
+    """jupyter_client logs every failed kernel start with a traceback. Failures that are
+    GatewayErrors (engine down, image missing) are expected and answered to the client:
+    keep their line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], GatewayError):
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def utcnow() -> datetime:
@@ -111,8 +123,10 @@ class KernelRegistry(LoggingConfigurable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self._manager_log = self.log.getChild("kernels")
+        self._manager_log.addFilter(_ExpectedFailures())
         self.kernels: dict[str, Kernel] = {}
-        self._starting = 0
+        self._starting: dict[str, int] = {}  # owner -> kernels being started
 
     # -- lookups -------------------------------------------------------------------
 
@@ -125,25 +139,35 @@ class KernelRegistry(LoggingConfigurable):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def start(self, name: str, owner: str, env: dict[str, str] | None = None) -> Kernel:
+    def tier_of(self, name: str) -> str:
+        """The tier kernelspec `name` runs in; NotFound for an unknown kernelspec."""
+        try:
+            return Tiers.instance().get(self.catalog.tier_of(name)).name
+        except NoSuchKernel:
+            raise NotFound(f"No such kernel spec: {name}") from None
+
+    async def start(self, name: str, owner: str, env: dict[str, str] | None = None,
+                    owner_limit: int = 0) -> Kernel:
         """Start a kernel of kernelspec `name` for `owner` and wait until it answers.
 
         `env` holds client-supplied variables; only `KERNEL_*` ones pass, and
         KERNEL_USERNAME is always the owner. Raises NotFound for an unknown kernelspec,
-        Capacity when max_kernels is reached, and the provisioner's errors
+        Capacity when max_kernels is reached, TooMany when the owner already has
+        `owner_limit` kernels (0 = no limit), and the provisioner's errors
         (EngineUnavailable, ImageMissing) when the sandbox cannot start.
         """
-        try:
-            spec = self.catalog.get_kernel_spec(name)
-        except NoSuchKernel:
-            raise NotFound(f"No such kernel spec: {name}") from None
-        if self.max_kernels and len(self.kernels) + self._starting >= self.max_kernels:
+        tier = self.tier_of(name)
+        spec = self.catalog.get_kernel_spec(name)
+        if self.max_kernels and len(self.kernels) + sum(self._starting.values()) >= self.max_kernels:
             raise Capacity(f"Maximum number of kernels ({self.max_kernels}) reached")
+        owned = sum(1 for k in self.kernels.values() if k.owner == owner) + self._starting.get(owner, 0)
+        if owner_limit and owned >= owner_limit:
+            raise TooMany(f"Your plan allows {owner_limit} kernels at once; shut one down first")
         kernel_id = str(uuid.uuid4())
         kernel_dir = self._make_kernel_dir(kernel_id)
         manager = AsyncIOLoopKernelManager(
             parent=self,
-            log=self.log,
+            log=self._manager_log,
             kernel_id=kernel_id,
             kernel_name=name,
             kernel_spec_manager=self.catalog,
@@ -153,9 +177,9 @@ class KernelRegistry(LoggingConfigurable):
         )
         kernel = Kernel(
             id=kernel_id, name=name, owner=owner, language=spec.language,
-            tier=Tiers.instance().get(self.catalog.tier_of(name)).name, manager=manager,
+            tier=tier, manager=manager,
         )
-        self._starting += 1
+        self._starting[owner] = self._starting.get(owner, 0) + 1
         try:
             await manager.start_kernel(env=self._kernel_env(env or {}, owner))
             kernel.hub = KernelHub(
@@ -169,7 +193,9 @@ class KernelRegistry(LoggingConfigurable):
             await self._dispose(kernel)
             raise
         finally:
-            self._starting -= 1
+            self._starting[owner] -= 1
+            if not self._starting[owner]:
+                del self._starting[owner]
         kernel.execution_state = "idle"
         manager.add_restart_callback(lambda: self._on_autorestart(kernel), "restart")
         manager.add_restart_callback(lambda: self._on_died(kernel), "dead")

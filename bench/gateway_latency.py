@@ -1,0 +1,662 @@
+#!/usr/bin/env python
+"""Latency of kernelgate against talking to the same kernel directly over ZeroMQ.
+
+Usage:
+    python bench/gateway_latency.py [--kernels docker,local] [--rounds 500] [--starts 5]
+
+For every kernel mode it starts its own `kernelgate serve` subprocess on a free loopback
+port (own runtime dir and gateway id; killed, with its kernels, at the end, even on
+errors) and measures, for python3 kernels:
+
+1. start: POST /api/kernels -> open the channels WebSocket -> execute `1+1` -> the
+   execute_result arrives (`--starts` repetitions; each kernel is deleted afterwards);
+2. execute round trip on one kernel: an execute_request of `--code` (default `pass`,
+   silent=False) until its execute_reply arrives and, separately, until its iopub
+   status idle arrives,
+   - through the gateway WebSocket, legacy JSON protocol (no subprotocol),
+   - through the gateway WebSocket, `v1.kernel.websocket.jupyter.org`,
+   - directly over ZeroMQ (DEALER shell + SUB iopub, signed with
+     jupyter_client.session.Session) using the kernel's connection file in the
+     gateway's runtime dir, i.e. the same kernel, the same sockets;
+   interleaved in blocks (`--block` rounds of each transport in turn, the order
+   rotating every cycle), so machine noise affects all three alike.
+
+Every client is synchronous and single-threaded (websocket-client with TCP_NODELAY and
+no UTF-8 validation, blocking pyzmq) and builds/parses messages the same way, so the
+client's own cost is close to equal on both paths; the "client CPU" column shows it.
+Only one transport is connected at a time to the kernel's output: the WebSocket is
+closed between its blocks (otherwise the gateway would forward the direct rounds' iopub
+to it while the direct round is being timed), and the direct SUB socket is drained
+(untimed) after each gateway round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+import websocket  # websocket-client
+import zmq
+from jupyter_client.session import DELIM, Session
+
+ROOT = Path(__file__).resolve().parent.parent
+V1 = "v1.kernel.websocket.jupyter.org"
+TIMEOUT = 30.0  # seconds any single wait may take before the benchmark gives up
+MAX_MESSAGES = 10_000  # bound on messages read while waiting for one reply
+perf = time.perf_counter
+cpu = time.process_time
+
+
+# -- gateway process -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_supports(flag: str) -> bool:
+    """Whether this checkout's `kernelgate serve` knows a command-line flag."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "kernelgate", "serve", "--help"], cwd=ROOT,
+            capture_output=True, text=True, timeout=60,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return flag in out
+
+
+class Gateway:
+    """`kernelgate serve` in a subprocess, in a temp dir of its own (its log, its runtime
+    dir, and no ./jupyter_config.py from the checkout: defaults unless --gateway-arg)."""
+
+    def __init__(self, kernels: str, extra_args: list[str], token: str | None) -> None:
+        self.kernels = kernels
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.gateway_id = f"bench-{uuid.uuid4().hex[:8]}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="kgb-", dir="/tmp"))  # short: ipc paths
+        self.runtime_dir = self.workdir / "r"
+        self.log_path = self.workdir / "gateway.log"
+        auth = ["--no-auth"] if token is None and _serve_supports("--no-auth") else []
+        self.args = [
+            sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
+            f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}",
+            f"--kernels={kernels}", *auth, *extra_args,
+        ]
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.proc: subprocess.Popen | None = None
+        self.http = requests.Session()
+        self.http.headers.update(self.headers)
+        self.kernel_ids: set[str] = set()
+
+    def start(self, timeout: float = 60) -> Gateway:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited:\n{self.log()}")
+            try:
+                self.http.get(self.url + "/api", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def start_kernel(self) -> str:
+        response = self.http.post(self.url + "/api/kernels", json={"name": "python3"}, timeout=120)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /api/kernels: {response.status_code} {response.text}")
+        kernel_id = response.json()["id"]
+        self.kernel_ids.add(kernel_id)
+        return kernel_id
+
+    def delete_kernel(self, kernel_id: str) -> None:
+        self.kernel_ids.discard(kernel_id)
+        self.http.delete(f"{self.url}/api/kernels/{kernel_id}", timeout=60)
+
+    def ws_url(self, kernel_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels"
+
+    def connection_file(self, kernel_id: str) -> Path:
+        return self.runtime_dir / kernel_id / "connection.json"
+
+    def stop(self) -> None:
+        """Delete our kernels, stop the gateway (SIGTERM, then SIGKILL), remove leftovers."""
+        for kernel_id in list(self.kernel_ids):
+            try:
+                self.delete_kernel(kernel_id)
+            except Exception as e:  # noqa: BLE001 - cleanup goes on
+                print(f"  (cleanup: deleting kernel {kernel_id} failed: {e})", file=sys.stderr)
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.kernels == "docker":  # containers a killed gateway may have left
+            try:
+                import docker
+
+                client = docker.from_env(timeout=30)
+                for c in client.containers.list(
+                    all=True, filters={"label": f"org.kernelgate.gateway={self.gateway_id}"}
+                ):
+                    c.remove(force=True)
+            except Exception as e:  # noqa: BLE001
+                print(f"  (cleanup: docker: {e})", file=sys.stderr)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# -- messages (built and parsed identically for every transport) -----------------------
+
+
+def _dumps(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def execute_parts(session_id: str, code: str) -> tuple[str, list[bytes]]:
+    """An execute_request as its four serialized parts; returns (msg_id, parts)."""
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id, "msg_type": "execute_request", "session": session_id,
+        "username": "bench", "version": "5.3",
+        "date": datetime.now(timezone.utc).isoformat(),
+    }
+    content = {
+        "code": code, "silent": False, "store_history": False, "user_expressions": {},
+        "allow_stdin": False, "stop_on_error": True,
+    }
+    return msg_id, [_dumps(header), b"{}", b"{}", _dumps(content)]
+
+
+@dataclass(slots=True)
+class Msg:
+    channel: str
+    msg_type: str
+    parent_id: str | None
+    content: dict | None  # decoded for status / execute_result only
+
+
+_WANT_CONTENT = ("status", "execute_result")
+
+
+def _msg(channel: str, header: bytes, parent: bytes, content: bytes) -> Msg:
+    msg_type = json.loads(header)["msg_type"]
+    parent_id = json.loads(parent).get("msg_id")
+    return Msg(channel, msg_type, parent_id,
+               json.loads(content) if msg_type in _WANT_CONTENT else None)
+
+
+class WsTransport:
+    """The gateway's channels WebSocket (websocket-client, blocking)."""
+
+    def __init__(self, url: str, protocol: str, headers: dict | None = None) -> None:
+        self.name = f"gateway ws {protocol}"
+        self.v1 = protocol == "v1"
+        self.session_id = uuid.uuid4().hex
+        self.ws = websocket.create_connection(
+            url,
+            subprotocols=[V1] if self.v1 else None,
+            header=headers or {},
+            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            skip_utf8_validation=True,  # pure-Python validation would dominate the client
+            enable_multithread=False,
+            timeout=TIMEOUT,
+        )
+        if self.v1 and self.ws.getsubprotocol() != V1:
+            raise RuntimeError(f"server did not select {V1}")
+
+    def execute(self, code: str) -> str:
+        msg_id, parts = execute_parts(self.session_id, code)
+        if self.v1:
+            channel = b"shell"
+            offsets = [8 * (len(parts) + 3)]
+            offsets.append(offsets[-1] + len(channel))
+            for part in parts:
+                offsets.append(offsets[-1] + len(part))
+            table = b"".join(o.to_bytes(8, "little") for o in offsets)
+            self.ws.send_bytes(len(offsets).to_bytes(8, "little") + table + channel + b"".join(parts))
+        else:
+            header, parent, metadata, content = parts
+            self.ws.send_text(b"".join((
+                b'{"header":', header, b',"parent_header":', parent, b',"metadata":', metadata,
+                b',"content":', content, b',"channel":"shell"}',
+            )).decode())
+        return msg_id
+
+    def recv(self, deadline: float) -> Msg:
+        self.ws.settimeout(max(0.001, deadline - perf()))
+        data = self.ws.recv()
+        if self.v1:
+            count = int.from_bytes(data[:8], "little")
+            off = [int.from_bytes(data[8 * (i + 1): 8 * (i + 2)], "little") for i in range(count)]
+            return _msg(data[off[0]:off[1]].decode(), data[off[1]:off[2]],
+                        data[off[2]:off[3]], data[off[4]:off[5]])
+        msg = json.loads(data)
+        msg_type = msg["header"]["msg_type"]
+        return Msg(msg["channel"], msg_type, msg["parent_header"].get("msg_id"),
+                   msg["content"] if msg_type in _WANT_CONTENT else None)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def _endpoint(info: dict, channel: str) -> str:
+    port = info[f"{channel}_port"]
+    if info["transport"] == "ipc":
+        return f"ipc://{info['ip']}-{port}"
+    return f"{info['transport']}://{info['ip']}:{port}"
+
+
+class ZmqTransport:
+    """The kernel's own shell (DEALER) and iopub (SUB) sockets, from its connection file."""
+
+    def __init__(self, connection_file: Path) -> None:
+        self.name = "direct zmq"
+        info = json.loads(connection_file.read_text())
+        self.session = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"])
+        self.session_id = uuid.uuid4().hex
+        self.context = zmq.Context()
+        self.shell = self.context.socket(zmq.DEALER)
+        self.iopub = self.context.socket(zmq.SUB)
+        for sock, channel in ((self.shell, "shell"), (self.iopub, "iopub")):
+            sock.linger = 0
+            sock.connect(_endpoint(info, channel))
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.poller = zmq.Poller()
+        self.poller.register(self.shell, zmq.POLLIN)
+        self.poller.register(self.iopub, zmq.POLLIN)
+        self.pending: list[Msg] = []
+
+    def wait_subscribed(self) -> None:
+        """Send kernel_info_requests until iopub delivers (SUB sockets join late)."""
+        for _ in range(50):
+            msg = self.session.msg("kernel_info_request", {})
+            self.session.send(self.shell, msg)
+            deadline = perf() + 0.5
+            seen_iopub = False
+            while perf() < deadline:
+                if not self.poller.poll(max(1, int((deadline - perf()) * 1000))):
+                    continue
+                for m in self._read_ready():
+                    if m.parent_id == msg["header"]["msg_id"] and m.channel == "iopub":
+                        seen_iopub = True
+                if seen_iopub:
+                    self.pending.clear()
+                    return
+        raise RuntimeError("direct iopub subscription never delivered a message")
+
+    def execute(self, code: str) -> str:
+        msg_id, parts = execute_parts(self.session_id, code)
+        self.shell.send_multipart([DELIM, self.session.sign(parts), *parts])
+        return msg_id
+
+    def _read_ready(self) -> list[Msg]:
+        out = []
+        for sock, channel in ((self.shell, "shell"), (self.iopub, "iopub")):
+            while True:
+                try:
+                    raw = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                i = raw.index(DELIM)
+                out.append(_msg(channel, raw[i + 2], raw[i + 3], raw[i + 5]))
+        return out
+
+    def recv(self, deadline: float) -> Msg:
+        while not self.pending:
+            remaining = deadline - perf()
+            if remaining <= 0:
+                raise TimeoutError("no message from the kernel")
+            if self.poller.poll(max(1, int(remaining * 1000))):
+                self.pending.extend(self._read_ready())
+        return self.pending.pop(0)
+
+    def close(self) -> None:
+        self.context.destroy(linger=0)
+
+
+# -- measurements ----------------------------------------------------------------------
+
+
+def wait_for(transport, msg_id: str, until: str, deadline: float) -> float:
+    """Read until `until` ('idle', 'reply' or 'result') for msg_id; its arrival time."""
+    for _ in range(MAX_MESSAGES):
+        m = transport.recv(deadline)
+        if m.parent_id != msg_id:
+            continue
+        if until == "idle" and m.channel == "iopub" and m.msg_type == "status" \
+                and m.content.get("execution_state") == "idle":
+            return perf()
+        if until == "result" and m.msg_type == "execute_result":
+            return perf()
+        if until == "reply" and m.channel == "shell" and m.msg_type == "execute_reply":
+            return perf()
+    raise RuntimeError(f"{transport.name}: no {until} within {MAX_MESSAGES} messages")
+
+
+def round_trip(transport, code: str) -> tuple[str, float, float, float]:
+    """One execute: (msg_id, seconds to execute_reply, seconds to status idle, client CPU s)."""
+    c0 = cpu()
+    t0 = perf()
+    msg_id = transport.execute(code)
+    deadline = t0 + TIMEOUT
+    t_reply = t_idle = None
+    for _ in range(MAX_MESSAGES):
+        m = transport.recv(deadline)
+        now = perf()
+        if m.parent_id != msg_id:
+            continue
+        if m.channel == "shell" and m.msg_type == "execute_reply":
+            t_reply = now
+        elif m.channel == "iopub" and m.msg_type == "status" \
+                and m.content.get("execution_state") == "idle":
+            t_idle = now
+        if t_reply is not None and t_idle is not None:
+            return msg_id, t_reply - t0, t_idle - t0, cpu() - c0
+    raise RuntimeError(f"{transport.name}: no reply/idle within {MAX_MESSAGES} messages")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    s = sorted(values)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@dataclass
+class Series:
+    reply: list[float] = field(default_factory=list)
+    idle: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    gateway_cpu: float = 0.0  # seconds of gateway CPU (all threads) during the timed rounds
+    gateway_rounds: int = 0
+
+    @property
+    def gateway_cpu_per_round(self) -> float | None:
+        return self.gateway_cpu / self.gateway_rounds if self.gateway_rounds else None
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds used so far by every thread of a process (ns precision, Linux)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that just exited
+    return total / 1e9
+
+
+def measure_start(gateway: Gateway, starts: int) -> dict:
+    """POST -> WebSocket -> execute 1+1 -> execute_result, `starts` times."""
+    rows = []
+    for i in range(starts):
+        t0 = perf()
+        kernel_id = gateway.start_kernel()
+        t_post = perf()
+        try:
+            ws = WsTransport(gateway.ws_url(kernel_id), "legacy", gateway.headers)
+            t_ws = perf()
+            try:
+                msg_id = ws.execute("1+1")
+                t_result = wait_for(ws, msg_id, "result", t_ws + TIMEOUT)
+            finally:
+                ws.close()
+        finally:
+            gateway.delete_kernel(kernel_id)
+        rows.append({"post": t_post - t0, "ws": t_ws - t_post, "execute": t_result - t_ws,
+                     "total": t_result - t0})
+        print(f"  start {i + 1}/{starts}: total {1000 * (t_result - t0):.0f} ms "
+              f"(POST {1000 * (t_post - t0):.0f} ms)", flush=True)
+    return {k: [r[k] for r in rows] for k in ("post", "ws", "execute", "total")}
+
+
+def measure_round_trips(gateway: Gateway, rounds: int, warmup: int, block: int,
+                        code: str) -> dict[str, Series]:
+    kernel_id = gateway.start_kernel()
+    direct = ZmqTransport(gateway.connection_file(kernel_id))
+    results = {name: Series() for name in ("legacy", "v1", "direct")}
+    try:
+        direct.wait_subscribed()
+
+        def one(name: str, transport, record: bool) -> None:
+            msg_id, reply, idle, used = round_trip(transport, code)
+            if transport is not direct:  # the direct SUB saw this round's iopub: drain it
+                wait_for(direct, msg_id, "idle", perf() + TIMEOUT)
+            if record:
+                s = results[name]
+                s.reply.append(reply)
+                s.idle.append(idle)
+                s.cpu.append(used)
+
+        def open_ws(protocol: str) -> WsTransport:
+            ws = WsTransport(gateway.ws_url(kernel_id), protocol, gateway.headers)
+            for _ in range(3):  # untimed: the first messages on a new connection
+                one(protocol, ws, record=False)
+            return ws
+
+        # warm-up: every transport, untimed
+        for protocol in ("legacy", "v1"):
+            ws = open_ws(protocol)
+            try:
+                for _ in range(warmup):
+                    one(protocol, ws, record=False)
+            finally:
+                ws.close()
+        for _ in range(warmup):
+            one("direct", direct, record=False)
+
+        def timed_block(name: str, transport, n: int) -> None:
+            g0 = process_cpu(gateway.proc.pid)
+            for _ in range(n):
+                one(name, transport, record=True)
+            g1 = process_cpu(gateway.proc.pid)
+            if g0 is not None and g1 is not None:
+                results[name].gateway_cpu += g1 - g0
+                results[name].gateway_rounds += n
+
+        order = ["direct", "legacy", "v1"]
+        done = 0
+        cycle = 0
+        while done < rounds:  # bounded: ceil(rounds / block) cycles
+            n = min(block, rounds - done)
+            for name in order[cycle % 3:] + order[: cycle % 3]:
+                if name == "direct":
+                    timed_block(name, direct, n)
+                else:
+                    ws = open_ws(name)
+                    try:
+                        timed_block(name, ws, n)
+                    finally:
+                        ws.close()
+            done += n
+            cycle += 1
+    finally:
+        direct.close()
+        gateway.delete_kernel(kernel_id)
+    return results
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def ms(x: float) -> str:
+    return f"{1000 * x:.2f}"
+
+
+def report(mode: str, start: dict | None, rt: dict[str, Series] | None, rounds: int) -> list[str]:
+    lines = [f"### {mode} kernels", ""]
+    if start:
+        n = len(start["total"])
+        lines += [
+            f"Start (POST /api/kernels -> WebSocket -> `1+1` execute_result), {n} runs, ms:",
+            "",
+            "| step | p50 | max |",
+            "|---|---:|---:|",
+        ]
+        for key, label in (("post", "POST /api/kernels (201)"), ("ws", "WebSocket open"),
+                           ("execute", "execute -> execute_result"), ("total", "**total**")):
+            lines.append(f"| {label} | {1000 * percentile(start[key], 50):.0f} "
+                         f"| {1000 * max(start[key]):.0f} |")
+        lines.append("")
+    if rt:
+        d = rt["direct"]
+        lines += [
+            f"Execute round trip, {rounds} rounds per transport, ms "
+            "(reply = execute_reply received, idle = iopub status idle received):",
+            "",
+            "| transport | reply p50 | reply p99 | idle p50 | idle p99 | Δ reply p50 vs direct "
+            "| Δ idle p50 vs direct | client CPU p50 | gateway CPU per round |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, label in (("direct", "direct ZeroMQ (jupyter_client Session)"),
+                            ("legacy", "gateway WebSocket, legacy JSON"),
+                            ("v1", f"gateway WebSocket, {V1}")):
+            s = rt[name]
+            if name == "direct":
+                dr = di = "—"
+            else:
+                dr = f"{1000 * (percentile(s.reply, 50) - percentile(d.reply, 50)):+.2f}"
+                di = f"{1000 * (percentile(s.idle, 50) - percentile(d.idle, 50)):+.2f}"
+            g = s.gateway_cpu_per_round
+            lines.append(
+                f"| {label} | {ms(percentile(s.reply, 50))} | {ms(percentile(s.reply, 99))} "
+                f"| {ms(percentile(s.idle, 50))} | {ms(percentile(s.idle, 99))} | {dr} | {di} "
+                f"| {ms(percentile(s.cpu, 50))} | {'n/a' if g is None else ms(g)} |"
+            )
+        lines.append("")
+    return lines
+
+
+def docker_problem() -> str | None:
+    try:
+        import docker
+
+        from kernelgate.images import ImageBuilder
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        reference = ImageBuilder().reference("python")
+        client.images.get(reference)
+    except Exception as e:  # noqa: BLE001 - any failure means "cannot run docker kernels"
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", default="docker,local",
+                        help="comma-separated kernel modes to run (docker, local)")
+    parser.add_argument("--rounds", type=int, default=500, help="timed round trips per transport")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed round trips per transport first")
+    parser.add_argument("--block", type=int, default=25,
+                        help="consecutive rounds of one transport before switching")
+    parser.add_argument("--starts", type=int, default=5, help="kernel start repetitions")
+    parser.add_argument("--code", default="pass", help="code of the round-trip execute_request")
+    parser.add_argument("--json", metavar="PATH", help="also write raw samples (seconds) here")
+    parser.add_argument("--gateway-arg", action="append", default=[],
+                        help="extra argument for `kernelgate serve` (repeatable), e.g. "
+                        "--gateway-arg=--jwt-secret=S")
+    parser.add_argument("--token", help="bearer token for an authenticating gateway "
+                        "(default: start it with --no-auth when it has that flag)")
+    args = parser.parse_args(argv)
+    if not (1 <= args.rounds <= 1_000_000 and 1 <= args.block and 0 <= args.starts <= 1000):
+        parser.error("rounds, block and starts must be positive")
+    modes = [m.strip() for m in args.kernels.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("docker", "local"):
+            parser.error(f"unknown kernel mode {m!r}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.path.insert(0, str(ROOT))
+    print(f"python {platform.python_version()}, pyzmq {zmq.__version__}, libzmq "
+          f"{zmq.zmq_version()}, websocket-client {websocket.__version__}, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    out: list[str] = []
+    raw: dict = {}
+    failed = False
+    for mode in modes:
+        if mode == "docker":
+            problem = docker_problem()
+            if problem:
+                print(f"\n[docker] skipped: {problem}", flush=True)
+                out += [f"### docker kernels", "", f"skipped: {problem}", ""]
+                failed = True
+                continue
+        print(f"\n[{mode}] starting gateway", flush=True)
+        gateway = Gateway(mode, args.gateway_arg, args.token)
+        start = rt = None
+        try:
+            gateway.start()
+            print(f"[{mode}] gateway on {gateway.url}, runtime dir {gateway.runtime_dir}", flush=True)
+            if args.starts:
+                start = measure_start(gateway, args.starts)
+            print(f"[{mode}] round trips: {args.warmup} warm-up + {args.rounds} timed per transport",
+                  flush=True)
+            rt = measure_round_trips(gateway, args.rounds, args.warmup, args.block, args.code)
+        except KeyboardInterrupt:
+            print(f"[{mode}] interrupted; cleaning up", file=sys.stderr)
+            gateway.stop()
+            raise
+        except Exception as e:  # noqa: BLE001 - report, clean up, go on with the next mode
+            print(f"[{mode}] failed: {type(e).__name__}: {e}\n--- gateway log ---\n{gateway.log()}",
+                  file=sys.stderr)
+            failed = True
+        finally:
+            gateway.stop()
+        out += report(mode, start, rt, args.rounds)
+        raw[mode] = {
+            "start": start,
+            "round_trip": {k: {**vars(v), "gateway_cpu_per_round": v.gateway_cpu_per_round}
+                           for k, v in rt.items()} if rt else None,
+        }
+    print("\n" + "\n".join(out))
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Plans: what a user's tier (the `tier` claim) allows, defined in configuration.
+
+A plan lists the kernel tiers (kernelgate.tiers) whose languages its users may start and
+the user's quotas. The rules are pure functions of an Identity and the configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from traitlets import Dict, List, TraitError, Unicode, validate
+from traitlets.config import SingletonConfigurable
+
+from kernelgate.errors import Forbidden
+from kernelgate.identity import Identity
+
+DEFAULT_PLANS = {
+    "free": {"kernel_tiers": ["low"], "max_kernels": 2},
+    "pro": {"kernel_tiers": ["low", "medium"], "max_kernels": 5},
+    "team": {"kernel_tiers": ["low", "medium", "high"], "max_kernels": 10},
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    kernel_tiers: tuple[str, ...]
+    max_kernels: int  # concurrent solo kernels; 0 = no limit
+
+    def allows(self, kernel_tier: str) -> bool:
+        return kernel_tier in self.kernel_tiers
+
+
+class Plans(SingletonConfigurable):
+    """The configured plans and the rules that use them."""
+
+    plans = Dict(
+        default_value=DEFAULT_PLANS, config=True,
+        help="Plan name (a user tier) -> {kernel_tiers: [...], max_kernels: N}.",
+    )
+    order = List(
+        Unicode(), default_value=["free", "pro", "team"], config=True,
+        help="Plans from lowest to highest. A token without a tier claim, or with a tier "
+        "that names no plan, gets the lowest.",
+    )
+    admin_plan = Unicode("team", config=True, help="The plan of platform admins.")
+
+    @validate("plans")
+    def _check(self, proposal):
+        for name, spec in proposal["value"].items():
+            try:
+                Plan(name=name, kernel_tiers=tuple(spec["kernel_tiers"]), max_kernels=int(spec["max_kernels"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise TraitError(f"plan {name!r}: {e}") from e
+        return proposal["value"]
+
+    def of(self, identity: Identity) -> Plan:
+        """The plan that applies to `identity`."""
+        name = identity.tier if identity.tier in self.plans else self.order[0]
+        if identity.is_admin:
+            name = self.admin_plan
+        spec = self.plans[name]
+        return Plan(name=name, kernel_tiers=tuple(spec["kernel_tiers"]), max_kernels=int(spec["max_kernels"]))
+
+    def check_kernel_tier(self, identity: Identity, kernel_name: str, kernel_tier: str) -> None:
+        """Forbidden, naming the plans that would allow it, unless the plan allows the tier."""
+        plan = self.of(identity)
+        if plan.allows(kernel_tier):
+            return
+        better = [n for n in self.order if kernel_tier in self.plans.get(n, {}).get("kernel_tiers", [])]
+        raise Forbidden(
+            f"Kernel {kernel_name} runs in the {kernel_tier!r} tier, which your plan {plan.name!r} does "
+            f"not include; plans that include it: {', '.join(better) or 'none'}"
+        )

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything kernelgate needs on a Debian bookworm machine, idempotently:
+#   Debian packages (docker.io, debootstrap, python3-venv), a running Docker engine,
+#   a virtualenv .venv with kernelgate and its test dependencies, the kernel images.
+# Run as root. Without a usable Docker engine it still installs kernelgate, which then
+# runs local (unsandboxed) kernels; with CI=true a missing engine is an error.
+# Images to build: $KERNELGATE_IMAGES (default: python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+ci() { [ "${CI:-}" = "true" ]; }
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "Installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null || { ci && exit 1; echo "apt-get failed: continuing"; }
+fi
+
+docker_ok=false
+if docker info >/dev/null 2>&1; then
+  docker_ok=true
+elif command -v dockerd >/dev/null; then
+  log "Starting dockerd"
+  nohup dockerd >/var/log/kernelgate-dockerd.log 2>&1 &
+  for _ in $(seq 60); do
+    if docker info >/dev/null 2>&1; then docker_ok=true; break; fi
+    sleep 1
+  done
+  $docker_ok || echo "dockerd did not start; see /var/log/kernelgate-dockerd.log"
+fi
+if ! $docker_ok && ci; then
+  echo "CI=true needs a Docker engine, and none could be started" >&2
+  exit 1
+fi
+
+log "Installing kernelgate into .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+if $docker_ok; then
+  log "Building kernel images: ${KERNELGATE_IMAGES:-python}"
+  # shellcheck disable=SC2086
+  .venv/bin/kernelgate images build ${KERNELGATE_IMAGES:-python}
+else
+  echo "No Docker engine: 'kernelgate serve' will run local, unsandboxed kernels."
+fi
+log "Ready"
