@@ -33,7 +33,7 @@ setup(
         "docker>=7.1",
         "traitlets>=5.14",
         "sqlalchemy>=2.0",
-        "pyjwt>=2.8",
+        "pyjwt[crypto]>=2.8",
     ],
     extras_require={
         "test": [
@@ -43,6 +43,7 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5.10",
             "websocket-client>=1.8",
+            "requests>=2.31",
         ],
     },
     entry_points={
