@@ -94,7 +94,7 @@ def decode_legacy(message: str | bytes) -> Frames:
         chunks = [message[a:b] for a, b in zip(offsets, offsets[1:])]
         message, buffers = chunks[0], chunks[1:]
     msg = _object(message, "message")
-    channel = msg.get("channel")
+    channel = msg.get("channel") or "shell"  # jupyter_server's rule, which GatewayClient relies on
     parts = []
     for key in ("header", "parent_header", "metadata", "content"):
         value = msg.get(key, {})
@@ -109,11 +109,13 @@ def encode_legacy(frames: Frames) -> tuple[bytes, bool]:
 
     A text frame of JSON, or a binary frame when the message has buffers. The parts are
     spliced into the JSON as they are (they are JSON already), and text is returned as
-    UTF-8 bytes, ready for the socket.
+    UTF-8 bytes, ready for the socket. Like jupyter_server, the message also carries the
+    header's msg_id and msg_type at its top level (GatewayClient reads them there).
     """
     head, parent, metadata, content = frames.parts[:4]
     body = b"".join((
-        b'{"header":', head, b',"parent_header":', parent, b',"metadata":', metadata,
+        b'{"msg_id":', _dump(frames.header.get("msg_id", "")),
+        b',"msg_type":', _dump(frames.msg_type), b',"header":', head, b',"parent_header":', parent, b',"metadata":', metadata,
         b',"content":', content, b',"buffers":[],"channel":"', frames.channel.encode(), b'"}',
     ))
     buffers = frames.buffers
