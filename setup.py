@@ -23,7 +23,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.11",
-    packages=find_packages(include=["kernelgate", "kernelgate.*"]),
+    packages=find_packages(include=["kernelgate", "kernelgate.*", "kernelgate_agent"]),
     data_files=tree("kernelspecs") + tree("images"),
     install_requires=[
         "jupyter_client>=8.6",

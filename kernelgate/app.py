@@ -31,6 +31,7 @@ from kernelgate.kernelspecs import KernelSpecCatalog
 from kernelgate.plans import Plans
 from kernelgate.provisioners.docker import DockerProvisioner
 from kernelgate.sessions import SessionManager
+from kernelgate.terminals import TerminalManager
 from kernelgate.tiers import Tiers
 
 ENV_PREFIX = "KERNELGATE_"
@@ -78,6 +79,7 @@ class Services:
     sessions: SessionManager
     identity_provider: IdentityProvider
     plans: Plans
+    terminals: TerminalManager
 
 
 class ServeApp(ConfiguredApp):
@@ -134,7 +136,7 @@ class ServeApp(ConfiguredApp):
     }
 
     classes = [
-        KernelRegistry, KernelSpecCatalog, Tiers, Plans, DockerEngine, DockerProvisioner,
+        KernelRegistry, KernelSpecCatalog, TerminalManager, Tiers, Plans, DockerEngine, DockerProvisioner,
         ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
     ]
 
@@ -180,7 +182,10 @@ class ServeApp(ConfiguredApp):
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
         self.registry = registry
-        services = Services(registry, catalog, SessionManager(registry), identity_provider, plans)
+        services = Services(
+            registry, catalog, SessionManager(registry), identity_provider, plans,
+            TerminalManager(registry, parent=self),
+        )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",
             "expose_headers", "max_age",

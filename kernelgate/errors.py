@@ -38,6 +38,12 @@ class Conflict(GatewayError):
     status, reason = 409, "Conflict"
 
 
+class TooLarge(GatewayError):
+    """A file or workspace limit of the caller's tier is exceeded."""
+
+    status, reason = 413, "Payload Too Large"
+
+
 class Unavailable(GatewayError):
     """A backend (Docker, an image, storage) cannot serve the request now."""
 

@@ -17,6 +17,7 @@ as ``kernelgate images build|list``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -125,17 +126,41 @@ class ImageBuilder(SingletonConfigurable):
         found = sorted(p.name for p in root.iterdir() if (p / "Dockerfile").is_file())
         return self._with_parents(found)
 
-    def parent_of(self, name: str) -> str | None:
-        """The image ``name`` builds on, or None if it builds on the debootstrap rootfs."""
-        folder = self._folder(name)
-        meta_file = folder / "image.json"
+    def _meta(self, name: str) -> dict:
+        meta_file = self._folder(name) / "image.json"
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ImageError(f"image {name!r}: cannot read {meta_file}: {e}") from e
         if not isinstance(meta, dict) or "parent" not in meta:
             raise ImageError(f'image {name!r}: {meta_file} must be {{"parent": <name or null>}}')
-        parent = meta["parent"]
+        return meta
+
+    def packages_of(self, name: str) -> dict[str, Path]:
+        """The project's Python packages the image's build context gets under packages/
+        (image.json's "packages": [import names]), by name -> source folder."""
+        found = {}
+        for package in self._meta(name).get("packages", []):
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise ImageError(f"image {name!r}: package {package!r} is not importable")
+            found[package] = Path(spec.submodule_search_locations[0])
+        return found
+
+    def _inputs(self, name: str) -> list[tuple[str, Path]]:
+        """(path in the build context, file) for every input file, in path order."""
+        folder = self._folder(name)
+        inputs = [(p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file()]
+        for package, source in self.packages_of(name).items():
+            inputs += [
+                (f"packages/{package}/{p.relative_to(source).as_posix()}", p)
+                for p in source.rglob("*.py") if "__pycache__" not in p.parts
+            ]
+        return sorted(inputs)
+
+    def parent_of(self, name: str) -> str | None:
+        """The image ``name`` builds on, or None if it builds on the debootstrap rootfs."""
+        parent = self._meta(name)["parent"]
         if parent is not None:
             if not isinstance(parent, str):
                 raise ImageError(f"image {name!r}: parent must be a name or null")
@@ -190,15 +215,9 @@ class ImageBuilder(SingletonConfigurable):
             parent_ref = self.rootfs_reference() if parent is None else self.reference(parent)
             digest = hashlib.sha256()
             digest.update(f"parent\0{parent_ref}\0".encode())
-            folder = self._folder(name)
-            files = sorted(
-                (p for p in folder.rglob("*") if p.is_file()),
-                key=lambda p: p.relative_to(folder).as_posix(),
-            )
-            for path in files:
+            for rel, path in self._inputs(name):
                 data = path.read_bytes()
                 mode = "x" if path.stat().st_mode & 0o111 else "-"
-                rel = path.relative_to(folder).as_posix()
                 digest.update(f"file\0{rel}\0{mode}\0{len(data)}\0".encode())
                 digest.update(data)
             self._references[name] = f"{self.repository}/{name}:{digest.hexdigest()[:12]}"
@@ -352,6 +371,10 @@ class ImageBuilder(SingletonConfigurable):
             if (context / BUILD_CA_FILE).exists():
                 raise ImageError(f"image {name!r}: {BUILD_CA_FILE} is reserved for the CA bundle")
             shutil.copyfile(self.ca_bundle, context / BUILD_CA_FILE)
+            for rel, path in self._inputs(name):
+                if rel.startswith("packages/"):
+                    (context / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, context / rel)
             stream = self.client.api.build(
                 path=str(context),
                 tag=ref,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from traitlets import Bool, List, Unicode, default
 
@@ -38,9 +40,17 @@ class KernelSpecCatalog(KernelSpecManager):
         return False
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        """The named spec; in local mode with its provisioner replaced."""
+        """The named spec. In local mode its provisioner is jupyter_client's local one and
+        its argv runs under the agent, in the working directory the launcher is given."""
         spec = super().get_kernel_spec(kernel_name)
         if self.local_kernels:
+            argv = list(spec.argv)
+            if argv and argv[0] in ("python", "python3"):
+                argv[0] = sys.executable
+            spec.argv = [
+                sys.executable, "-m", "kernelgate_agent", "--connection-file", "{connection_file}",
+                "--workspace", ".", "--", *argv,
+            ]
             spec.metadata = {**spec.metadata, "kernel_provisioner": LOCAL_PROVISIONER}
         return spec
 

@@ -14,7 +14,8 @@ _MIB = 1024 * 1024
 class Tier:
     """One tier's limits.
 
-    memory and tmp_size are bytes, cpus a fraction of cores, exec_timeout and
+    memory, tmp_size (each of the /tmp and home tmpfs) and max_file_size (one file
+    through the contents API) are bytes, cpus a fraction of cores, exec_timeout and
     idle_timeout seconds (0 = none), runtime a Docker runtime name ("" = the engine's
     default, e.g. "runsc" for gVisor).
     """
@@ -26,6 +27,7 @@ class Tier:
     exec_timeout: float
     idle_timeout: float
     tmp_size: int
+    max_file_size: int = 32 * _MIB
     runtime: str = ""
 
     def as_model(self) -> dict:

@@ -60,13 +60,16 @@ def hmac_token(key: bytes, payload: dict, kid: str) -> str:
 
 
 class JWKSServer:
-    """A stand-in auth service publishing its public keys, started by the test."""
+    """A stand-in auth service, started by the test: it publishes its public keys, and
+    answers introspection from `users` (sub -> {"active", "tier"?})."""
 
     def __init__(self) -> None:
         self.keys: dict[str, object] = {}
+        self.users: dict[str, dict] = {}
         self.fetches = 0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
+        self.introspection_url = f"http://127.0.0.1:{self.port}/introspect"
         server = self
 
         class Handler(web.RequestHandler):
@@ -74,7 +77,14 @@ class JWKSServer:
                 server.fetches += 1
                 self.write({"keys": [server.public_jwk(kid, key) for kid, key in server.keys.items()]})
 
-        self.http = httpserver.HTTPServer(web.Application([(r"/.well-known/jwks.json", Handler)]))
+        class Introspect(web.RequestHandler):
+            def post(self):
+                sub = json.loads(self.request.body)["sub"]
+                self.write(server.users.get(sub, {"active": False}))
+
+        self.http = httpserver.HTTPServer(web.Application([
+            (r"/.well-known/jwks.json", Handler), (r"/introspect", Introspect),
+        ]))
         self.http.listen(self.port, "127.0.0.1")
 
     def add(self, kid: str, key) -> None:
@@ -246,6 +256,20 @@ async def test_socket_closes_when_its_token_expires(authed_gateway):
     assert time.monotonic() - started < 6
     fresh = authed_gateway.client(hs())
     await fresh.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_introspection_decides_activity_and_tier(start_gateway, jwks, tmp_path):
+    config = tmp_path / "auth_config.py"
+    config.write_text(PLANS_CONFIG.format(issuer=ISSUER, audience=AUDIENCE))
+    gateway = start_gateway(
+        "--kernels=local", f"--config={config}", f"--jwt-secret={SECRET}",
+        f"--JWTIdentityProvider.introspection_url={jwks.introspection_url}",
+    )
+    jwks.users = {"upgraded": {"active": True, "tier": "pro"}, "banned": {"active": False}}
+    upgraded = gateway.client(hs("upgraded", tier="free"))  # the token says free, the API pro
+    assert "python3" in (await upgraded.request("GET", "/api/kernelspecs")).body["kernelspecs"]
+    assert (await gateway.client(hs("banned")).request("GET", "/api/kernels")).status == 401
+    assert (await gateway.client(hs("stranger")).request("GET", "/api/kernels")).status == 401
 
 
 async def test_unreachable_jwks_is_503_not_a_crash(start_gateway):

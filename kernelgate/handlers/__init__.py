@@ -3,6 +3,7 @@
 from kernelgate.handlers.api import APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
+from kernelgate.handlers.contents import KernelContentsHandler
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from kernelgate.handlers.kernelspecs import (
     KernelSpecHandler,
@@ -10,6 +11,7 @@ from kernelgate.handlers.kernelspecs import (
     KernelSpecsHandler,
 )
 from kernelgate.handlers.sessions import SessionHandler, SessionsHandler
+from kernelgate.handlers.terminals import TerminalHandler, TerminalSocketHandler, TerminalsHandler
 
 _ID = r"(?P<{}>[\w-]+)"
 _KERNEL = _ID.format("kernel_id")
@@ -26,6 +28,10 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/kernels/{_KERNEL}/?", KernelHandler),
         (rf"api/kernels/{_KERNEL}/(?P<action>interrupt|restart)/?", KernelActionHandler),
         (rf"api/kernels/{_KERNEL}/channels", ChannelsHandler),
+        (rf"api/kernels/{_KERNEL}/contents(?P<path>/.*)?", KernelContentsHandler),
+        (r"api/terminals/?", TerminalsHandler),
+        (r"api/terminals/(?P<name>[^/]+)/?", TerminalHandler),
+        (r"terminals/websocket/(?P<name>[^/]+)", TerminalSocketHandler),
         (r"api/sessions/?", SessionsHandler),
         (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),
         (r".*", NotFoundHandler),

@@ -1,6 +1,6 @@
 """KernelRegistry: the gateway's running kernels, their lifecycles and their models.
 
-Each kernel is a jupyter_client AsyncIOLoopKernelManager (its provisioner chosen by the
+Each kernel is a jupyter_client AsyncKernelManager (its provisioner chosen by the
 kernelspec: Docker by default, local processes as the fallback) plus a KernelHub that
 carries its messages. Every kernel talks over ZeroMQ ipc sockets in a private directory
 `runtime_dir/<kernel id>/`, removed with the kernel.
@@ -13,18 +13,21 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
-from jupyter_client.ioloop import AsyncIOLoopKernelManager
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.engine import DockerEngine
 from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany
+from kernelgate.kernels.agent import AgentClient
 from kernelgate.kernels.codec import Frames
 from kernelgate.kernels.hub import KernelHub
 from kernelgate.kernelspecs import KernelSpecCatalog
@@ -63,11 +66,13 @@ class Kernel:
     owner: str
     tier: str
     language: str
-    manager: AsyncIOLoopKernelManager
+    manager: AsyncKernelManager
     hub: KernelHub | None = None
+    agent: AgentClient | None = None
     execution_state: str = "starting"
     last_activity: datetime = field(default_factory=utcnow)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    restarts: list[float] = field(default_factory=list)  # monotonic times of automatic restarts
 
     @property
     def connections(self) -> int:
@@ -106,6 +111,12 @@ class KernelRegistry(LoggingConfigurable):
         Unicode(), default_value=["PATH", "LANG", "LC_ALL", "HOME", "TMPDIR"], config=True,
         help="Gateway environment variables passed to local (unsandboxed) kernels.",
     )
+    check_interval = Float(1.0, config=True, help="Seconds between checks for dead kernels.")
+    restart_limit = Int(
+        3, config=True, help="Automatic restarts of a dying kernel allowed within "
+        "restart_window seconds; one more death and the kernel is declared dead."
+    )
+    restart_window = Float(60.0, config=True, help="See restart_limit.")
     buffer_seconds = Float(
         60.0, config=True, help="How long a disconnected session's messages are kept."
     )
@@ -126,7 +137,10 @@ class KernelRegistry(LoggingConfigurable):
         self._manager_log = self.log.getChild("kernels")
         self._manager_log.addFilter(_ExpectedFailures())
         self.kernels: dict[str, Kernel] = {}
+        #: Called with a kernel whose sandbox went away (restart, death, shutdown).
+        self.sandbox_gone: list[Callable[[Kernel], None]] = []
         self._starting: dict[str, int] = {}  # owner -> kernels being started
+        self._supervisor: asyncio.Future | None = None
 
     # -- lookups -------------------------------------------------------------------
 
@@ -165,7 +179,7 @@ class KernelRegistry(LoggingConfigurable):
             raise TooMany(f"Your plan allows {owner_limit} kernels at once; shut one down first")
         kernel_id = str(uuid.uuid4())
         kernel_dir = self._make_kernel_dir(kernel_id)
-        manager = AsyncIOLoopKernelManager(
+        manager = AsyncKernelManager(
             parent=self,
             log=self._manager_log,
             kernel_id=kernel_id,
@@ -181,7 +195,10 @@ class KernelRegistry(LoggingConfigurable):
         )
         self._starting[owner] = self._starting.get(owner, 0) + 1
         try:
-            await manager.start_kernel(env=self._kernel_env(env or {}, owner))
+            workspace = kernel_dir / "workspace"  # local kernels' scratch workspace
+            workspace.mkdir()
+            await manager.start_kernel(env=self._kernel_env(env or {}, owner), cwd=str(workspace))
+            kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
             kernel.hub = KernelHub(
                 manager.get_connection_info(),
                 manager.session,
@@ -197,8 +214,8 @@ class KernelRegistry(LoggingConfigurable):
             if not self._starting[owner]:
                 del self._starting[owner]
         kernel.execution_state = "idle"
-        manager.add_restart_callback(lambda: self._on_autorestart(kernel), "restart")
-        manager.add_restart_callback(lambda: self._on_died(kernel), "dead")
+        if self._supervisor is None:
+            self._supervisor = asyncio.ensure_future(self._supervise())
         self.kernels[kernel_id] = kernel
         self.log.info("Kernel %s (%s) started for %s", kernel_id, name, owner)
         return kernel
@@ -212,6 +229,7 @@ class KernelRegistry(LoggingConfigurable):
         async with kernel.lock:
             kernel.execution_state = "restarting"
             kernel.hub.publish_status("restarting")
+            self._sandbox_gone(kernel)
             await kernel.manager.restart_kernel(now=True)
             await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
             kernel.execution_state = "idle"
@@ -226,6 +244,8 @@ class KernelRegistry(LoggingConfigurable):
 
     async def shutdown_all(self) -> None:
         """Stop every kernel (gateway shutdown)."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
         await asyncio.gather(
             *(self.shutdown(k) for k in list(self.kernels.values())), return_exceptions=True
         )
@@ -275,30 +295,53 @@ class KernelRegistry(LoggingConfigurable):
             if isinstance(state, str):
                 kernel.execution_state = state
 
-    def _on_autorestart(self, kernel: Kernel) -> None:
-        self.log.warning("Kernel %s died and was restarted", kernel.id)
-        kernel.execution_state = "restarting"
-        kernel.hub.publish_status("restarting")
-        asyncio.ensure_future(self._settle_after_autorestart(kernel))
+    async def _supervise(self) -> None:
+        """Find kernels whose sandbox died (OOM, crash, removal) and revive or bury them."""
+        while True:
+            await asyncio.sleep(self.check_interval)
+            for kernel in list(self.kernels.values()):
+                if not kernel.lock.locked() and not await kernel.manager.is_alive():
+                    await self._revive(kernel)
 
-    async def _settle_after_autorestart(self, kernel: Kernel) -> None:
-        try:
-            await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
-            kernel.execution_state = "idle"
-        except (RuntimeError, TimeoutError) as e:
-            self.log.warning("Kernel %s did not come back after a restart: %s", kernel.id, e)
-
-    def _on_died(self, kernel: Kernel) -> None:
-        self.log.warning("Kernel %s died and will not be restarted", kernel.id)
-        kernel.execution_state = "dead"
-        if kernel.hub:
+    async def _revive(self, kernel: Kernel) -> None:
+        """Restart a dead kernel in a fresh sandbox, unless it died too often lately or
+        cannot be started: then tell its clients it is dead and remove it."""
+        async with kernel.lock:
+            if kernel.id not in self.kernels:
+                return
+            now = time.monotonic()
+            kernel.restarts = [t for t in kernel.restarts if now - t < self.restart_window]
+            revived = False
+            if len(kernel.restarts) < self.restart_limit:
+                kernel.restarts.append(now)
+                self.log.warning("Kernel %s died; restarting it", kernel.id)
+                kernel.execution_state = "restarting"
+                kernel.hub.publish_status("restarting")
+                self._sandbox_gone(kernel)
+                try:
+                    await kernel.manager.restart_kernel(now=True)
+                    await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+                    kernel.execution_state = "idle"
+                    revived = True
+                except (GatewayError, RuntimeError, TimeoutError) as e:
+                    self.log.warning("Kernel %s could not be restarted: %s", kernel.id, e)
+        if not revived:
+            self.log.warning("Kernel %s is dead", kernel.id)
+            kernel.execution_state = "dead"
             kernel.hub.publish_status("dead")
-        asyncio.ensure_future(self.shutdown(kernel))
+            await self.shutdown(kernel)
+
+    def _sandbox_gone(self, kernel: Kernel) -> None:
+        for listener in list(self.sandbox_gone):
+            listener(kernel)
 
     async def _dispose(self, kernel: Kernel) -> None:
         """Close the hub, stop the kernel (ignoring a sandbox already gone), drop its dir."""
+        self._sandbox_gone(kernel)
         if kernel.hub:
             kernel.hub.close()
+        if kernel.agent:
+            kernel.agent.close()
         try:
             if kernel.manager.has_kernel:
                 await kernel.manager.shutdown_kernel(now=True)

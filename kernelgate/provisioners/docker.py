@@ -41,6 +41,9 @@ class DockerProvisioner(KernelProvisionerBase):
     image = Unicode(help="Name of the kernel's image: a folder of images/.").tag(config=True)
     tier = Unicode("", help="Tier whose limits apply; empty = the default tier.").tag(config=True)
     uid = Int(1000, help="Unprivileged uid (and gid) the kernel runs as.").tag(config=True)
+    agent_python = Unicode(
+        "/opt/kernelgate/venv/bin/python", help="The image's Python that runs kernelgate_agent."
+    ).tag(config=True)
 
     container_id: str | None = None
     _exit_code: int | None = None
@@ -83,9 +86,9 @@ class DockerProvisioner(KernelProvisionerBase):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Write the connection file for the container's user and build the command.
 
-        The command is the kernelspec's argv with `{connection_file}` substituted: it
-        runs inside the image, so the host-side rewriting of `python` to the gateway's
-        own interpreter must not apply.
+        The command is the agent (kernelgate_agent) followed by the kernelspec's argv
+        with `{connection_file}` substituted. It runs inside the image, so the host-side
+        rewriting of `python` to the gateway's own interpreter must not apply.
         """
         km = self.parent
         km.write_connection_file()
@@ -97,8 +100,14 @@ class DockerProvisioner(KernelProvisionerBase):
         else:  # the container's uid is not ours: it needs to enter and bind sockets here
             os.chmod(kernel_dir, 0o777)
             os.chmod(km.connection_file, 0o644)
-        cmd = [arg.replace("{connection_file}", km.connection_file) for arg in self.kernel_spec.argv]
+        tier = Tiers.instance().get(self.tier)
+        cmd = [
+            self.agent_python, "-m", "kernelgate_agent", "--connection-file", km.connection_file,
+            "--workspace", HOME, f"--max-file-size={tier.max_file_size}", "--",
+            *(arg.replace("{connection_file}", km.connection_file) for arg in self.kernel_spec.argv),
+        ]
         kwargs.pop("extra_arguments", None)
+        kwargs.pop("cwd", None)  # the container's working directory is its home
         kwargs.setdefault("env", {})
         return await super().pre_launch(cmd=cmd, **kwargs)
 

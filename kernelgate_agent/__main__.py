@@ -1,0 +1,3 @@
+from kernelgate_agent.agent import main
+
+main()
