@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from kernelgate.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unavailable
-from kernelgate.kernels.registry import Kernel, iso
+from kernelgate.clock import iso
+from kernelgate.kernels.registry import Kernel
 
 _ERRORS = {
     "ENOENT": NotFound, "EEXIST": Conflict, "ENOTEMPTY": Conflict,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 from traitlets.config import LoggingConfigurable
 
 
@@ -47,6 +47,7 @@ class DevIdentityProvider(IdentityProvider):
 
     user = Unicode("dev", config=True, help="The single user every request acts as.")
     tier = Unicode("", config=True, help="That user's plan tier.")
+    admin = Bool(True, config=True, help="Whether that user is a platform admin (all languages).")
 
     async def identify(self, request) -> Identity:
-        return Identity(user=self.user, tier=self.tier)
+        return Identity(user=self.user, tier=self.tier, roles=frozenset({"admin"} if self.admin else ()))

@@ -19,7 +19,8 @@ from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.errors import GatewayError, NotFound, Unavailable
-from kernelgate.kernels.registry import Kernel, KernelRegistry, iso, utcnow
+from kernelgate.clock import iso, utcnow
+from kernelgate.kernels.registry import Kernel, KernelRegistry
 
 
 class TerminalClient(Protocol):

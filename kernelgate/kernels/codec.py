@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CHANNELS = ("shell", "iopub", "stdin", "control")
@@ -36,6 +36,7 @@ class Frames:
     channel: str
     parts: list[bytes]  # header, parent_header, metadata, content, *buffers
     header: dict
+    parent: dict = field(default_factory=dict)  # decoded for kernel messages only
 
     @property
     def msg_type(self) -> str:

@@ -44,6 +44,16 @@ class Client(Protocol):
         """Disconnect the client (the kernel is gone)."""
 
 
+class Observer(Protocol):
+    """Sees every message through the hub (activity, execution limits)."""
+
+    def to_kernel(self, frames: Frames) -> None:
+        """A client's message, just before it is sent to the kernel."""
+
+    def from_kernel(self, frames: Frames) -> bool:
+        """A kernel's message, before it is routed; False drops it."""
+
+
 class _Buffer:
     """Messages kept for a disconnected client session, bounded in count and bytes."""
 
@@ -68,23 +78,20 @@ class _Buffer:
 
 
 class KernelHub:
-    """Routes messages between one kernel's ZeroMQ sockets and its attached clients.
-
-    `on_message(frames)` is called for every message from the kernel before it is
-    routed (activity and execution-state tracking).
-    """
+    """Routes messages between one kernel's ZeroMQ sockets and its attached clients,
+    showing each to the `observer` first."""
 
     def __init__(
         self,
         connection_info: dict,
         session: Session,
-        on_message: Callable[[Frames], None],
+        observer: Observer,
         buffer_seconds: float = 60.0,
         buffer_messages: int = 10_000,
         buffer_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.session = session
-        self.on_message = on_message
+        self.observer = observer
         self.buffer_seconds = buffer_seconds
         self.buffer_messages = buffer_messages
         self.buffer_bytes = buffer_bytes
@@ -144,6 +151,7 @@ class KernelHub:
     def send(self, client: Client, frames: Frames) -> None:
         """Sign and forward a client's message to the kernel now."""
         self._client_sessions[id(client)].add(frames.header["session"])
+        self.observer.to_kernel(frames)
         self.send_to_kernel(frames)
 
     def send_to_kernel(self, frames: Frames) -> None:
@@ -185,16 +193,24 @@ class KernelHub:
         self.send_to_kernel(frames)
         return frames
 
-    def publish_status(self, state: str) -> None:
-        """Tell every client on iopub that the kernel is `state` (restarting, dead)."""
-        msg = self.session.msg("status", {"execution_state": state})
+    def publish(self, msg_type: str, content: dict, parent: dict | None = None) -> None:
+        """Send a message of the gateway's own to every client on iopub."""
+        msg = self.session.msg(msg_type, content, parent=parent or {})
         parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
         self._route(Frames("iopub", parts, msg["header"]), parent_session=None)
+
+    def publish_status(self, state: str) -> None:
+        """Tell every client on iopub that the kernel is `state` (restarting, dead)."""
+        self.publish("status", {"execution_state": state})
 
     # -- kernel -> clients -------------------------------------------------------
 
     async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
+        count = 0
         while True:
+            count += 1
+            if count % 64 == 0:  # a ready socket never yields: let other kernels and clients run
+                await asyncio.sleep(0)
             try:
                 raw = await sock.recv_multipart(copy=True)
             except (asyncio.CancelledError, zmq.ContextTerminated):
@@ -205,16 +221,16 @@ class KernelHub:
                 log.warning("%s socket error: %s", channel, e)
                 continue
             try:
-                frames, parent = _parse_kernel_message(channel, raw)
+                frames = _parse_kernel_message(channel, raw)
             except (ValueError, KeyError, UnicodeDecodeError) as e:
                 log.warning("dropped a malformed %s message from a kernel: %s", channel, e)
                 continue
             if channel == "iopub":
                 self._iopub_seen.set()
             elif frames.msg_type == "kernel_info_reply" and self._ready_waiters:
-                self._resolve_ready(parent.get("msg_id"), frames)
-            self.on_message(frames)
-            self._route(frames, parent.get("session"))
+                self._resolve_ready(frames.parent.get("msg_id"), frames)
+            if self.observer.from_kernel(frames):
+                self._route(frames, frames.parent.get("session"))
 
     def _resolve_ready(self, msg_id: str | None, frames: Frames) -> None:
         for i, (waited, future) in enumerate(self._ready_waiters):
@@ -263,8 +279,8 @@ def _endpoint(info: dict, channel: str) -> str:
     return f"{info['transport']}://{info['ip']}:{port}"
 
 
-def _parse_kernel_message(channel: str, raw: list[bytes]) -> tuple[Frames, dict]:
-    """Split a kernel's multipart message; returns its Frames and its parent header."""
+def _parse_kernel_message(channel: str, raw: list[bytes]) -> Frames:
+    """Split a kernel's multipart message into Frames, with header and parent decoded."""
     idx = raw.index(DELIM)
     parts = raw[idx + 2 :]
     if len(parts) < 4:
@@ -273,4 +289,4 @@ def _parse_kernel_message(channel: str, raw: list[bytes]) -> tuple[Frames, dict]
     parent = json.loads(parts[1]) if parts[1] != b"{}" else {}
     if not isinstance(header, dict) or not isinstance(parent, dict):
         raise ValueError("header and parent_header must be objects")
-    return Frames(channel, parts, header), parent
+    return Frames(channel, parts, header, parent)

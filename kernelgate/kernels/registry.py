@@ -9,14 +9,13 @@ carries its messages. Every kernel talks over ZeroMQ ipc sockets in a private di
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -25,11 +24,12 @@ from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from kernelgate.clock import iso
 from kernelgate.engine import DockerEngine
 from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany
 from kernelgate.kernels.agent import AgentClient
-from kernelgate.kernels.codec import Frames
 from kernelgate.kernels.hub import KernelHub
+from kernelgate.kernels.watch import KernelWatch
 from kernelgate.kernelspecs import KernelSpecCatalog
 from kernelgate.tiers import Tiers
 
@@ -48,15 +48,6 @@ class _ExpectedFailures(logging.Filter):
         return True
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    """The timestamp format GatewayClient parses: always microseconds and a Z."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @dataclass(eq=False)
 class Kernel:
     """A running kernel as the gateway tracks it."""
@@ -67,12 +58,23 @@ class Kernel:
     tier: str
     language: str
     manager: AsyncKernelManager
+    watch: KernelWatch
     hub: KernelHub | None = None
     agent: AgentClient | None = None
-    execution_state: str = "starting"
-    last_activity: datetime = field(default_factory=utcnow)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     restarts: list[float] = field(default_factory=list)  # monotonic times of automatic restarts
+
+    @property
+    def execution_state(self) -> str:
+        return self.watch.execution_state
+
+    @execution_state.setter
+    def execution_state(self, state: str) -> None:
+        self.watch.execution_state = state
+
+    @property
+    def last_activity(self) -> datetime:
+        return self.watch.last_activity
 
     @property
     def connections(self) -> int:
@@ -117,6 +119,14 @@ class KernelRegistry(LoggingConfigurable):
         "restart_window seconds; one more death and the kernel is declared dead."
     )
     restart_window = Float(60.0, config=True, help="See restart_limit.")
+    max_output = Int(
+        4 * 1024 * 1024, config=True,
+        help="Bytes of output one execution may send; beyond, output is cut with a notice.",
+    )
+    timeout_grace = Float(
+        5.0, config=True, help="Seconds an execution interrupted for its timeout may take to "
+        "stop before the kernel is restarted.",
+    )
     buffer_seconds = Float(
         60.0, config=True, help="How long a disconnected session's messages are kept."
     )
@@ -189,9 +199,17 @@ class KernelRegistry(LoggingConfigurable):
             ip=str(kernel_dir / "k"),
             connection_file=str(kernel_dir / "connection.json"),
         )
+        limits = Tiers.instance().get(tier)
         kernel = Kernel(
-            id=kernel_id, name=name, owner=owner, language=spec.language,
-            tier=tier, manager=manager,
+            id=kernel_id, name=name, owner=owner, language=spec.language, tier=tier,
+            manager=manager,
+            watch=KernelWatch(
+                publish=lambda *args: kernel.hub.publish(*args),
+                interrupt=lambda: self.interrupt(kernel),
+                restart=lambda: self.restart(kernel),
+                tier=tier, exec_timeout=limits.exec_timeout, max_output=self.max_output,
+                grace=self.timeout_grace,
+            ),
         )
         self._starting[owner] = self._starting.get(owner, 0) + 1
         try:
@@ -202,7 +220,7 @@ class KernelRegistry(LoggingConfigurable):
             kernel.hub = KernelHub(
                 manager.get_connection_info(),
                 manager.session,
-                on_message=lambda frames: self._observe(kernel, frames),
+                observer=kernel.watch,
                 buffer_seconds=self.buffer_seconds,
             )
             await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
@@ -230,6 +248,7 @@ class KernelRegistry(LoggingConfigurable):
             kernel.execution_state = "restarting"
             kernel.hub.publish_status("restarting")
             self._sandbox_gone(kernel)
+            kernel.watch.reset()
             await kernel.manager.restart_kernel(now=True)
             await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
             kernel.execution_state = "idle"
@@ -288,13 +307,6 @@ class KernelRegistry(LoggingConfigurable):
             env.update({k: os.environ[k] for k in self.env_process_whitelist if k in os.environ})
         return env
 
-    def _observe(self, kernel: Kernel, frames: Frames) -> None:
-        kernel.last_activity = utcnow()
-        if frames.channel == "iopub" and frames.msg_type == "status":
-            state = json.loads(frames.parts[3]).get("execution_state")
-            if isinstance(state, str):
-                kernel.execution_state = state
-
     async def _supervise(self) -> None:
         """Find kernels whose sandbox died (OOM, crash, removal) and revive or bury them."""
         while True:
@@ -318,6 +330,7 @@ class KernelRegistry(LoggingConfigurable):
                 kernel.execution_state = "restarting"
                 kernel.hub.publish_status("restarting")
                 self._sandbox_gone(kernel)
+                kernel.watch.reset()
                 try:
                     await kernel.manager.restart_kernel(now=True)
                     await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)

@@ -1,0 +1,89 @@
+"""Per-execution limits: the tier's wall-clock timeout and the output cap."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+CONFIG = """
+MiB = 1024 * 1024
+c.Tiers.tiers = {
+    "low": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 3,
+            "idle_timeout": 600, "tmp_size": 64 * MiB},
+    "medium": {"memory": 512 * MiB, "cpus": 1.0, "pids": 256, "exec_timeout": 3,
+               "idle_timeout": 900, "tmp_size": 256 * MiB},
+    "high": {"memory": 1024 * MiB, "cpus": 2.0, "pids": 512, "exec_timeout": 3,
+             "idle_timeout": 1800, "tmp_size": 512 * MiB},
+}
+c.KernelRegistry.max_output = 20000
+c.KernelRegistry.timeout_grace = 2
+"""
+
+
+@pytest.fixture(params=["docker", "local"])
+def limited_gateway(request, start_gateway, tmp_path):
+    if request.param == "docker":
+        request.getfixturevalue("docker_engine")
+    config = tmp_path / "limits_config.py"
+    config.write_text(CONFIG)
+    return start_gateway(f"--kernels={request.param}", f"--config={config}")
+
+
+def notices(run) -> str:
+    return "".join(m["content"]["text"] for m in run.messages
+                   if m["header"]["msg_type"] == "stream" and "[kernelgate]" in m["content"]["text"])
+
+
+async def test_timeout_interrupts_then_restarts(limited_gateway):
+    client = limited_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    await ws.execute("kept = 1")
+    run = await ws.execute("import time; time.sleep(60)", timeout=30)
+    assert run.status == "error" and run.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert "ran longer than 3 s" in notices(run) and "'low' tier" in notices(run)
+    assert (await ws.execute("print(kept)")).stdout == "1\n"  # an interrupt keeps the state
+
+    # a cell that ignores SIGINT is stopped by restarting the kernel
+    msg_id = await ws.send("shell", "execute_request", {
+        "code": "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
+        "silent": False,
+    })
+    texts, states = "", []
+    while "restarting" not in states:
+        msg = await ws.recv(timeout=30)
+        if msg["header"]["msg_type"] == "stream":
+            texts += msg["content"]["text"]
+        elif msg["header"]["msg_type"] == "status":
+            states.append(msg["content"]["execution_state"])
+    assert "did not stop" in texts and "restarting the kernel" in texts
+    for _ in range(100):
+        if (await client.request("GET", f"/api/kernels/{kernel['id']}")).body["execution_state"] == "idle":
+            break
+        await asyncio.sleep(0.2)
+    assert (await ws.execute("print('kept' in globals())")).stdout == "False\n"
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_output_is_cut_and_others_stay_served(limited_gateway):
+    client = limited_gateway.client()
+    flooding = await client.start_kernel()
+    quiet = await client.start_kernel()
+    flood_ws = await client.connect(flooding["id"])
+    quiet_ws = await client.connect(quiet["id"])
+    flood_id = await flood_ws.send("shell", "execute_request", {
+        "code": "for i in range(30000): print(i)", "silent": False})
+    # while the flood runs, another kernel's client is served
+    for _ in range(5):
+        assert (await quiet_ws.execute("1 + 1", timeout=20)).results == ["2"]
+    run = await flood_ws.collect(flood_id, timeout=60)
+    assert run.status == "ok"
+    assert "Output cut" in notices(run)
+    assert len(run.stdout) <= 20000 + 8192  # the cap, give or take one message
+    assert (await flood_ws.execute("print('after')")).stdout == "after\n"  # the next cell has its own budget
+    flood_ws.close()
+    quiet_ws.close()
+    for kernel in (flooding, quiet):
+        await client.request("DELETE", f"/api/kernels/{kernel['id']}")
