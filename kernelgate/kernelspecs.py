@@ -54,6 +54,11 @@ class KernelSpecCatalog(KernelSpecManager):
             spec.metadata = {**spec.metadata, "kernel_provisioner": LOCAL_PROVISIONER}
         return spec
 
+    def image_of(self, kernel_name: str) -> str | None:
+        """The images/ folder the spec's Docker provisioner runs, if it names one."""
+        spec = super().get_kernel_spec(kernel_name)
+        return spec.metadata.get("kernel_provisioner", {}).get("config", {}).get("image")
+
     def tier_of(self, kernel_name: str) -> str:
         """The tier the spec's Docker provisioner config names ('' = the default tier)."""
         spec = super().get_kernel_spec(kernel_name)

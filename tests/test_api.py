@@ -134,3 +134,15 @@ async def test_no_auth_mode_refuses_public_addresses(tmp_path):
     gateway = GatewayProcess(tmp_path, "--kernels=local", "--ip=0.0.0.0")
     with pytest.raises(RuntimeError, match="Refusing to listen"):
         gateway.start(timeout=20)
+
+
+async def test_languages(start_gateway, docker_engine):
+    gateway = start_gateway("--kernels=docker")
+    languages = (await gateway.client().request("GET", "/api/languages")).body
+    python = next(lang for lang in languages if lang["kernelspec"] == "python3")
+    assert python["name"] == "python" and python["version"] == "3.11"
+    assert python["tier"] == "low" and python["allowed"] is True and python["ready"] is True
+    assert python["image"].startswith("kernelgate/python:")
+    assert python["resources"]["memory"] == 256 * 1024 * 1024 and python["resources"]["pids"] == 128
+    assert {lang["kernelspec"] for lang in languages} == {
+        p.name for p in (ROOT / "kernelspecs").iterdir() if (p / "kernel.json").is_file()}

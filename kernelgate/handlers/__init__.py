@@ -5,6 +5,7 @@ from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
 from kernelgate.handlers.contents import KernelContentsHandler
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
+from kernelgate.handlers.languages import LanguagesHandler
 from kernelgate.handlers.kernelspecs import (
     KernelSpecHandler,
     KernelSpecResourceHandler,
@@ -24,6 +25,7 @@ def routes(base_url: str) -> list[tuple]:
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (r"api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
         (r"kernelspecs/(?P<name>[^/]+)/(?P<file>[^/]+)", KernelSpecResourceHandler),
+        (r"api/languages/?", LanguagesHandler),
         (r"api/kernels/?", KernelsHandler),
         (rf"api/kernels/{_KERNEL}/?", KernelHandler),
         (rf"api/kernels/{_KERNEL}/(?P<action>interrupt|restart)/?", KernelActionHandler),
