@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory as KPF
 from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
@@ -54,7 +55,8 @@ class Kernel:
 
     id: str
     name: str
-    owner: str
+    owner: str  # the user, or the owner of the room
+    room: str | None  # the room's id, None for a solo kernel
     tier: str
     language: str
     manager: AsyncKernelManager
@@ -89,8 +91,8 @@ class Kernel:
             "execution_state": self.execution_state,
             "connections": self.connections,
             "kernelgate": {
-                "kind": "solo",
-                "owner": self.owner,
+                "kind": "room" if self.room else "solo",
+                **({"room": self.room} if self.room else {"owner": self.owner}),
                 "language": self.language,
                 "tier": self.tier,
             },
@@ -171,24 +173,79 @@ class KernelRegistry(LoggingConfigurable):
             raise NotFound(f"No such kernel spec: {name}") from None
 
     async def start(self, name: str, owner: str, env: dict[str, str] | None = None,
-                    owner_limit: int = 0) -> Kernel:
+                    owner_limit: int = 0, room: str | None = None,
+                    workspace: Path | None = None) -> Kernel:
         """Start a kernel of kernelspec `name` for `owner` and wait until it answers.
 
         `env` holds client-supplied variables; only `KERNEL_*` ones pass, and
-        KERNEL_USERNAME is always the owner. Raises NotFound for an unknown kernelspec,
+        KERNEL_USERNAME is always the owner. A room's kernel names its `room` and the
+        room's `workspace` (a host folder, mounted at /workspace in containers); a solo
+        kernel works in its sandbox's home. Raises NotFound for an unknown kernelspec,
         Capacity when max_kernels is reached, TooMany when the owner already has
-        `owner_limit` kernels (0 = no limit), and the provisioner's errors
+        `owner_limit` solo kernels (0 = no limit), and the provisioner's errors
         (EngineUnavailable, ImageMissing) when the sandbox cannot start.
         """
         tier = self.tier_of(name)
-        spec = self.catalog.get_kernel_spec(name)
         if self.max_kernels and len(self.kernels) + sum(self._starting.values()) >= self.max_kernels:
             raise Capacity(f"Maximum number of kernels ({self.max_kernels}) reached")
-        owned = sum(1 for k in self.kernels.values() if k.owner == owner) + self._starting.get(owner, 0)
-        if owner_limit and owned >= owner_limit:
+        owned = sum(1 for k in self.kernels.values() if k.owner == owner and not k.room)
+        if owner_limit and room is None and owned + self._starting.get(owner, 0) >= owner_limit:
             raise TooMany(f"Your plan allows {owner_limit} kernels at once; shut one down first")
-        kernel_id = str(uuid.uuid4())
-        kernel_dir = self._make_kernel_dir(kernel_id)
+        kernel = self._new_kernel(str(uuid.uuid4()), name, owner, room)
+        kernel_dir = self._make_kernel_dir(kernel.id)
+        if workspace is None and self.catalog.local_kernels:
+            workspace = kernel_dir / "workspace"  # a local solo kernel's scratch folder
+            workspace.mkdir()
+        launch = {"cwd": str(workspace)} if workspace else {}
+        self._starting[owner] = self._starting.get(owner, 0) + 1
+        try:
+            await kernel.manager.start_kernel(env=self._kernel_env(env or {}, owner), **launch)
+            await self._connect(kernel)
+        except BaseException:
+            await self._dispose(kernel)
+            raise
+        finally:
+            self._starting[owner] -= 1
+            if not self._starting[owner]:
+                del self._starting[owner]
+        self._register(kernel)
+        self.log.info("Kernel %s (%s) started for %s", kernel.id, name, room or owner)
+        return kernel
+
+    async def adopt(self, kernel_id: str, name: str, owner: str, room: str | None,
+                    provisioner_info: dict) -> Kernel | None:
+        """Re-attach to a kernel an earlier run of the gateway started (a room's), from
+        its socket directory and `provisioner_info`; None if it is no longer alive."""
+        connection_file = Path(self.runtime_dir) / kernel_id / "connection.json"
+        if kernel_id in self.kernels or not connection_file.is_file():
+            return None
+        kernel = self._new_kernel(kernel_id, name, owner, room)
+        manager = kernel.manager
+        try:
+            manager.load_connection_file(str(connection_file))
+            provisioner = KPF.instance(parent=self).create_provisioner_instance(
+                kernel_id, manager.kernel_spec, parent=manager
+            )
+            await provisioner.load_provisioner_info(provisioner_info)
+            manager.provisioner = provisioner
+            if not await manager.is_alive():
+                raise RuntimeError("its sandbox is gone")
+            await self._connect(kernel)
+        except Exception as e:  # noqa: BLE001 - anything wrong means: start afresh later
+            self.log.info("Kernel %s not re-adopted: %s", kernel_id, e)
+            await self._dispose(kernel)
+            return None
+        self._register(kernel)
+        self.log.info("Kernel %s (%s) re-adopted", kernel_id, name)
+        return kernel
+
+    async def provisioner_info(self, kernel: Kernel) -> dict:
+        """What `adopt` needs to re-attach to this kernel after a gateway restart."""
+        return await kernel.manager.provisioner.get_provisioner_info()
+
+    def _new_kernel(self, kernel_id: str, name: str, owner: str, room: str | None) -> Kernel:
+        tier = self.tier_of(name)
+        kernel_dir = Path(self.runtime_dir) / kernel_id
         manager = AsyncKernelManager(
             parent=self,
             log=self._manager_log,
@@ -201,8 +258,8 @@ class KernelRegistry(LoggingConfigurable):
         )
         limits = Tiers.instance().get(tier)
         kernel = Kernel(
-            id=kernel_id, name=name, owner=owner, language=spec.language, tier=tier,
-            manager=manager,
+            id=kernel_id, name=name, owner=owner, room=room,
+            language=self.catalog.get_kernel_spec(name).language, tier=tier, manager=manager,
             watch=KernelWatch(
                 publish=lambda *args: kernel.hub.publish(*args),
                 interrupt=lambda: self.interrupt(kernel),
@@ -211,32 +268,23 @@ class KernelRegistry(LoggingConfigurable):
                 grace=self.timeout_grace,
             ),
         )
-        self._starting[owner] = self._starting.get(owner, 0) + 1
-        try:
-            workspace = kernel_dir / "workspace"  # local kernels' scratch workspace
-            workspace.mkdir()
-            await manager.start_kernel(env=self._kernel_env(env or {}, owner), cwd=str(workspace))
-            kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
-            kernel.hub = KernelHub(
-                manager.get_connection_info(),
-                manager.session,
-                observer=kernel.watch,
-                buffer_seconds=self.buffer_seconds,
-            )
-            await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
-        except BaseException:
-            await self._dispose(kernel)
-            raise
-        finally:
-            self._starting[owner] -= 1
-            if not self._starting[owner]:
-                del self._starting[owner]
+        return kernel
+
+    async def _connect(self, kernel: Kernel) -> None:
+        """Open the gateway's sockets to a launched kernel and wait until it answers."""
+        manager = kernel.manager
+        kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
+        kernel.hub = KernelHub(
+            manager.get_connection_info(), manager.session, observer=kernel.watch,
+            buffer_seconds=self.buffer_seconds,
+        )
+        await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
         kernel.execution_state = "idle"
+
+    def _register(self, kernel: Kernel) -> None:
+        self.kernels[kernel.id] = kernel
         if self._supervisor is None:
             self._supervisor = asyncio.ensure_future(self._supervise())
-        self.kernels[kernel_id] = kernel
-        self.log.info("Kernel %s (%s) started for %s", kernel_id, name, owner)
-        return kernel
 
     async def interrupt(self, kernel: Kernel) -> None:
         """Interrupt the kernel (signal or message, as its kernelspec says)."""

@@ -27,6 +27,8 @@ from kernelgate.tiers import Tiers
 
 #: Where the container user's writable home (a tmpfs) is mounted.
 HOME = "/home/kernel"
+#: Where a room's shared workspace is mounted.
+WORKSPACE = "/workspace"
 
 
 class DockerProvisioner(KernelProvisionerBase):
@@ -46,6 +48,7 @@ class DockerProvisioner(KernelProvisionerBase):
     ).tag(config=True)
 
     container_id: str | None = None
+    workspace: str | None = None
     _exit_code: int | None = None
 
     @property
@@ -101,13 +104,14 @@ class DockerProvisioner(KernelProvisionerBase):
             os.chmod(kernel_dir, 0o777)
             os.chmod(km.connection_file, 0o644)
         tier = Tiers.instance().get(self.tier)
+        self.workspace = kwargs.pop("cwd", None)  # a room's host folder, or none (solo)
         cmd = [
             self.agent_python, "-m", "kernelgate_agent", "--connection-file", km.connection_file,
-            "--workspace", HOME, f"--max-file-size={tier.max_file_size}", "--",
+            "--workspace", WORKSPACE if self.workspace else HOME,
+            f"--max-file-size={tier.max_file_size}", "--",
             *(arg.replace("{connection_file}", km.connection_file) for arg in self.kernel_spec.argv),
         ]
         kwargs.pop("extra_arguments", None)
-        kwargs.pop("cwd", None)  # the container's working directory is its home
         kwargs.setdefault("env", {})
         return await super().pre_launch(cmd=cmd, **kwargs)
 
@@ -143,6 +147,9 @@ class DockerProvisioner(KernelProvisionerBase):
             },
             "volumes": {kernel_dir: {"bind": kernel_dir, "mode": "rw"}},
         }
+        if self.workspace:
+            options["volumes"][self.workspace] = {"bind": WORKSPACE, "mode": "rw"}
+            options["working_dir"] = WORKSPACE
         if tier.runtime:
             options["runtime"] = tier.runtime
         reference = ImageBuilder.instance().reference(self.image)
@@ -170,11 +177,18 @@ class DockerProvisioner(KernelProvisionerBase):
         """Adds the container id, so that a later gateway can re-attach to the kernel."""
         info = await super().get_provisioner_info()
         info["container_id"] = self.container_id
+        info["connection_info"] = {  # JSON-safe: the key as text
+            k: v.decode() if isinstance(v, bytes) else v for k, v in info["connection_info"].items()
+        }
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        """Re-attach to the container; if it stopped while nobody watched, poll() says so."""
         await super().load_provisioner_info(provisioner_info)
         self.container_id = provisioner_info.get("container_id")
+        state = await DockerEngine.instance().inspect_state(self.container_id) if self.container_id else None
+        if state is None or not state.get("Running"):
+            self._exit_code = (state or {}).get("ExitCode", -1)
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         return min(recommended, 2.0)
