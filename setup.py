@@ -33,6 +33,8 @@ setup(
         "docker>=7.1",
         "traitlets>=5.14",
         "sqlalchemy>=2.0",
+        "alembic>=1.13",
+        "psycopg[binary]>=3.2",
         "pyjwt[crypto]>=2.8",
     ],
     extras_require={

@@ -31,6 +31,8 @@ from kernelgate.kernelspecs import KernelSpecCatalog
 from kernelgate.plans import Plans
 from kernelgate.provisioners.docker import DockerProvisioner
 from kernelgate.sessions import SessionManager
+from kernelgate.rooms import RoomService
+from kernelgate.store import Store
 from kernelgate.terminals import TerminalManager
 from kernelgate.tiers import Tiers
 
@@ -80,6 +82,8 @@ class Services:
     identity_provider: IdentityProvider
     plans: Plans
     terminals: TerminalManager
+    rooms: RoomService
+    store: Store
 
 
 class ServeApp(ConfiguredApp):
@@ -125,6 +129,8 @@ class ServeApp(ConfiguredApp):
         "gateway-id": "DockerEngine.gateway_id",
         "allow-origin": "ServeApp.allow_origin",
         "log-level": "Application.log_level",
+        "data-dir": "Store.data_dir",
+        "db-url": "Store.url",
         "jwt-secret": "JWTIdentityProvider.secret",
         "jwks-url": "JWTIdentityProvider.jwks_url",
     }
@@ -136,7 +142,7 @@ class ServeApp(ConfiguredApp):
     }
 
     classes = [
-        KernelRegistry, KernelSpecCatalog, TerminalManager, Tiers, Plans, DockerEngine, DockerProvisioner,
+        KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, Store, Tiers, Plans, DockerEngine, DockerProvisioner,
         ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
     ]
 
@@ -176,15 +182,24 @@ class ServeApp(ConfiguredApp):
             )
         if isinstance(identity_provider, DevIdentityProvider):
             self.log.warning("No authentication: every request acts as user %r", identity_provider.user)
+        store = Store(parent=self)
+        await store.migrate()
+        await store.end_open_solo_sessions("gateway stopped")
+        rooms = RoomService(store, registry, plans, parent=self)
+        await rooms.start()  # re-adopts running room kernels: before orphans are removed
         if self.cull_orphans:
             try:
                 await registry.remove_orphans()
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
-        self.registry = registry
+        registry.on_started.append(
+            lambda k: store.solo_started(k.id, k.owner, k.name) if k.room is None else _done())
+        registry.on_stopped.append(
+            lambda k, reason: store.solo_ended(k.id, reason) if k.room is None else _done())
+        self.registry, self.store, self.rooms = registry, store, rooms
         services = Services(
             registry, catalog, SessionManager(registry), identity_provider, plans,
-            TerminalManager(registry, parent=self),
+            TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
         )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",
@@ -218,7 +233,9 @@ class ServeApp(ConfiguredApp):
         await stop.wait()
         self.log.info("Shutting down: stopping %d kernel(s)", len(self.registry.kernels))
         server.stop()
+        await self.rooms.stop()
         await self.registry.shutdown_all()
+        await self.store.close()
 
     def _log_request(self, handler):
         status = handler.get_status()
@@ -227,6 +244,10 @@ class ServeApp(ConfiguredApp):
             level = self.log.error
         level("%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
               1000.0 * handler.request.request_time())
+
+
+async def _done() -> None:
+    """An awaitable that does nothing (a listener with nothing to record)."""
 
 
 class TokenApp(ConfiguredApp):

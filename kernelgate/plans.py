@@ -15,17 +15,27 @@ from kernelgate.errors import Forbidden
 from kernelgate.identity import Identity
 
 DEFAULT_PLANS = {
-    "free": {"kernel_tiers": ["low"], "max_kernels": 2},
-    "pro": {"kernel_tiers": ["low", "medium"], "max_kernels": 5},
-    "team": {"kernel_tiers": ["low", "medium", "high"], "max_kernels": 10},
+    "free": {"kernel_tiers": ["low"], "max_kernels": 2, "max_rooms": 1, "max_members": 5},
+    "pro": {"kernel_tiers": ["low", "medium"], "max_kernels": 5, "max_rooms": 5, "max_members": 20},
+    "team": {"kernel_tiers": ["low", "medium", "high"], "max_kernels": 10, "max_rooms": 20,
+             "max_members": 100},
 }
 
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan's rules; every limit 0 means none."""
+
     name: str
     kernel_tiers: tuple[str, ...]
-    max_kernels: int  # concurrent solo kernels; 0 = no limit
+    max_kernels: int = 0  # concurrent solo kernels
+    max_rooms: int = 0  # rooms owned
+    max_members: int = 0  # members of each owned room
+
+    @classmethod
+    def from_config(cls, name: str, spec: dict) -> "Plan":
+        return cls(name=name, kernel_tiers=tuple(spec["kernel_tiers"]),
+                   **{k: int(spec.get(k, 0)) for k in ("max_kernels", "max_rooms", "max_members")})
 
     def allows(self, kernel_tier: str) -> bool:
         return kernel_tier in self.kernel_tiers
@@ -36,7 +46,8 @@ class Plans(SingletonConfigurable):
 
     plans = Dict(
         default_value=DEFAULT_PLANS, config=True,
-        help="Plan name (a user tier) -> {kernel_tiers: [...], max_kernels: N}.",
+        help="Plan name (a user tier) -> {kernel_tiers: [...], max_kernels, max_rooms, "
+        "max_members} (limits: 0 = none).",
     )
     order = List(
         Unicode(), default_value=["free", "pro", "team"], config=True,
@@ -49,7 +60,7 @@ class Plans(SingletonConfigurable):
     def _check(self, proposal):
         for name, spec in proposal["value"].items():
             try:
-                Plan(name=name, kernel_tiers=tuple(spec["kernel_tiers"]), max_kernels=int(spec["max_kernels"]))
+                Plan.from_config(name, spec)
             except (KeyError, TypeError, ValueError) as e:
                 raise TraitError(f"plan {name!r}: {e}") from e
         return proposal["value"]
@@ -59,8 +70,7 @@ class Plans(SingletonConfigurable):
         name = identity.tier if identity.tier in self.plans else self.order[0]
         if identity.is_admin:
             name = self.admin_plan
-        spec = self.plans[name]
-        return Plan(name=name, kernel_tiers=tuple(spec["kernel_tiers"]), max_kernels=int(spec["max_kernels"]))
+        return Plan.from_config(name, self.plans[name])
 
     def check_kernel_tier(self, identity: Identity, kernel_name: str, kernel_tier: str) -> None:
         """Forbidden, naming the plans that would allow it, unless the plan allows the tier."""

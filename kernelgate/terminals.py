@@ -13,14 +13,16 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Callable, Protocol
 
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
-from kernelgate.errors import GatewayError, NotFound, Unavailable
+from kernelgate.errors import Forbidden, GatewayError, NotFound, Unavailable
+from kernelgate.identity import Identity
 from kernelgate.clock import iso, utcnow
 from kernelgate.kernels.registry import Kernel, KernelRegistry
+from kernelgate.roles import at_least
 
 
 class TerminalClient(Protocol):
@@ -54,26 +56,34 @@ class TerminalManager(LoggingConfigurable):
     )
     cull_interval = Float(60.0, config=True, help="Seconds between checks for idle terminals.")
 
-    def __init__(self, registry: KernelRegistry, **kwargs) -> None:
+    def __init__(self, registry: KernelRegistry,
+                 role_of: Callable[[Identity, Kernel], str | None], **kwargs) -> None:
+        """`role_of(identity, kernel)`: the caller's role for a kernel, None if none."""
         super().__init__(**kwargs)
         self.registry = registry
+        self.role_of = role_of
         self.terminals: dict[str, Terminal] = {}
         self._names = itertools.count(1)
         self._culler: asyncio.Future | None = None
         registry.sandbox_gone.append(self._sandbox_gone)
 
-    def get(self, name: str, user: str) -> Terminal:
-        """The terminal called `name` if `user` owns it; NotFound otherwise."""
+    def get(self, name: str, identity: Identity, needed: str = "viewer") -> Terminal:
+        """The terminal called `name` if the caller may use it with `needed`: its kernel's
+        owner, or a member of its room. NotFound for anyone else, Forbidden for a role too
+        low."""
         terminal = self.terminals.get(name)
-        if terminal is None or terminal.owner != user:
+        role = self.role_of(identity, terminal.kernel) if terminal else None
+        if role is None:
             raise NotFound(f"Terminal not found: {name}")
+        if not at_least(role, needed):
+            raise Forbidden(f"This needs the {needed} role in the room; you are {role}")
         return terminal
 
-    def list(self, user: str) -> list[Terminal]:
-        return [t for t in self.terminals.values() if t.owner == user]
+    def list(self, identity: Identity) -> list[Terminal]:
+        return [t for t in self.terminals.values() if self.role_of(identity, t.kernel)]
 
     async def open(self, kernel: Kernel, user: str, rows: int = 24, cols: int = 80) -> Terminal:
-        """Start a shell in the kernel's sandbox, as its unprivileged user."""
+        """Start a shell in the kernel's sandbox, as its unprivileged user, for `user`."""
         if self._on_event not in kernel.agent.listeners:
             kernel.agent.listeners.append(self._on_event)
         name = str(next(self._names))

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything kernelgate needs on a Debian bookworm machine, idempotently:
-#   Debian packages (docker.io, debootstrap, python3-venv), a running Docker engine,
-#   a virtualenv .venv with kernelgate and its test dependencies, the kernel images.
+#   Debian packages (docker.io, debootstrap, python3-venv, postgresql for the store's
+#   tests), a running Docker engine, a virtualenv .venv with kernelgate and its test
+#   dependencies, the kernel images.
 # Run as root. Without a usable Docker engine it still installs kernelgate, which then
 # runs local (unsandboxed) kernels; with CI=true a missing engine is an error.
-# Images to build: $KERNELGATE_IMAGES (default: python).
+# Images to build: $KERNELGATE_IMAGES (names of images/ folders; default: all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -45,9 +47,9 @@ log "Installing kernelgate into .venv"
 .venv/bin/python -m pip install -q -e '.[test]'
 
 if $docker_ok; then
-  log "Building kernel images: ${KERNELGATE_IMAGES:-python}"
+  log "Building kernel images: ${KERNELGATE_IMAGES:-all}"
   # shellcheck disable=SC2086
-  .venv/bin/kernelgate images build ${KERNELGATE_IMAGES:-python}
+  .venv/bin/kernelgate images build ${KERNELGATE_IMAGES:-}
 else
   echo "No Docker engine: 'kernelgate serve' will run local, unsandboxed kernels."
 fi

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.client import GatewayClient
+from tests.postgres import postgres_server  # noqa: F401 - the fixture, for tests/test_store.py
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -71,12 +72,15 @@ class GatewayProcess:
         self.log_path = tmp / f"gateway-{self.port}.log"
         # short, because unix socket paths are
         self.runtime_dir = like.runtime_dir if like else Path(tempfile.mkdtemp(prefix="kg-", dir="/tmp"))
+        self.data_dir = like.data_dir if like else tmp / f"data-{self.port}"
         authenticated = any(a.startswith(("--jwt", "--jwks", "--JWTIdentityProvider")) for a in args)
         self.args = [
             sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
             f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}",
+            f"--data-dir={self.data_dir}",
             *([] if authenticated else ["--no-auth"]), *args,
         ]
+        self.extra_args = args
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 

@@ -11,11 +11,22 @@ from kernelgate.handlers.kernelspecs import (
     KernelSpecResourceHandler,
     KernelSpecsHandler,
 )
+from kernelgate.handlers.rooms import (
+    RoomContentsHandler,
+    RoomHandler,
+    RoomKernelsHandler,
+    RoomLanguagesHandler,
+    RoomMemberHandler,
+    RoomMembersHandler,
+    RoomsHandler,
+)
 from kernelgate.handlers.sessions import SessionHandler, SessionsHandler
 from kernelgate.handlers.terminals import TerminalHandler, TerminalSocketHandler, TerminalsHandler
 
 _ID = r"(?P<{}>[\w-]+)"
 _KERNEL = _ID.format("kernel_id")
+_ROOM = _ID.format("room_id")
+_WORKSPACE = _ID.format("workspace_id")  # a kernel's or a room's
 
 
 def routes(base_url: str) -> list[tuple]:
@@ -30,10 +41,17 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/kernels/{_KERNEL}/?", KernelHandler),
         (rf"api/kernels/{_KERNEL}/(?P<action>interrupt|restart)/?", KernelActionHandler),
         (rf"api/kernels/{_KERNEL}/channels", ChannelsHandler),
-        (rf"api/kernels/{_KERNEL}/contents(?P<path>/.*)?", KernelContentsHandler),
+        (rf"api/kernels/{_WORKSPACE}/contents(?P<path>/.*)?", KernelContentsHandler),
         (r"api/terminals/?", TerminalsHandler),
         (r"api/terminals/(?P<name>[^/]+)/?", TerminalHandler),
         (r"terminals/websocket/(?P<name>[^/]+)", TerminalSocketHandler),
+        (r"api/rooms/?", RoomsHandler),
+        (rf"api/rooms/{_ROOM}/?", RoomHandler),
+        (rf"api/rooms/{_ROOM}/languages/?", RoomLanguagesHandler),
+        (rf"api/rooms/{_ROOM}/members/?", RoomMembersHandler),
+        (rf"api/rooms/{_ROOM}/members/(?P<user>[^/]+)/?", RoomMemberHandler),
+        (rf"api/rooms/{_ROOM}/kernels/?", RoomKernelsHandler),
+        (rf"api/rooms/{_WORKSPACE}/contents(?P<path>/.*)?", RoomContentsHandler),
         (r"api/sessions/?", SessionsHandler),
         (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),
         (r".*", NotFoundHandler),

@@ -25,10 +25,12 @@ from kernelgate.kernels.codec import (
     encode_v1,
 )
 from kernelgate.kernels.registry import Kernel
+from kernelgate.roles import may_send
 
 log = logging.getLogger("kernelgate.channels")
 
-#: Close code when the credentials of an open socket expire (RFC 6455: policy violation).
+#: Close code when the credentials of an open socket expire or its user leaves the room
+#: (RFC 6455: policy violation).
 CLOSE_EXPIRED = 1008
 
 
@@ -63,7 +65,13 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         except MessageError as e:
             log.warning("kernel %s: dropped a malformed client message: %s", self.kernel.id, e)
             return
-        self.kernel.hub.send(self, frames)
+        role = self.services.rooms.kernel_role(self.identity, self.kernel)  # roles change live
+        if role is None:
+            self.close(CLOSE_EXPIRED, "No longer a member")
+        elif may_send(role, frames):
+            self.kernel.hub.send(self, frames)
+        else:
+            self.kernel.hub.refuse(self, frames, f"A {role} of the room may not send {frames.msg_type}")
 
     def deliver(self, frames: Frames) -> None:
         """Send a kernel message to this client (called by the hub, never blocks)."""

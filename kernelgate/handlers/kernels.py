@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from kernelgate.errors import BadRequest, NotFound
+from kernelgate.errors import BadRequest, Forbidden, NotFound
 from kernelgate.handlers.base import APIHandler
 from kernelgate.kernels.registry import Kernel
+from kernelgate.roles import at_least
 
 
 class KernelAccess:
-    """Looks up a kernel the caller may use; anyone else gets 404, as if it did not exist."""
+    """Looks up a kernel the caller may use; to anyone else it does not exist (404).
 
-    def visible_kernel(self, kernel_id: str) -> Kernel:
+    Solo kernels belong to their owner; room kernels to the room's members, by role.
+    """
+
+    role: str | None = None
+
+    def visible_kernel(self, kernel_id: str, needed: str = "viewer") -> Kernel:
         kernel = self.services.registry.get(kernel_id)
-        if kernel.owner != self.identity.user and not self.identity.is_admin:
+        role = self.services.rooms.kernel_role(self.identity, kernel)
+        if role is None:
             raise NotFound(f"Kernel does not exist: {kernel_id}")
+        if not at_least(role, needed):
+            raise Forbidden(f"This needs the {needed} role in the room; you are {role}")
+        self.role = role
         return kernel
 
 
-class KernelsHandler(APIHandler):
+class KernelsHandler(KernelAccess, APIHandler):
     async def get(self):
-        """The caller's kernels."""
+        """The caller's kernels: their solo kernels and their rooms' kernels."""
+        rooms = self.services.rooms
         kernels = self.services.registry.kernels.values()
-        self.write_json([k.model() for k in kernels if k.owner == self.identity.user])
+        self.write_json([k.model() for k in kernels
+                         if (k.room is None and k.owner == self.identity.user)
+                         or (k.room and any(r.id == k.room for r in rooms.rooms_of(self.identity)))])
 
     async def post(self):
         """Start a solo kernel: 201 with Location and the kernel model."""
@@ -46,14 +59,17 @@ class KernelHandler(KernelAccess, APIHandler):
         self.write_json(self.visible_kernel(kernel_id).model())
 
     async def delete(self, kernel_id: str):
-        await self.services.registry.shutdown(self.visible_kernel(kernel_id))
+        """Stop a kernel (a room's needs admin, and starts again on the room's next use)."""
+        kernel = self.services.registry.get(kernel_id)
+        self.visible_kernel(kernel_id, "admin" if kernel.room else "owner")
+        await self.services.registry.shutdown(kernel)
         self.set_status(204)
         self.finish()
 
 
 class KernelActionHandler(KernelAccess, APIHandler):
     async def post(self, kernel_id: str, action: str):
-        kernel = self.visible_kernel(kernel_id)
+        kernel = self.visible_kernel(kernel_id, "participant")
         if action == "interrupt":
             await self.services.registry.interrupt(kernel)
             self.set_status(204)

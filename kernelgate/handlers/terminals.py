@@ -15,25 +15,31 @@ from kernelgate.handlers.kernels import KernelAccess
 
 class TerminalsHandler(KernelAccess, APIHandler):
     async def get(self):
-        self.write_json([t.model() for t in self.services.terminals.list(self.identity.user)])
+        self.write_json([t.model() for t in self.services.terminals.list(self.identity)])
 
     async def post(self):
-        """{"kernel": id}: a shell in that kernel's sandbox."""
+        """{"kernel": id} or {"room": id, "language"?}: a shell in that sandbox."""
         body = self.json_body()
-        kernel_id = body.get("kernel")
-        if not isinstance(kernel_id, str):
-            raise BadRequest("'kernel' (the id of your kernel whose sandbox the shell runs in) is required")
-        terminal = await self.services.terminals.open(self.visible_kernel(kernel_id), self.identity.user)
+        if isinstance(body.get("room"), str):
+            language = body.get("language")
+            if language is not None and not isinstance(language, str):
+                raise BadRequest("'language' must be a kernelspec name")
+            kernel = await self.services.rooms.kernel_for(self.identity, body["room"], language, "participant")
+        elif isinstance(body.get("kernel"), str):
+            kernel = self.visible_kernel(body["kernel"], "participant")
+        else:
+            raise BadRequest("'kernel' (a kernel id) or 'room' (a room id) is required")
+        terminal = await self.services.terminals.open(kernel, self.identity.user)
         self.write_json(terminal.model(), status=201)
 
 
 class TerminalHandler(APIHandler):
     async def get(self, name: str):
-        self.write_json(self.services.terminals.get(name, self.identity.user).model())
+        self.write_json(self.services.terminals.get(name, self.identity).model())
 
     async def delete(self, name: str):
         terminals = self.services.terminals
-        await terminals.close(terminals.get(name, self.identity.user))
+        await terminals.close(terminals.get(name, self.identity, "participant"))
         self.set_status(204)
         self.finish()
 
@@ -42,7 +48,7 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
     terminal = None
 
     async def get(self, name: str):
-        self.terminal = self.services.terminals.get(name, self.identity.user)
+        self.terminal = self.services.terminals.get(name, self.identity)
         await super().get(name)
 
     def open(self, name: str):
@@ -54,6 +60,8 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
             frame = json.loads(message)
             kind = frame[0]
             if kind == "stdin":
+                if self.services.terminals.role_of(self.identity, self.terminal.kernel) in (None, "viewer"):
+                    return  # viewers watch a shared terminal; they do not type
                 self.services.terminals.input(self.terminal, str(frame[1]))
             elif kind == "set_size":
                 self.services.terminals.resize(self.terminal, int(frame[1]), int(frame[2]))

@@ -199,6 +199,15 @@ class KernelHub:
         parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
         self._route(Frames("iopub", parts, msg["header"]), parent_session=None)
 
+    def refuse(self, client: Client, frames: Frames, reason: str) -> None:
+        """Answer a request the client may not send with an error reply, to it alone."""
+        if not frames.msg_type.endswith("_request"):
+            return
+        content = {"status": "error", "ename": "PermissionError", "evalue": reason, "traceback": []}
+        msg = self.session.msg(frames.msg_type[: -len("_request")] + "_reply", content, parent=frames.header)
+        parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
+        client.deliver(Frames(frames.channel, parts, msg["header"]))
+
     def publish_status(self, state: str) -> None:
         """Tell every client on iopub that the kernel is `state` (restarting, dead)."""
         self.publish("status", {"execution_state": state})

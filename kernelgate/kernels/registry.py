@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory as KPF
@@ -25,7 +25,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from kernelgate.clock import iso
+from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany
 from kernelgate.kernels.agent import AgentClient
@@ -63,6 +63,7 @@ class Kernel:
     watch: KernelWatch
     hub: KernelHub | None = None
     agent: AgentClient | None = None
+    started: datetime = field(default_factory=utcnow)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     restarts: list[float] = field(default_factory=list)  # monotonic times of automatic restarts
 
@@ -121,6 +122,9 @@ class KernelRegistry(LoggingConfigurable):
         "restart_window seconds; one more death and the kernel is declared dead."
     )
     restart_window = Float(60.0, config=True, help="See restart_limit.")
+    max_lifetime = Float(
+        12 * 3600.0, config=True, help="Seconds after which a solo kernel is stopped; 0 = never."
+    )
     max_output = Int(
         4 * 1024 * 1024, config=True,
         help="Bytes of output one execution may send; beyond, output is cut with a notice.",
@@ -151,6 +155,9 @@ class KernelRegistry(LoggingConfigurable):
         self.kernels: dict[str, Kernel] = {}
         #: Called with a kernel whose sandbox went away (restart, death, shutdown).
         self.sandbox_gone: list[Callable[[Kernel], None]] = []
+        #: Awaited with each newly started kernel, and with each kernel shut down.
+        self.on_started: list[Callable[[Kernel], Awaitable[None]]] = []
+        self.on_stopped: list[Callable[[Kernel, str], Awaitable[None]]] = []
         self._starting: dict[str, int] = {}  # owner -> kernels being started
         self._supervisor: asyncio.Future | None = None
 
@@ -210,19 +217,20 @@ class KernelRegistry(LoggingConfigurable):
                 del self._starting[owner]
         self._register(kernel)
         self.log.info("Kernel %s (%s) started for %s", kernel.id, name, room or owner)
+        for listener in list(self.on_started):
+            await listener(kernel)
         return kernel
 
     async def adopt(self, kernel_id: str, name: str, owner: str, room: str | None,
                     provisioner_info: dict) -> Kernel | None:
         """Re-attach to a kernel an earlier run of the gateway started (a room's), from
         its socket directory and `provisioner_info`; None if it is no longer alive."""
-        connection_file = Path(self.runtime_dir) / kernel_id / "connection.json"
-        if kernel_id in self.kernels or not connection_file.is_file():
+        if kernel_id in self.kernels or not (Path(self.runtime_dir) / kernel_id).is_dir():
             return None
         kernel = self._new_kernel(kernel_id, name, owner, room)
         manager = kernel.manager
         try:
-            manager.load_connection_file(str(connection_file))
+            manager.load_connection_info(provisioner_info["connection_info"])
             provisioner = KPF.instance(parent=self).create_provisioner_instance(
                 kernel_id, manager.kernel_spec, parent=manager
             )
@@ -232,7 +240,7 @@ class KernelRegistry(LoggingConfigurable):
                 raise RuntimeError("its sandbox is gone")
             await self._connect(kernel)
         except Exception as e:  # noqa: BLE001 - anything wrong means: start afresh later
-            self.log.info("Kernel %s not re-adopted: %s", kernel_id, e)
+            self.log.warning("Kernel %s not re-adopted (it will start afresh): %s", kernel_id, e)
             await self._dispose(kernel)
             return None
         self._register(kernel)
@@ -301,18 +309,26 @@ class KernelRegistry(LoggingConfigurable):
             await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
             kernel.execution_state = "idle"
 
-    async def shutdown(self, kernel: Kernel) -> None:
+    async def shutdown(self, kernel: Kernel, reason: str = "deleted") -> None:
         """Stop the kernel and remove its sandbox and socket directory."""
         if self.kernels.pop(kernel.id, None) is None:
             return
         async with kernel.lock:
             await self._dispose(kernel)
-        self.log.info("Kernel %s shut down", kernel.id)
+        self.log.info("Kernel %s shut down (%s)", kernel.id, reason)
+        for listener in list(self.on_stopped):
+            await listener(kernel, reason)
 
     async def shutdown_all(self) -> None:
-        """Stop every kernel (gateway shutdown)."""
+        """Gateway shutdown: stop every kernel, except the room kernels in containers,
+        which keep running for the next run to re-adopt (only detached here)."""
         if self._supervisor is not None:
             self._supervisor.cancel()
+        for kernel in list(self.kernels.values()):
+            if kernel.room and not self.catalog.local_kernels:
+                self.kernels.pop(kernel.id)
+                kernel.hub.close()
+                kernel.agent.close()
         await asyncio.gather(
             *(self.shutdown(k) for k in list(self.kernels.values())), return_exceptions=True
         )
@@ -356,12 +372,23 @@ class KernelRegistry(LoggingConfigurable):
         return env
 
     async def _supervise(self) -> None:
-        """Find kernels whose sandbox died (OOM, crash, removal) and revive or bury them."""
+        """Revive or bury kernels whose sandbox died (OOM, crash, removal); cull solo
+        kernels idle past their tier's idle_timeout or older than max_lifetime."""
         while True:
             await asyncio.sleep(self.check_interval)
+            now = utcnow()
             for kernel in list(self.kernels.values()):
-                if not kernel.lock.locked() and not await kernel.manager.is_alive():
+                if kernel.lock.locked():
+                    continue
+                if not await kernel.manager.is_alive():
                     await self._revive(kernel)
+                elif kernel.room is None:
+                    idle_timeout = Tiers.instance().get(kernel.tier).idle_timeout
+                    idle = (now - kernel.last_activity).total_seconds()
+                    if idle_timeout and kernel.connections == 0 and idle > idle_timeout:
+                        await self.shutdown(kernel, "culled")
+                    elif self.max_lifetime and (now - kernel.started).total_seconds() > self.max_lifetime:
+                        await self.shutdown(kernel, "lifetime")
 
     async def _revive(self, kernel: Kernel) -> None:
         """Restart a dead kernel in a fresh sandbox, unless it died too often lately or
@@ -390,7 +417,7 @@ class KernelRegistry(LoggingConfigurable):
             self.log.warning("Kernel %s is dead", kernel.id)
             kernel.execution_state = "dead"
             kernel.hub.publish_status("dead")
-            await self.shutdown(kernel)
+            await self.shutdown(kernel, "dead")
 
     def _sandbox_gone(self, kernel: Kernel) -> None:
         for listener in list(self.sandbox_gone):

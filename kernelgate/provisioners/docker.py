@@ -22,7 +22,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Int, Unicode
 
 from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing
-from kernelgate.images import ImageBuilder
+from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.tiers import Tiers
 
 #: Where the container user's writable home (a tmpfs) is mounted.
@@ -152,7 +152,10 @@ class DockerProvisioner(KernelProvisionerBase):
             options["working_dir"] = WORKSPACE
         if tier.runtime:
             options["runtime"] = tier.runtime
-        reference = ImageBuilder.instance().reference(self.image)
+        try:
+            reference = ImageBuilder.instance().reference(self.image)
+        except ImageError as e:
+            raise ImageMissing(f"Kernel {self.kernel_spec.display_name!r} has no image: {e}") from None
         self._exit_code = None
         try:
             self.container_id = await DockerEngine.instance().run(reference, **options)

@@ -1,0 +1,372 @@
+"""Rooms: persistent workspaces shared by members with roles, one kernel per language.
+
+The store holds rooms, members, languages and the room kernels to re-adopt. A cache
+of the room records serves authorization without I/O. Each room's workspace is a host
+folder, `rooms_dir/<id>`, mounted at /workspace in each of the room's containers.
+Its files are only ever touched by the agents inside the sandboxes. The gateway
+creates the folder and removes it with the room.
+
+Room kernels start when the room is created and, after they stopped (gateway restart,
+expiry, death), again on first use. Expired rooms keep their workspace for
+`expired_retention` seconds; an admin can extend them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from traitlets import Float, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from kernelgate.clock import iso, utcnow
+from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, TooMany
+from kernelgate.identity import Identity
+from kernelgate.kernels.registry import Kernel, KernelRegistry
+from kernelgate.plans import Plans
+from kernelgate.roles import GRANTABLE, at_least
+from kernelgate.store import RoomRecord, Store
+
+STORAGES = ("local",)  # s3 and database arrive with room storage backends
+
+
+def _parse_time(value, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"'{field}' must be an ISO 8601 time or null")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"'{field}' is not an ISO 8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise BadRequest(f"'{field}' needs a timezone (e.g. a trailing Z)")
+    return moment
+
+
+class RoomService(LoggingConfigurable):
+    rooms_dir = Unicode(config=True, help="Host folder holding one workspace folder per room.")
+    expired_retention = Float(
+        7 * 24 * 3600.0, config=True,
+        help="Seconds an expired room (and its workspace) is kept before it is deleted.",
+    )
+    check_interval = Float(30.0, config=True, help="Seconds between expiry checks.")
+    workspace_uid = Int(1000, config=True, help="Owner (uid) of workspace folders: the sandboxes' user.")
+
+    def __init__(self, store: Store, registry: KernelRegistry, plans: Plans, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.registry = registry
+        self.plans = plans
+        self._rooms: dict[str, RoomRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._expiry: asyncio.Future | None = None
+
+    @default("rooms_dir")
+    def _default_rooms_dir(self):
+        return str(Path(self.store.data_dir) / "rooms")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the rooms and re-adopt the room kernels still running from a past run."""
+        for room in await self.store.all_rooms():
+            self._rooms[room.id] = room
+        for record in await self.store.room_kernels():
+            room = self._rooms.get(record.room_id)
+            kernel = None
+            if room is not None and not self.expired(room):
+                kernel = await self.registry.adopt(
+                    record.kernel_id, record.kernelspec, room.owner, room.id, record.info
+                )
+            if kernel is None:
+                await self.store.remove_room_kernel(record.room_id, record.kernelspec)
+        self._expiry = asyncio.ensure_future(self._expire_rooms())
+
+    async def stop(self) -> None:
+        """Gateway shutdown: remember how to re-attach to each running room kernel."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for kernel in self._room_kernels():
+            await self._remember(kernel)
+
+    # -- access ----------------------------------------------------------------------
+
+    def role(self, identity: Identity, room: RoomRecord) -> str | None:
+        """The caller's role in the room (platform admins act as owners)."""
+        if identity.is_admin:
+            return "owner"
+        return next((m.role for m in room.members if m.user == identity.user), None)
+
+    def get(self, identity: Identity, room_id: str, needed: str = "viewer") -> RoomRecord:
+        """The room, if the caller is a member with at least `needed`.
+
+        NotFound for non-members (the room does not exist for them), Forbidden for a
+        role too low.
+        """
+        room = self._rooms.get(room_id)
+        role = self.role(identity, room) if room else None
+        if role is None:
+            raise NotFound(f"Room not found: {room_id}")
+        if not at_least(role, needed):
+            raise Forbidden(f"This needs the {needed} role in the room; you are {role}")
+        return room
+
+    def kernel_role(self, identity: Identity, kernel: Kernel) -> str | None:
+        """The caller's role for a kernel: its room's role, or owner of their solo kernel."""
+        if kernel.room is None:
+            return "owner" if identity.user == kernel.owner or identity.is_admin else None
+        room = self._rooms.get(kernel.room)
+        return self.role(identity, room) if room else None
+
+    def rooms_of(self, identity: Identity) -> list[RoomRecord]:
+        """The rooms the caller is a member of."""
+        return [r for r in self._rooms.values() if any(m.user == identity.user for m in r.members)]
+
+    def expired(self, room: RoomRecord) -> bool:
+        return room.expires_at is not None and room.expires_at <= utcnow()
+
+    def model(self, room: RoomRecord) -> dict:
+        return {
+            "id": room.id, "name": room.name, "owner": room.owner,
+            "languages": list(room.languages), "storage": room.storage,
+            "created_at": iso(room.created_at),
+            "expires_at": iso(room.expires_at) if room.expires_at else None,
+            "state": "expired" if self.expired(room) else "active",
+            "members": [{"user": m.user, "role": m.role} for m in room.members],
+            "kernels": [k.model() for k in self._room_kernels(room.id)],
+        }
+
+    def workspace(self, room_id: str) -> Path:
+        return Path(self.rooms_dir) / room_id
+
+    # -- changes ---------------------------------------------------------------------
+
+    async def create(self, identity: Identity, body: dict) -> RoomRecord:
+        """A new room with the caller as owner, its kernels running. All or nothing."""
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest("'name' is required")
+        languages = self._languages(identity, body.get("languages"))
+        storage = body.get("storage", "local")
+        if storage not in STORAGES:
+            raise BadRequest(f"Storage {storage!r} is not available; available: {', '.join(STORAGES)}")
+        expires_in = body.get("expires_in")
+        if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
+            raise BadRequest("'expires_in' must be a positive number of seconds")
+        plan = self.plans.of(identity)
+        if plan.max_rooms and await self.store.count_owned_rooms(identity.user) >= plan.max_rooms:
+            raise TooMany(f"Your plan allows {plan.max_rooms} rooms; delete one first")
+        expires_at = utcnow() + timedelta(seconds=expires_in) if expires_in else None
+        room_id = str(uuid.uuid4())
+        room = await self.store.create_room(room_id, name.strip(), identity.user, languages, storage, expires_at)
+        self._rooms[room_id] = room
+        try:
+            self._make_workspace(room_id)
+            async with self._lock(room_id):
+                await self._start_kernels(room, languages)
+        except BaseException:
+            await self._remove(room_id)
+            raise
+        await self.store.audit(identity.user, "room.create", room_id, {"languages": languages})
+        return room
+
+    async def update(self, identity: Identity, room_id: str, body: dict) -> RoomRecord:
+        """PATCH {name?, expires_at?} (admins). A future expiry revives an expired room."""
+        room = self.get(identity, room_id, "admin")
+        changes = {}
+        if "name" in body:
+            if not isinstance(body["name"], str) or not body["name"].strip():
+                raise BadRequest("'name' must be a non-empty string")
+            changes["name"] = body["name"].strip()
+        if "expires_at" in body:
+            changes["expires_at"] = _parse_time(body["expires_at"], "expires_at")
+            changes["stopped_at"] = None
+        room = await self.store.update_room(room_id, **changes)
+        self._rooms[room_id] = room
+        await self.store.audit(identity.user, "room.update", room_id, {k: str(v) for k, v in changes.items()})
+        return room
+
+    async def delete(self, identity: Identity, room_id: str) -> None:
+        """DELETE (the owner): kernels stopped, workspace and records removed."""
+        self.get(identity, room_id, "owner")
+        async with self._lock(room_id):
+            await self._remove(room_id)
+        await self.store.audit(identity.user, "room.delete", room_id)
+
+    async def set_languages(self, identity: Identity, room_id: str, body: dict) -> RoomRecord:
+        """PUT languages (admins): kernels started and stopped to match; serialized."""
+        self.get(identity, room_id, "admin")
+        languages = self._languages(identity, body.get("languages"))
+        async with self._lock(room_id):
+            room = await self.store.set_languages(room_id, languages)
+            self._rooms[room_id] = room
+            for kernel in self._room_kernels(room_id):
+                if kernel.name not in languages:
+                    await self._stop_kernel(kernel)
+            if not self.expired(room):
+                await self._start_kernels(room, languages)
+        await self.store.audit(identity.user, "room.languages", room_id, {"languages": languages})
+        return self._rooms[room_id]
+
+    async def set_member(self, identity: Identity, room_id: str, user: str, body: dict) -> RoomRecord:
+        """PUT member (admins; only the owner grants or takes away admin)."""
+        room = self.get(identity, room_id, "admin")
+        role = body.get("role")
+        if role not in GRANTABLE:
+            raise BadRequest(f"'role' must be one of {', '.join(GRANTABLE)}")
+        current = next((m.role for m in room.members if m.user == user), None)
+        if current == "owner":
+            raise BadRequest("The owner's role cannot change")
+        if "admin" in (role, current) and not at_least(self.role(identity, room), "owner"):
+            raise Forbidden("Only the owner grants or removes the admin role")
+        if current is None:  # the acting admin's plan sets the room's size
+            limit = self.plans.of(identity).max_members
+            if limit and len(room.members) >= limit:
+                raise TooMany(f"The room's plan allows {limit} members")
+        room = await self.store.set_member(room_id, user, role)
+        self._rooms[room_id] = room
+        await self.store.audit(identity.user, "member.set", room_id, {"user": user, "role": role})
+        return room
+
+    async def remove_member(self, identity: Identity, room_id: str, user: str) -> RoomRecord:
+        """DELETE member: admins, or members leaving; admins only by the owner."""
+        room = self.get(identity, room_id)
+        current = next((m.role for m in room.members if m.user == user), None)
+        if current is None:
+            raise NotFound(f"{user} is not a member")
+        if current == "owner":
+            raise BadRequest("The owner cannot leave or be removed; delete the room instead")
+        mine = self.role(identity, room)
+        if user != identity.user:
+            needed = "owner" if current == "admin" else "admin"
+            if not at_least(mine, needed):
+                raise Forbidden(f"Removing a member with the {current} role needs the {needed} role")
+        room = await self.store.remove_member(room_id, user)
+        self._rooms[room_id] = room
+        await self.store.audit(identity.user, "member.remove", room_id, {"user": user})
+        return room
+
+    async def kernels(self, identity: Identity, room_id: str, needed: str = "viewer") -> list[Kernel]:
+        """The room's kernels, started where they are not running (Conflict if expired)."""
+        room = self.get(identity, room_id, needed)
+        if self.expired(room):
+            raise Conflict(f"Room {room_id} expired at {iso(room.expires_at)}; an admin can extend it")
+        async with self._lock(room_id):
+            await self._start_kernels(room, list(room.languages))
+        return self._room_kernels(room_id)
+
+    async def kernel_for(self, identity: Identity, room_id: str, language: str | None,
+                         needed: str) -> Kernel:
+        """The room's kernel of `language` (kernelspec name; default: the first)."""
+        kernels = await self.kernels(identity, room_id, needed)
+        for kernel in kernels:
+            if language in (None, kernel.name, kernel.language):
+                return kernel
+        raise BadRequest(f"The room has no {language!r} kernel")
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(room_id, asyncio.Lock())
+
+    def _languages(self, identity: Identity, value) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest("'languages' must be a list of kernelspec names")
+        languages = sorted(set(value))
+        if not languages:
+            raise BadRequest("A room needs at least one language")
+        known = set(self.registry.catalog.find_kernel_specs())
+        unknown = [name for name in languages if name not in known]
+        if unknown:
+            raise BadRequest(f"Unknown languages: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for name in languages:
+            self.plans.check_kernel_tier(identity, name, self.registry.tier_of(name))
+        return languages
+
+    def _room_kernels(self, room_id: str | None = None) -> list[Kernel]:
+        return sorted(
+            (k for k in self.registry.kernels.values() if k.room and room_id in (None, k.room)),
+            key=lambda k: k.name,
+        )
+
+    async def _start_kernels(self, room: RoomRecord, languages: list[str]) -> None:
+        """Start the kernels of `languages` that are not running; on any failure, stop
+        the ones this call started and raise the first error."""
+        running = {k.name for k in self._room_kernels(room.id)}
+        missing = [name for name in languages if name not in running]
+        results = await asyncio.gather(
+            *(self.registry.start(name, room.owner, room=room.id, workspace=self.workspace(room.id))
+              for name in missing),
+            return_exceptions=True,
+        )
+        started = [r for r in results if isinstance(r, Kernel)]
+        failures = [r for r in results if not isinstance(r, Kernel)]
+        if failures:
+            for kernel in started:
+                await self.registry.shutdown(kernel)
+            raise failures[0]
+        for kernel in started:
+            await self._remember(kernel)
+
+    async def _remember(self, kernel: Kernel) -> None:
+        try:
+            info = await self.registry.provisioner_info(kernel)
+        except GatewayError as e:
+            self.log.warning("Kernel %s cannot be re-adopted later: %s", kernel.id, e)
+            return
+        await self.store.save_room_kernel(kernel.room, kernel.name, kernel.id, info)
+
+    async def _stop_kernel(self, kernel: Kernel) -> None:
+        await self.registry.shutdown(kernel)
+        await self.store.remove_room_kernel(kernel.room, kernel.name)
+
+    def _make_workspace(self, room_id: str) -> None:
+        root = Path(self.rooms_dir)
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        workspace = self.workspace(room_id)
+        workspace.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(workspace, self.workspace_uid, self.workspace_uid)
+
+    async def _remove(self, room_id: str) -> None:
+        """Stop the room's kernels and delete its workspace and records (idempotent)."""
+        for kernel in self._room_kernels(room_id):
+            await self.registry.shutdown(kernel)
+        workspace = self.workspace(room_id)
+        if workspace.is_dir() and not workspace.is_symlink():
+            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, workspace)
+        self._rooms.pop(room_id, None)
+        try:
+            await self.store.delete_room(room_id)
+        except NotFound:
+            pass
+
+    async def _expire_rooms(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            try:
+                await self.expire_due()
+            except Exception:  # noqa: BLE001 - the loop must survive one bad round
+                self.log.exception("Room expiry round failed")
+
+    async def expire_due(self) -> None:
+        """Stop the kernels of rooms past their expiry; delete those past retention."""
+        now = utcnow()
+        for room in list(self._rooms.values()):
+            if not self.expired(room):
+                continue
+            if now - room.expires_at > timedelta(seconds=self.expired_retention):
+                async with self._lock(room.id):
+                    await self._remove(room.id)
+                await self.store.audit("kernelgate", "room.retention_end", room.id)
+            elif room.stopped_at is None:
+                async with self._lock(room.id):
+                    for kernel in self._room_kernels(room.id):
+                        await self._stop_kernel(kernel)
+                    self._rooms[room.id] = await self.store.update_room(room.id, stopped_at=now)
+                await self.store.audit("kernelgate", "room.expire", room.id)

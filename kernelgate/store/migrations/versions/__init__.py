@@ -1,0 +1,1 @@
+"""Revisions, oldest first: 0001 creates the whole schema."""
