@@ -35,6 +35,7 @@ from kernelgate.rooms import RoomService
 from kernelgate.store import Store
 from kernelgate.terminals import TerminalManager
 from kernelgate.tiers import Tiers
+from kernelgate.users import SeenUsers
 
 ENV_PREFIX = "KERNELGATE_"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -84,6 +85,7 @@ class Services:
     terminals: TerminalManager
     rooms: RoomService
     store: Store
+    users: SeenUsers
 
 
 class ServeApp(ConfiguredApp):
@@ -200,6 +202,7 @@ class ServeApp(ConfiguredApp):
         services = Services(
             registry, catalog, SessionManager(registry), identity_provider, plans,
             TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
+            SeenUsers(store),
         )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",

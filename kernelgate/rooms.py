@@ -123,6 +123,9 @@ class RoomService(LoggingConfigurable):
         room = self._rooms.get(kernel.room)
         return self.role(identity, room) if room else None
 
+    def all(self) -> list[RoomRecord]:
+        return list(self._rooms.values())
+
     def rooms_of(self, identity: Identity) -> list[RoomRecord]:
         """The rooms the caller is a member of."""
         return [r for r in self._rooms.values() if any(m.user == identity.user for m in r.members)]

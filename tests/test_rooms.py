@@ -269,3 +269,21 @@ async def test_room_kernel_survives_a_gateway_restart(rooms_gateway, start_gatew
     got = await alice.request("GET", f"/api/rooms/{room['id']}/contents/f.txt")
     assert got.body["content"] == "file kept"
     await alice.request("DELETE", f"/api/rooms/{room['id']}")
+
+
+async def test_admin_api(rooms_gateway):
+    now = int(time.time())
+    root = rooms_gateway.client(jwt.encode(
+        {"sub": "root", "exp": now + 600, "roles": ["admin"]}, SECRET, algorithm="HS256"))
+    (alice,) = users(rooms_gateway, "alice")
+    room = await make_room(alice, ["python3"])
+    solo = await alice.start_kernel()
+    assert (await alice.request("GET", "/api/admin/kernels")).status == 403
+    kernels = (await root.request("GET", "/api/admin/kernels")).body
+    assert {solo["id"], kernel_of(room, "python3")} <= {k["id"] for k in kernels}
+    assert [r["id"] for r in (await root.request("GET", "/api/admin/rooms")).body] == [room["id"]]
+    assert (await root.request("DELETE", f"/api/admin/kernels/{solo['id']}")).status == 204
+    assert (await root.request("DELETE", f"/api/admin/rooms/{room['id']}")).status == 204
+    assert (await alice.request("GET", "/api/rooms")).body == []
+    audit = (await root.request("GET", "/api/admin/audit")).body
+    assert [e["action"] for e in audit[:3]] == ["room.delete", "kernel.delete", "room.create"]

@@ -1,5 +1,12 @@
 """The URL table: every route kernelgate serves, below the base URL."""
 
+from kernelgate.handlers.admin import (
+    AdminAuditHandler,
+    AdminKernelHandler,
+    AdminKernelsHandler,
+    AdminRoomHandler,
+    AdminRoomsHandler,
+)
 from kernelgate.handlers.api import APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
@@ -52,6 +59,11 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/rooms/{_ROOM}/members/(?P<user>[^/]+)/?", RoomMemberHandler),
         (rf"api/rooms/{_ROOM}/kernels/?", RoomKernelsHandler),
         (rf"api/rooms/{_WORKSPACE}/contents(?P<path>/.*)?", RoomContentsHandler),
+        (r"api/admin/kernels/?", AdminKernelsHandler),
+        (rf"api/admin/kernels/{_KERNEL}/?", AdminKernelHandler),
+        (r"api/admin/rooms/?", AdminRoomsHandler),
+        (rf"api/admin/rooms/{_ROOM}/?", AdminRoomHandler),
+        (r"api/admin/audit/?", AdminAuditHandler),
         (r"api/sessions/?", SessionsHandler),
         (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),
         (r".*", NotFoundHandler),

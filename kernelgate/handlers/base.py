@@ -42,6 +42,7 @@ class GatewayMixin:
         self.identity = await self.services.identity_provider.identify(self.request)
         if self.identity is None:
             raise web.HTTPError(401, reason="Unauthorized", log_message="Missing or invalid credentials")
+        await self.services.users.seen(self.identity)
 
     def set_default_headers(self):
         for name, header in _CORS_HEADERS.items():
