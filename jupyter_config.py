@@ -39,7 +39,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # MiB = 1024 * 1024
 # c.Tiers.tiers = {
 #     "low": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,
-#             "idle_timeout": 600, "tmp_size": 64 * MiB},
+#             "idle_timeout": 600, "tmp_size": 64 * MiB, "max_file_size": 32 * MiB},
 #     "medium": {"memory": 512 * MiB, "cpus": 1.0, "pids": 256, "exec_timeout": 60,
 #                "idle_timeout": 900, "tmp_size": 256 * MiB},
 #     "high": {"memory": 1024 * MiB, "cpus": 2.0, "pids": 512, "exec_timeout": 120,
@@ -48,9 +48,45 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.Tiers.default_tier = "low"
 
 # --- Identity ----------------------------------------------------------------------
-# Without an identity provider every request acts as one development user, and the
-# gateway refuses to listen on anything but loopback.
+# JWTs from your auth service: a shared HS256 secret and/or a JWKS URL (RS256/ES256).
+# Without either, `kernelgate serve` refuses to start unless --no-auth is given (one
+# development user, loopback only).
+# c.JWTIdentityProvider.secret = ""            # or KERNELGATE_JWT_SECRET
+# c.JWTIdentityProvider.jwks_url = ""          # or KERNELGATE_JWKS_URL
+# c.JWTIdentityProvider.algorithms = ["HS256", "RS256", "ES256"]
+# c.JWTIdentityProvider.issuer = ""            # checked when set
+# c.JWTIdentityProvider.audience = ""          # checked when set
+# c.JWTIdentityProvider.leeway = 30.0
+# c.JWTIdentityProvider.jwks_min_refresh = 10.0
+# c.JWTIdentityProvider.introspection_url = "" # POST {"sub"} -> {"active", "tier"?}
 # c.DevIdentityProvider.user = "dev"
+
+# --- Plans: what a user's `tier` claim allows ---------------------------------------
+# c.Plans.plans = {
+#     "free": {"kernel_tiers": ["low"], "max_kernels": 2, "max_rooms": 1, "max_members": 5},
+#     "pro": {"kernel_tiers": ["low", "medium"], "max_kernels": 5, "max_rooms": 5,
+#             "max_members": 20},
+#     "team": {"kernel_tiers": ["low", "medium", "high"], "max_kernels": 10,
+#              "max_rooms": 20, "max_members": 100},
+# }
+# c.Plans.order = ["free", "pro", "team"]      # lowest first: the plan of a token without tier
+# c.Plans.admin_plan = "team"
+
+# --- Store, rooms, terminals ---------------------------------------------------------
+# c.Store.data_dir = "/var/lib/kernelgate"     # the SQLite database and room workspaces
+# c.Store.url = ""                             # e.g. "postgresql://user:pw@127.0.0.1/kernelgate"
+# c.RoomService.expired_retention = 7 * 24 * 3600.0
+# c.RoomService.check_interval = 30.0
+# c.TerminalManager.idle_timeout = 3600.0
+# c.TerminalManager.scrollback_bytes = 64 * 1024
+
+# --- Kernel supervision and limits ---------------------------------------------------
+# c.KernelRegistry.check_interval = 1.0        # dead-kernel and idle-culling checks
+# c.KernelRegistry.restart_limit = 3           # automatic restarts within restart_window...
+# c.KernelRegistry.restart_window = 60.0       # ...before a kernel is declared dead
+# c.KernelRegistry.max_lifetime = 12 * 3600.0  # solo kernels; 0 = forever
+# c.KernelRegistry.max_output = 4 * 1024 * 1024  # bytes of output per execution
+# c.KernelRegistry.timeout_grace = 5.0         # after a timeout's interrupt, before a restart
 
 # --- Images (kernelgate images build / list) ---------------------------------------
 # c.ImageBuilder.debian_mirror = ""          # empty: debootstrap's default mirror
