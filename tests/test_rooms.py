@@ -87,6 +87,12 @@ async def test_two_languages_share_a_workspace_and_outputs(rooms_gateway):
     # the files API sees the same workspace
     got = await bob.request("GET", f"/api/rooms/{room['id']}/contents/shared.txt")
     assert got.body["content"] == "written by python"
+    # a member chooses the language whose container a terminal opens in
+    terminal = await bob.request("POST", "/api/terminals", {"room": room["id"], "language": "bash"})
+    assert terminal.status == 201 and terminal.body["kernel"] == kernel_of(room, "bash")
+    other = await bob.request("POST", "/api/terminals", {"room": room["id"], "language": "python3"})
+    assert other.body["kernel"] == kernel_of(room, "python3")
+    assert (await bob.request("POST", "/api/terminals", {"room": room["id"], "language": "go"})).status == 400
     for ws in (py, sh, bob_py):
         ws.close()
     assert (await alice.request("DELETE", f"/api/rooms/{room['id']}")).status == 204

@@ -184,3 +184,21 @@ async def test_file_size_limit_is_413(docker_gateway):
     response = await client.request("PUT", f"{base}/big.bin", {"type": "file", "format": "base64", "content": big})
     assert response.status == 413, response.body
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_idle_terminals_are_culled(start_gateway, tmp_path):
+    config = tmp_path / "terminals_config.py"
+    config.write_text("c.TerminalManager.idle_timeout = 1\nc.TerminalManager.cull_interval = 0.5\n")
+    gateway = start_gateway("--kernels=local", f"--config={config}")
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    name, shell = await open_terminal(gateway, client, kernel["id"])
+    shell.type("echo hi\r")
+    await in_thread(shell.expect, "hi")
+    await in_thread(shell.close)  # nobody is connected any more
+    for _ in range(40):
+        if (await client.request("GET", f"/api/terminals/{name}")).status == 404:
+            break
+        await asyncio.sleep(0.25)
+    assert (await client.request("GET", f"/api/terminals/{name}")).status == 404
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
