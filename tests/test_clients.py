@@ -302,3 +302,30 @@ async def test_nbclient_executes_a_notebook_through_the_gateway(gateway, tmp_pat
     assert result.outputs[0].data["text/plain"] == "43"
     assert [c.execution_count for c in executed.cells] == [1, 2, 3, 4]
     assert await gateway_kernel_ids(gateway) == []  # nbclient shut its kernel down
+
+
+async def test_jupyter_server_with_a_jwt(docker_engine, start_gateway, start_jupyter_server):
+    """`jupyter server --gateway-url ... --GatewayClient.auth_scheme=Bearer
+    --GatewayClient.auth_token=<jwt>` against a gateway that verifies JWTs."""
+    import time
+
+    import jwt
+
+    secret = "clients-test-secret-long-enough-for-hs256-signatures"
+    gateway = start_gateway("--kernels=docker", f"--jwt-secret={secret}")
+    now = int(time.time())
+    alice = jwt.encode({"sub": "alice", "exp": now + 600, "tier": "team"}, secret, algorithm="HS256")
+    bob = jwt.encode({"sub": "bob", "exp": now + 600, "tier": "team"}, secret, algorithm="HS256")
+    server = start_jupyter_server(gateway, auth_token=alice, auth_scheme="Bearer")
+    js = server.client()
+    response = await js.request("POST", "/api/kernels", {"name": "python3"})
+    assert response.status == 201, response.body
+    kernel_id = response.body["id"]
+    ws = await js.connect(kernel_id, session_id=uuid.uuid4().hex)
+    run = await ws.execute("import os; print(os.environ['KERNEL_USERNAME'])")
+    assert run.stdout == "alice\n"  # from the token, whatever the server's env says
+    ws.close()
+    alice_view = (await gateway.client(alice).request("GET", "/api/kernels")).body
+    assert [k["id"] for k in alice_view] == [kernel_id]
+    assert (await gateway.client(bob).request("GET", "/api/kernels")).body == []
+    assert (await js.request("DELETE", f"/api/kernels/{kernel_id}")).status == 204
