@@ -232,7 +232,7 @@ def test_python_kernel_executes_code_in_sandbox(python_image, docker_client):
         )
         client = BlockingKernelClient(connection_file=connection_file)
         client.load_connection_file()
-        client.start_channels()
+        client.start_channels(hb=False)  # a heartbeat judges a container slow to start as dead
         try:
             client.wait_for_ready(timeout=60)
             outputs = []
