@@ -63,11 +63,14 @@ async def test_memory_bomb_is_contained(docker_gateway):
     await ws.send("shell", "execute_request", {
         "code": "x = []\nwhile True: x.append(' ' * 10**7)", "silent": False,
     })
-    states = []
+    states, texts = [], ""
     while "restarting" not in states and "dead" not in states:
         msg = await ws.recv(timeout=60)
         if msg["header"]["msg_type"] == "status":
             states.append(msg["content"]["execution_state"])
+        elif msg["header"]["msg_type"] == "stream":
+            texts += msg["content"]["text"]
+    assert "ran out of memory (the 256 MiB limit" in texts
     # the gateway is unharmed, and the kernel came back in a fresh container
     for _ in range(100):
         model = (await client.request("GET", f"/api/kernels/{kernel['id']}")).body

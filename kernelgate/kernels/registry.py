@@ -399,9 +399,13 @@ class KernelRegistry(LoggingConfigurable):
             now = time.monotonic()
             kernel.restarts = [t for t in kernel.restarts if now - t < self.restart_window]
             revived = False
+            explain = getattr(kernel.manager.provisioner, "exit_reason", None)  # Docker's knows
+            why = await explain() if explain else ""
+            kernel.hub.publish("stream", {
+                "name": "stderr", "text": f"[kernelgate] The kernel died{': ' + why if why else ''}.\n"})
             if len(kernel.restarts) < self.restart_limit:
                 kernel.restarts.append(now)
-                self.log.warning("Kernel %s died; restarting it", kernel.id)
+                self.log.warning("Kernel %s died (%s); restarting it", kernel.id, why or "no reason known")
                 kernel.execution_state = "restarting"
                 kernel.hub.publish_status("restarting")
                 self._sandbox_gone(kernel)

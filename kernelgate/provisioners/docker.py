@@ -170,6 +170,16 @@ class DockerProvisioner(KernelProvisionerBase):
         )
         return self.connection_info
 
+    async def exit_reason(self) -> str:
+        """Why the container stopped, in words for users ('' if it is unknown)."""
+        state = await DockerEngine.instance().inspect_state(self.container_id) if self.container_id else None
+        if not state:
+            return ""
+        if state.get("OOMKilled"):
+            limit = Tiers.instance().get(self.tier).memory // (1024 * 1024)
+            return f"it ran out of memory (the {limit} MiB limit of its tier)"
+        return f"its process exited with code {state.get('ExitCode')}"
+
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container; idempotent."""
         if self.container_id is not None:
