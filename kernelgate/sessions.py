@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from kernelgate.errors import BadRequest, NotFound
-from kernelgate.kernels.registry import KernelRegistry
+from kernelgate.kernels.registry import Kernel, KernelRegistry
+
+StartKernel = Callable[[str], Awaitable[Kernel]]
 
 
 @dataclass
@@ -49,18 +52,20 @@ class SessionManager:
             raise NotFound(f"Session not found: {session_id}")
         return session
 
-    async def create(self, owner: str, body: dict) -> Session:
-        """A new session on a new kernel ({"kernel": {"name"}}) or an own one ({"id"})."""
+    async def create(self, owner: str, body: dict, start: StartKernel) -> Session:
+        """A new session on a new kernel ({"kernel": {"name"}}) or an own one ({"id"}).
+
+        `start(name)` starts a kernel for the caller, with their plan's checks."""
         fields = _fields(body, required=True)
         kernel_spec = body.get("kernel") or {}
         if not isinstance(kernel_spec, dict):
             raise BadRequest("'kernel' must be an object")
-        kernel_id = await self._kernel_for(owner, kernel_spec)
+        kernel_id = await self._kernel_for(owner, kernel_spec, start)
         session = Session(id=str(uuid.uuid4()), owner=owner, kernel_id=kernel_id, **fields)
         self._sessions[session.id] = session
         return session
 
-    async def update(self, owner: str, session_id: str, body: dict) -> Session:
+    async def update(self, owner: str, session_id: str, body: dict, start: StartKernel) -> Session:
         """Rename a session or move it to another kernel (the old one is shut down)."""
         session = self.get(owner, session_id)
         for key, value in _fields(body, required=False).items():
@@ -69,7 +74,7 @@ class SessionManager:
             if not isinstance(body["kernel"], dict):
                 raise BadRequest("'kernel' must be an object")
             old = session.kernel_id
-            session.kernel_id = await self._kernel_for(owner, body["kernel"])
+            session.kernel_id = await self._kernel_for(owner, body["kernel"], start)
             if old != session.kernel_id and old in self.registry.kernels:
                 await self.registry.shutdown(self.registry.get(old))
         return session
@@ -81,14 +86,16 @@ class SessionManager:
         if session.kernel_id in self.registry.kernels:
             await self.registry.shutdown(self.registry.get(session.kernel_id))
 
-    async def _kernel_for(self, owner: str, spec: dict) -> str:
+    async def _kernel_for(self, owner: str, spec: dict, start: StartKernel) -> str:
         if spec.get("id"):
             kernel = self.registry.kernels.get(spec["id"])
             if kernel is None or kernel.owner != owner:
                 raise NotFound(f"Kernel does not exist: {spec['id']}")
             return kernel.id
         name = spec.get("name") or self.registry.catalog.default_kernel_name
-        return (await self.registry.start(name, owner)).id
+        if not isinstance(name, str):
+            raise BadRequest("'kernel.name' must be a string")
+        return (await start(name)).id
 
     def _live(self) -> list[Session]:
         for session in list(self._sessions.values()):

@@ -207,6 +207,8 @@ async def test_plans_limit_languages_and_kernels(authed_gateway):
     response = await free.request("POST", "/api/kernels", {"name": "python3"})
     assert response.status == 403
     assert "'low'" in response.body["message"] and "pro" in response.body["message"]
+    session = await free.request("POST", "/api/sessions", {"path": "a", "kernel": {"name": "python3"}})
+    assert session.status == 403  # sessions start kernels under the same rules
 
     pro = authed_gateway.client(hs("paula", tier="pro"))  # pro: one kernel at a time
     assert "python3" in (await pro.request("GET", "/api/kernelspecs")).body["kernelspecs"]

@@ -27,6 +27,13 @@ class KernelAccess:
         return kernel
 
 
+async def start_solo_kernel(handler: APIHandler, name: str, env: dict) -> Kernel:
+    """Start a solo kernel for the handler's caller, within their plan."""
+    registry, plans, identity = handler.services.registry, handler.services.plans, handler.identity
+    plans.check_kernel_tier(identity, name, registry.tier_of(name))
+    return await registry.start(name, identity.user, env, owner_limit=plans.of(identity).max_kernels)
+
+
 class KernelsHandler(KernelAccess, APIHandler):
     async def get(self):
         """The caller's kernels: their solo kernels and their rooms' kernels."""
@@ -45,11 +52,7 @@ class KernelsHandler(KernelAccess, APIHandler):
         env = body.get("env", {})
         if not isinstance(env, dict):
             raise BadRequest("'env' must be an object")
-        registry, plans = self.services.registry, self.services.plans
-        plans.check_kernel_tier(self.identity, name, registry.tier_of(name))
-        kernel = await registry.start(
-            name, self.identity.user, env, owner_limit=plans.of(self.identity).max_kernels
-        )
+        kernel = await start_solo_kernel(self, name, env)
         self.set_header("Location", f"{self.settings['base_url']}api/kernels/{kernel.id}")
         self.write_json(kernel.model(), status=201)
 

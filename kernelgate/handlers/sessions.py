@@ -1,6 +1,7 @@
 """jupyter_server's sessions API: /api/sessions, /api/sessions/{id}."""
 
 from kernelgate.handlers.base import APIHandler
+from kernelgate.handlers.kernels import start_solo_kernel
 
 
 class SessionsHandler(APIHandler):
@@ -9,7 +10,9 @@ class SessionsHandler(APIHandler):
 
     async def post(self):
         sessions = self.services.sessions
-        session = await sessions.create(self.identity.user, self.json_body())
+        session = await sessions.create(
+            self.identity.user, self.json_body(), lambda name: start_solo_kernel(self, name, {})
+        )
         self.set_header("Location", f"{self.settings['base_url']}api/sessions/{session.id}")
         self.write_json(sessions.model(session), status=201)
 
@@ -21,7 +24,9 @@ class SessionHandler(APIHandler):
 
     async def patch(self, session_id: str):
         sessions = self.services.sessions
-        session = await sessions.update(self.identity.user, session_id, self.json_body())
+        session = await sessions.update(
+            self.identity.user, session_id, self.json_body(), lambda name: start_solo_kernel(self, name, {})
+        )
         self.write_json(sessions.model(session))
 
     async def delete(self, session_id: str):
