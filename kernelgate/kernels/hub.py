@@ -14,6 +14,7 @@ missed, in order.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -230,7 +231,7 @@ class KernelHub:
                 log.warning("%s socket error: %s", channel, e)
                 continue
             try:
-                frames = _parse_kernel_message(channel, raw)
+                frames = _parse_kernel_message(channel, raw, self.session)
             except (ValueError, KeyError, UnicodeDecodeError) as e:
                 log.warning("dropped a malformed %s message from a kernel: %s", channel, e)
                 continue
@@ -288,12 +289,19 @@ def _endpoint(info: dict, channel: str) -> str:
     return f"{info['transport']}://{info['ip']}:{port}"
 
 
-def _parse_kernel_message(channel: str, raw: list[bytes]) -> Frames:
-    """Split a kernel's multipart message into Frames, with header and parent decoded."""
+def _parse_kernel_message(channel: str, raw: list[bytes], session: Session) -> Frames:
+    """Split a kernel's multipart message into Frames, with header and parent decoded.
+
+    The signature must be this kernel's: the socket files live in a folder the sandbox
+    can write, so a socket path could be made to lead to another kernel, whose messages
+    (signed with another key) must never reach this kernel's clients.
+    """
     idx = raw.index(DELIM)
-    parts = raw[idx + 2 :]
+    signature, parts = raw[idx + 1], raw[idx + 2 :]
     if len(parts) < 4:
         raise ValueError("too few parts")
+    if session.auth is not None and not hmac.compare_digest(session.sign(parts[:4]), signature):
+        raise ValueError("bad signature")
     header = json.loads(parts[0])
     parent = json.loads(parts[1]) if parts[1] != b"{}" else {}
     if not isinstance(header, dict) or not isinstance(parent, dict):
