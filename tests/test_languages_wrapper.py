@@ -8,7 +8,6 @@ import importlib
 import shutil
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import docker
 import pytest
@@ -110,6 +109,17 @@ def test_go_methods_and_var_before_statements():
     ), "In[1]")
     assert [c.key for c in cell.declarations] == ["type:P", "method:P.Get", "var:g"]
     assert [c.text for c in cell.statements] == ["x := 2", "var y = x", "func() { println(y) }()"]
+
+
+def test_boundaries_ignore_comments_strings_and_raw_strings():
+    rust = sources.split("rust", 'let s = r#"} fn g() {}"#; // fn h() {}\n/* fn i() {} */ fn f() {}', "In[1]")
+    assert [c.key for c in rust.declarations] == ["fn:f"]
+    assert [c.text for c in rust.statements] == ['let s = r#"} fn g() {}"#;']
+    cpp = sources.split("cpp", 'auto s = R"x(} int g() {)x"; int f() { return \'}\'; }', "In[1]")
+    assert [c.key for c in cpp.declarations] == ["variable:s", "function:f/0"]
+    go = sources.split("go", 'x := `}\nfunc g() {}`\nfunc f() {}', "In[1]")
+    assert [c.key for c in go.declarations] == ["func:f"]
+    assert [(c.text, c.line) for c in go.statements] == [("x := `}\nfunc g() {}`", 1)]
 
 
 def test_rust_items_with_attributes_and_statements():
