@@ -150,11 +150,12 @@ class ImageBuilder(SingletonConfigurable):
     def _inputs(self, name: str) -> list[tuple[str, Path]]:
         """(path in the build context, file) for every input file, in path order."""
         folder = self._folder(name)
-        inputs = [(p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file()]
+        inputs = [(p.relative_to(folder).as_posix(), p) for p in folder.rglob("*")
+                  if p.is_file() and not _generated(p)]
         for package, source in self.packages_of(name).items():
             inputs += [
                 (f"packages/{package}/{p.relative_to(source).as_posix()}", p)
-                for p in source.rglob("*.py") if "__pycache__" not in p.parts
+                for p in source.rglob("*.py") if not _generated(p)
             ]
         return sorted(inputs)
 
@@ -367,7 +368,8 @@ class ImageBuilder(SingletonConfigurable):
         build_args.update(self.proxy_env)
         with tempfile.TemporaryDirectory(prefix="kernelgate-build-") as tmp:
             context = Path(tmp) / "context"
-            shutil.copytree(self._folder(name), context)
+            shutil.copytree(self._folder(name), context,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
             if (context / BUILD_CA_FILE).exists():
                 raise ImageError(f"image {name!r}: {BUILD_CA_FILE} is reserved for the CA bundle")
             shutil.copyfile(self.ca_bundle, context / BUILD_CA_FILE)
@@ -389,6 +391,11 @@ class ImageBuilder(SingletonConfigurable):
             _follow_build(stream, ref, emit)
         if self._inspect(ref) is None:
             raise ImageBuildError(f"{ref}: build finished but the image does not exist")
+
+
+def _generated(path: Path) -> bool:
+    """Files Python writes beside sources (bytecode): never inputs of an image."""
+    return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
 
 
 def _build_step(ref: str, emit: Progress, step: Callable[..., None], *args) -> None:

@@ -39,6 +39,16 @@ class KernelSpecCatalog(KernelSpecManager):
     def _default_ensure_native_kernel(self):
         return False
 
+    def find_kernel_specs(self) -> dict[str, str]:
+        """Name -> folder of the served kernelspecs. In local mode only those whose
+        metadata says `"kernelgate": {"local": true}`: the others' kernels exist only
+        inside their images."""
+        specs = super().find_kernel_specs()
+        if not self.local_kernels:
+            return specs
+        return {name: path for name, path in specs.items()
+                if KernelSpecManager.get_kernel_spec(self, name).metadata.get("kernelgate", {}).get("local")}
+
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         """The named spec. In local mode its provisioner is jupyter_client's local one and
         its argv runs under the agent, in the working directory the launcher is given."""
