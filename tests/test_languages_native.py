@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import queue
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 
 import docker.errors
 import pytest
 import requests
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
 
 from kernelgate.images import ImageBuilder
 from tests.conftest import IN_CI, ROOT, GatewayProcess
@@ -74,7 +82,6 @@ LANGUAGES = [
     ),
     Language(
         kernel="javascript",
-        output_after_idle=True,  # Deno gives its stdout task 5 ms before it reports idle
         hello='console.log("hello")',
         define="function answer() { return 41; }",
         use="console.log(answer() + 1)",
@@ -85,10 +92,10 @@ LANGUAGES = [
         read_stdin='const name = prompt("who?"); console.log("hi " + name)',
         loop="while (true) {}",
         interrupted="error",
+        output_after_idle=True,  # Deno gives its stdout task 5 ms before it reports idle
     ),
     Language(
         kernel="typescript",
-        output_after_idle=True,  # Deno gives its stdout task 5 ms before it reports idle
         hello='const greeting: string = "hello"; console.log(greeting)',
         define="const x: number = 41;",
         use="console.log(x + 1)",
@@ -99,6 +106,7 @@ LANGUAGES = [
         read_stdin='const name: string | null = prompt("who?"); console.log("hi " + name)',
         loop="while (true) {}",
         interrupted="error",
+        output_after_idle=True,
     ),
     Language(
         kernel="r",
@@ -185,7 +193,7 @@ def image_of(kernel: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(docker_engine, tmp_path_factory):
+def native_gateway(docker_engine, tmp_path_factory):
     """One gateway with Docker kernels for the module; its log must hold no traceback."""
     gateway = GatewayProcess(
         tmp_path_factory.mktemp("gateway"), "--kernels=docker", f"--DevIdentityProvider.tier={PLAN}"
@@ -196,37 +204,50 @@ def gateway(docker_engine, tmp_path_factory):
     assert "Traceback" not in gateway.log(), gateway.log()
 
 
+@dataclass(frozen=True)
+class RunningKernel:
+    """A kernel of ``language`` running in ``gateway``."""
+
+    language: Language
+    kernel_id: str
+    gateway: GatewayProcess
+
+    async def connect(self):
+        """A new WebSocket (KernelSocket) to the kernel."""
+        return await self.gateway.client().connect(self.kernel_id)
+
+
 @pytest.fixture(scope="module", params=LANGUAGES, ids=lambda language: language.kernel)
-def kernel(request, gateway, docker_engine):
-    """(language, kernel id): a running kernel of the language, deleted after its tests."""
+def kernel(request, native_gateway, docker_engine) -> RunningKernel:
+    """A running kernel of each language in turn, deleted after that language's tests."""
     language = request.param
-    reference = ImageBuilder().reference(image_of(language.kernel))
+    image = image_of(language.kernel)
+    reference = ImageBuilder().reference(image)
     try:
         docker_engine.images.get(reference)
     except docker.errors.ImageNotFound:
-        problem = f"image {reference} not built (run: kernelgate images build {image_of(language.kernel)})"
+        problem = f"image {reference} not built (run: kernelgate images build {image})"
         if IN_CI:
             pytest.fail(problem)
         pytest.skip(problem)
-    response = requests.post(gateway.url + "/api/kernels", json={"name": language.kernel}, timeout=180)
+    url = native_gateway.url
+    response = requests.post(url + "/api/kernels", json={"name": language.kernel}, timeout=180)
     assert response.status_code == 201, response.text
     kernel_id = response.json()["id"]
-    yield language, kernel_id
-    requests.delete(f"{gateway.url}/api/kernels/{kernel_id}", timeout=60)
+    yield RunningKernel(language, kernel_id, native_gateway)
+    requests.delete(f"{url}/api/kernels/{kernel_id}", timeout=60)
 
 
-async def test_hello_world(gateway, kernel):
-    language, kernel_id = kernel
-    ws = await gateway.client().connect(kernel_id)
+async def test_hello_world(kernel):
+    language, ws = kernel.language, await kernel.connect()
     run = await execute(ws, language, language.hello, timeout=120)  # the first cell: JVMs warm up
     assert run.status == "ok", run.reply
     assert run.stdout == "hello\n"
     ws.close()
 
 
-async def test_state_from_an_earlier_cell(gateway, kernel):
-    language, kernel_id = kernel
-    ws = await gateway.client().connect(kernel_id)
+async def test_state_from_an_earlier_cell(kernel):
+    language, ws = kernel.language, await kernel.connect()
     assert (await execute(ws, language, language.define, timeout=120)).status == "ok"
     run = await execute(ws, language, language.use)
     assert run.status == "ok", run.reply
@@ -234,9 +255,8 @@ async def test_state_from_an_earlier_cell(gateway, kernel):
     ws.close()
 
 
-async def test_syntax_error_is_an_error_reply(gateway, kernel):
-    language, kernel_id = kernel
-    ws = await gateway.client().connect(kernel_id)
+async def test_syntax_error_is_an_error_reply(kernel):
+    language, ws = kernel.language, await kernel.connect()
     run = await execute(ws, language, language.syntax_error, timeout=120)
     assert run.status == "error"
     assert run.reply["content"]["ename"] == language.syntax_ename
@@ -244,9 +264,8 @@ async def test_syntax_error_is_an_error_reply(gateway, kernel):
     ws.close()
 
 
-async def test_runtime_error_is_an_error_reply(gateway, kernel):
-    language, kernel_id = kernel
-    ws = await gateway.client().connect(kernel_id)
+async def test_runtime_error_is_an_error_reply(kernel):
+    language, ws = kernel.language, await kernel.connect()
     run = await execute(ws, language, language.runtime_error, timeout=120)
     assert run.status == "error"
     content = run.reply["content"]
@@ -255,21 +274,20 @@ async def test_runtime_error_is_an_error_reply(gateway, kernel):
     ws.close()
 
 
-async def test_stdin(gateway, kernel):
-    language, kernel_id = kernel
+async def test_stdin(kernel):
+    language = kernel.language
     if language.read_stdin is None:
         pytest.skip(language.no_stdin)
-    ws = await gateway.client().connect(kernel_id)
+    ws = await kernel.connect()
     run = await execute(ws, language, language.read_stdin, timeout=120, stdin=["ada"])
     assert run.status == "ok", run.reply
     assert run.stdout == "hi ada\n"
     ws.close()
 
 
-async def test_interrupt_infinite_loop(gateway, kernel):
-    language, kernel_id = kernel
-    client = gateway.client()
-    ws = await client.connect(kernel_id)
+async def test_interrupt_infinite_loop(kernel):
+    language, ws = kernel.language, await kernel.connect()
+    client = kernel.gateway.client()
     assert (await execute(ws, language, language.define, timeout=120)).status == "ok"
     msg_id = await ws.send("shell", "execute_request", {"code": language.loop, "silent": False})
     while True:  # the loop is running once the kernel reports busy for it
@@ -278,7 +296,7 @@ async def test_interrupt_infinite_loop(gateway, kernel):
                 and msg["content"]["execution_state"] == "busy"):
             break
     await asyncio.sleep(1)
-    response = await client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
+    response = await client.request("POST", f"/api/kernels/{kernel.kernel_id}/interrupt")
     assert response.status == 204
     if language.interrupted is not None:
         run = await ws.collect(msg_id, timeout=30)
@@ -287,7 +305,75 @@ async def test_interrupt_infinite_loop(gateway, kernel):
     else:
         with pytest.raises(asyncio.TimeoutError):  # the loop goes on
             await ws.collect(msg_id, timeout=5)
-        response = await client.request("POST", f"/api/kernels/{kernel_id}/restart")
+        response = await client.request("POST", f"/api/kernels/{kernel.kernel_id}/restart")
         assert response.status == 200 and response.body["execution_state"] == "idle"
         assert (await execute(ws, language, language.hello)).stdout == "hello\n"
     ws.close()
+
+
+# -- kernelgate-relay, on the host: the same script the relay image installs ----------------
+
+RELAY = ROOT / "images" / "relay" / "kernelgate_relay.py"
+
+
+def start_relay(tmp_path, *kernel_argv: str) -> tuple[subprocess.Popen, str, dict]:
+    """The relay on a fresh ipc connection file in tmp_path: (process, file, its info)."""
+    connection_file, info = write_connection_file(
+        str(tmp_path / "kernel.json"), transport="ipc", ip=str(tmp_path / "k"), key=b"relay-test"
+    )
+    relay = subprocess.Popen([sys.executable, str(RELAY), connection_file, "--", *kernel_argv])
+    return relay, connection_file, info
+
+
+def wait_ready(client: BlockingKernelClient, timeout: float = 60) -> None:
+    """Ask for kernel_info until it is answered and its iopub status has arrived too (so
+    that iopub is connected); TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg_id = client.kernel_info()
+        try:
+            client.get_shell_msg(timeout=2)
+            while client.get_iopub_msg(timeout=1)["parent_header"].get("msg_id") != msg_id:
+                pass
+            return
+        except queue.Empty:
+            continue
+    raise TimeoutError("the kernel did not answer kernel_info")
+
+
+def test_relay_bridges_ipc_to_a_tcp_kernel(tmp_path):
+    relay, connection_file, info = start_relay(
+        tmp_path, sys.executable, "-m", "ipykernel_launcher", "-f", "{tcp_connection_file}"
+    )
+    client = BlockingKernelClient(connection_file=connection_file)
+    client.load_connection_file()
+    client.start_channels(hb=False)
+    try:
+        wait_ready(client)
+        outputs = []
+        reply = client.execute_interactive(
+            "print('over the relay')", timeout=30, output_hook=outputs.append
+        )
+        assert reply["content"]["status"] == "ok"
+        assert [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"] == ["over the relay\n"]
+        sockets = [f"{info['ip']}-{info[port]}" for port in ("shell_port", "iopub_port", "stdin_port",
+                                                          "control_port", "hb_port")]
+        assert all(os.path.exists(path) for path in sockets)
+        msg_id = client.execute("while True: pass")
+        time.sleep(1)
+        relay.send_signal(signal.SIGINT)  # forwarded to the kernel's process group
+        reply = client.get_shell_msg(timeout=30)
+        while reply["parent_header"]["msg_id"] != msg_id:  # a late kernel_info reply
+            reply = client.get_shell_msg(timeout=30)
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        client.stop_channels()
+        relay.send_signal(signal.SIGTERM)  # forwarded too: the kernel exits, then the relay
+    assert relay.wait(30) == 128 + signal.SIGTERM
+    assert not any(os.path.exists(path) for path in sockets)
+
+
+def test_relay_exits_with_the_kernel(tmp_path):
+    relay, _, _ = start_relay(tmp_path, sys.executable, "-c", "import sys; sys.exit(3)")
+    assert relay.wait(30) == 3
+    assert os.listdir(tmp_path) == ["kernel.json"]  # no socket file left behind
