@@ -137,10 +137,16 @@ class DockerEngine(SingletonConfigurable):
         options["labels"] = {**options.get("labels", {}), GATEWAY_LABEL: self.gateway_id}
 
         def run(c):
-            try:
-                return c.containers.run(image, detach=True, **options).id
+            try:  # create + start, never containers.run: that would try to pull
+                container = c.containers.create(image, **options)
             except ImageNotFound as e:
                 raise ImageMissing(str(e)) from e
+            try:
+                container.start()
+            except DockerException:
+                container.remove(force=True)
+                raise
+            return container.id
 
         return await self._call(run)
 

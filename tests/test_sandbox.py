@@ -152,3 +152,29 @@ async def test_engine_unreachable_answers_503(start_gateway, tmp_path):
     assert "Docker" in response.body["message"]
     assert (await client.request("GET", "/api/kernelspecs")).status == 200
     assert os.path.isdir(tmp_path)
+
+
+async def test_a_kernel_that_cannot_start_is_a_clean_503(start_gateway, docker_engine, tmp_path):
+    import json
+
+    from tests.conftest import ROOT
+
+    specs = tmp_path / "specs"
+    for name, image, argv in [("crashing", "python", ["python", "-c", "raise SystemExit(3)"]),
+                              ("imageless", "no-such-image", ["python"])]:
+        (specs / name).mkdir(parents=True)
+        (specs / name / "kernel.json").write_text(json.dumps({
+            "argv": argv, "display_name": name, "language": "python",
+            "metadata": {"kernel_provisioner": {"provisioner_name": "docker-provisioner",
+                                                "config": {"image": image, "tier": "low"}}},
+        }))
+    config = tmp_path / "config.py"
+    config.write_text(f"c.KernelSpecCatalog.kernelspec_dirs = [{str(ROOT / 'kernelspecs')!r}, {str(specs)!r}]\n"
+                      "c.KernelRegistry.startup_timeout = 20\n")
+    gateway = start_gateway("--kernels=docker", f"--config={config}")
+    client = gateway.client()
+    crashed = await client.request("POST", "/api/kernels", {"name": "crashing"})
+    assert crashed.status == 503 and "exited with code 3" in crashed.body["message"], crashed.body
+    missing = await client.request("POST", "/api/kernels", {"name": "imageless"})
+    assert missing.status == 503 and "no image" in missing.body["message"], missing.body
+    assert (await client.request("GET", "/api/kernels")).body == []

@@ -27,7 +27,7 @@ from traitlets.config import LoggingConfigurable
 
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
-from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany
+from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany, Unavailable
 from kernelgate.kernels.agent import AgentClient
 from kernelgate.kernels.hub import KernelHub
 from kernelgate.kernels.watch import KernelWatch
@@ -279,14 +279,20 @@ class KernelRegistry(LoggingConfigurable):
         return kernel
 
     async def _connect(self, kernel: Kernel) -> None:
-        """Open the gateway's sockets to a launched kernel and wait until it answers."""
+        """Open the gateway's sockets to a launched kernel and wait until it answers;
+        Unavailable (with the reason, when the provisioner knows it) if it does not."""
         manager = kernel.manager
         kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
         kernel.hub = KernelHub(
             manager.get_connection_info(), manager.session, observer=kernel.watch,
             buffer_seconds=self.buffer_seconds,
         )
-        await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
+        try:
+            await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
+        except (RuntimeError, TimeoutError) as e:
+            explain = getattr(manager.provisioner, "exit_reason", None)  # Docker's knows
+            why = await explain() if explain and not await manager.is_alive() else ""
+            raise Unavailable(f"Kernel {kernel.name} failed to start: {e}{'; ' + why if why else ''}") from None
         kernel.execution_state = "idle"
 
     def _register(self, kernel: Kernel) -> None:

@@ -17,6 +17,7 @@ import os
 import signal
 from typing import Any
 
+from docker.types import LogConfig
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Int, Unicode
@@ -43,6 +44,7 @@ class DockerProvisioner(KernelProvisionerBase):
     image = Unicode(help="Name of the kernel's image: a folder of images/.").tag(config=True)
     tier = Unicode("", help="Tier whose limits apply; empty = the default tier.").tag(config=True)
     uid = Int(1000, help="Unprivileged uid (and gid) the kernel runs as.").tag(config=True)
+    log_size = Unicode("1m", help="Largest container log kept by Docker (json-file max-size).").tag(config=True)
     agent_python = Unicode(
         "/opt/kernelgate/venv/bin/python", help="The image's Python that runs kernelgate_agent."
     ).tag(config=True)
@@ -146,6 +148,8 @@ class DockerProvisioner(KernelProvisionerBase):
                 HOME: f"size={tier.tmp_size},mode=700,uid={self.uid},gid={self.uid},exec",
             },
             "volumes": {kernel_dir: {"bind": kernel_dir, "mode": "rw"}},
+            # what a kernel writes to its stdout/stderr must not fill the host's disk
+            "log_config": LogConfig(type="json-file", config={"max-size": self.log_size, "max-file": "1"}),
         }
         if self.workspace:
             options["volumes"][self.workspace] = {"bind": WORKSPACE, "mode": "rw"}
