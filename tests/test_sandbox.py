@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 
+import pytest
+
 from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL, OWNER_LABEL
 
 
@@ -178,3 +180,16 @@ async def test_a_kernel_that_cannot_start_is_a_clean_503(start_gateway, docker_e
     missing = await client.request("POST", "/api/kernels", {"name": "imageless"})
     assert missing.status == 503 and "no image" in missing.body["message"], missing.body
     assert (await client.request("GET", "/api/kernels")).body == []
+
+
+@pytest.mark.parametrize("name, memory, cpus, pids", [
+    ("python3", 256, 0.5, 128), ("c", 512, 1.0, 256), ("rust", 1024, 2.0, 512),
+])
+async def test_each_tier_sets_its_limits(docker_gateway, docker_engine, name, memory, cpus, pids):
+    client = docker_gateway.client()
+    kernel = await client.start_kernel(name)
+    assert kernel["kernelgate"]["tier"] == {256: "low", 512: "medium", 1024: "high"}[memory]
+    host = container_of(docker_engine, kernel["id"]).attrs["HostConfig"]
+    assert host["Memory"] == host["MemorySwap"] == memory * 1024 * 1024
+    assert host["NanoCpus"] == int(cpus * 1e9) and host["PidsLimit"] == pids
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
