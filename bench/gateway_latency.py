@@ -70,23 +70,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_supports(flag: str) -> bool:
-    """Whether this checkout's `kernelgate serve` knows a command-line flag."""
+def _source_env(source: Path) -> dict:
+    """The environment that makes `python -m kernelgate` import the code in `source`."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def _serve_supports(flag: str, source: Path) -> bool:
+    """Whether the source's `kernelgate serve` knows a command-line flag."""
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "kernelgate", "serve", "--help"], cwd=ROOT,
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "kernelgate", "serve", "--help"], cwd=source,
+            env=_source_env(source), capture_output=True, text=True, timeout=60,
         ).stdout
     except subprocess.TimeoutExpired:
         return False
     return flag in out
 
 
+def describe_source(source: Path) -> str:
+    """The source directory, with its git commit when it is a checkout."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(source), "describe", "--always", "--dirty"],
+            capture_output=True, text=True, timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = ""
+    return f"{source} ({rev})" if rev else str(source)
+
+
 class Gateway:
     """`kernelgate serve` in a subprocess, in a temp dir of its own (its log, its runtime
     dir, and no ./jupyter_config.py from the checkout: defaults unless --gateway-arg)."""
 
-    def __init__(self, kernels: str, extra_args: list[str], token: str | None) -> None:
+    def __init__(self, kernels: str, extra_args: list[str], token: str | None,
+                 kernel_cpus: float | None = None, source: Path = ROOT) -> None:
         self.kernels = kernels
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -94,14 +113,30 @@ class Gateway:
         self.workdir = Path(tempfile.mkdtemp(prefix="kgb-", dir="/tmp"))  # short: ipc paths
         self.runtime_dir = self.workdir / "r"
         self.log_path = self.workdir / "gateway.log"
-        auth = ["--no-auth"] if token is None and _serve_supports("--no-auth") else []
+        auth = ["--no-auth"] if token is None and _serve_supports("--no-auth", source) else []
+        config = []
+        if kernel_cpus is not None:  # every tier's CPU limit (Docker kernels' CFS quota)
+            config += [
+                "from kernelgate.tiers import DEFAULT_TIERS",
+                f"c.Tiers.tiers = {{n: {{**t, 'cpus': {kernel_cpus!r}}} "
+                "for n, t in DEFAULT_TIERS.items()}",
+            ]
+        if source != ROOT and kernels == "local":  # local kernels import from the source too
+            config += [
+                "from kernelgate.kernels.registry import KernelRegistry",
+                "c.KernelRegistry.env_process_whitelist = "
+                "[*KernelRegistry.env_process_whitelist.default_value, 'PYTHONPATH']",
+            ]
+        if config:
+            path = self.workdir / "bench_config.py"
+            path.write_text("\n".join(["c = get_config()  # noqa: F821", *config, ""]))
+            extra_args = [f"--config={path}", *extra_args]
         self.args = [
             sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
             f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}",
             f"--kernels={kernels}", *auth, *extra_args,
         ]
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        self.env = _source_env(source)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.proc: subprocess.Popen | None = None
         self.http = requests.Session()
@@ -138,8 +173,12 @@ class Gateway:
         return kernel_id
 
     def delete_kernel(self, kernel_id: str) -> None:
-        self.kernel_ids.discard(kernel_id)
-        self.http.delete(f"{self.url}/api/kernels/{kernel_id}", timeout=60)
+        """Delete a kernel; a failure is reported, not raised (stop() cleans up anyway)."""
+        try:
+            self.http.delete(f"{self.url}/api/kernels/{kernel_id}", timeout=60)
+            self.kernel_ids.discard(kernel_id)
+        except requests.RequestException as e:
+            print(f"  (deleting kernel {kernel_id} failed: {e})", file=sys.stderr)
 
     def ws_url(self, kernel_id: str) -> str:
         return f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels"
@@ -148,12 +187,21 @@ class Gateway:
         return self.runtime_dir / kernel_id / "connection.json"
 
     def stop(self) -> None:
-        """Delete our kernels, stop the gateway (SIGTERM, then SIGKILL), remove leftovers."""
-        for kernel_id in list(self.kernel_ids):
-            try:
+        """Delete our kernels, stop the gateway (SIGTERM, then SIGKILL), remove leftovers.
+
+        SIGINT/SIGTERM are ignored meanwhile, so a second Ctrl-C cannot cut cleanup short.
+        """
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            for kernel_id in list(self.kernel_ids):
                 self.delete_kernel(kernel_id)
-            except Exception as e:  # noqa: BLE001 - cleanup goes on
-                print(f"  (cleanup: deleting kernel {kernel_id} failed: {e})", file=sys.stderr)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -203,16 +251,19 @@ class Msg:
     msg_type: str
     parent_id: str | None
     content: dict | None  # decoded for status / execute_result only
+    date: str | None = None  # the kernel's header date, kept for status only
 
 
 _WANT_CONTENT = ("status", "execute_result")
 
 
 def _msg(channel: str, header: bytes, parent: bytes, content: bytes) -> Msg:
-    msg_type = json.loads(header)["msg_type"]
+    head = json.loads(header)
+    msg_type = head["msg_type"]
     parent_id = json.loads(parent).get("msg_id")
     return Msg(channel, msg_type, parent_id,
-               json.loads(content) if msg_type in _WANT_CONTENT else None)
+               json.loads(content) if msg_type in _WANT_CONTENT else None,
+               head.get("date") if msg_type == "status" else None)
 
 
 class WsTransport:
@@ -263,7 +314,8 @@ class WsTransport:
         msg = json.loads(data)
         msg_type = msg["header"]["msg_type"]
         return Msg(msg["channel"], msg_type, msg["parent_header"].get("msg_id"),
-                   msg["content"] if msg_type in _WANT_CONTENT else None)
+                   msg["content"] if msg_type in _WANT_CONTENT else None,
+                   msg["header"].get("date") if msg_type == "status" else None)
 
     def close(self) -> None:
         self.ws.close()
@@ -363,13 +415,30 @@ def wait_for(transport, msg_id: str, until: str, deadline: float) -> float:
     raise RuntimeError(f"{transport.name}: no {until} within {MAX_MESSAGES} messages")
 
 
-def round_trip(transport, code: str) -> tuple[str, float, float, float]:
-    """One execute: (msg_id, seconds to execute_reply, seconds to status idle, client CPU s)."""
+@dataclass(slots=True)
+class Round:
+    msg_id: str
+    reply: float  # seconds from sending to the execute_reply
+    idle: float  # seconds from sending to the status idle
+    cpu: float  # client CPU seconds (all threads of this process)
+    kernel: float | None  # kernel's own busy -> idle time, from its header dates
+
+
+def _kernel_time(busy: str | None, idle: str | None) -> float | None:
+    try:
+        return (datetime.fromisoformat(idle) - datetime.fromisoformat(busy)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def round_trip(transport, code: str) -> Round:
+    """One execute_request, timed until its execute_reply and until its status idle."""
     c0 = cpu()
     t0 = perf()
     msg_id = transport.execute(code)
     deadline = t0 + TIMEOUT
     t_reply = t_idle = None
+    busy_date = idle_date = None
     for _ in range(MAX_MESSAGES):
         m = transport.recv(deadline)
         now = perf()
@@ -377,11 +446,15 @@ def round_trip(transport, code: str) -> tuple[str, float, float, float]:
             continue
         if m.channel == "shell" and m.msg_type == "execute_reply":
             t_reply = now
-        elif m.channel == "iopub" and m.msg_type == "status" \
-                and m.content.get("execution_state") == "idle":
-            t_idle = now
+        elif m.channel == "iopub" and m.msg_type == "status":
+            state = m.content.get("execution_state")
+            if state == "busy":
+                busy_date = m.date
+            elif state == "idle":
+                t_idle, idle_date = now, m.date
         if t_reply is not None and t_idle is not None:
-            return msg_id, t_reply - t0, t_idle - t0, cpu() - c0
+            used = cpu() - c0
+            return Round(msg_id, t_reply - t0, t_idle - t0, used, _kernel_time(busy_date, idle_date))
     raise RuntimeError(f"{transport.name}: no reply/idle within {MAX_MESSAGES} messages")
 
 
@@ -401,6 +474,7 @@ class Series:
     reply: list[float] = field(default_factory=list)
     idle: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    kernel: list[float] = field(default_factory=list)
     gateway_cpu: float = 0.0  # seconds of gateway CPU (all threads) during the timed rounds
     gateway_rounds: int = 0
 
@@ -449,23 +523,94 @@ def measure_start(gateway: Gateway, starts: int) -> dict:
     return {k: [r[k] for r in rows] for k in ("post", "ws", "execute", "total")}
 
 
+def _children(pid: int) -> list[int]:
+    """Every descendant process of pid (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo and len(found) < 10_000:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _set_affinity(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of a process (threads it starts later inherit it)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass  # a thread that just exited
+
+
+def pin(gateway: Gateway, kernel_id: str) -> str:
+    """The gateway alone on the first CPU; the kernel and this benchmark on the others.
+
+    On a small machine the gateway otherwise competes with the kernel for CPU while the
+    kernel runs, slowing the kernel down in gateway rounds only. (Putting the gateway and
+    the benchmark together on one CPU instead made Docker gateway rounds 2 ms slower on a
+    2-CPU VM, so the benchmark goes with the kernel: it is idle while the kernel works, in
+    both kinds of round alike.) Returns a description of what was pinned.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise RuntimeError("--pin needs at least 2 CPUs")
+    gateway_cpus, other = {cpus[0]}, set(cpus[1:])
+    if gateway.kernels == "docker":
+        import docker
+
+        client = docker.from_env(timeout=30)
+        (container,) = client.containers.list(filters={"label": f"org.kernelgate.kernel={kernel_id}"})
+        top = container.top()
+        column = top["Titles"].index("PID")
+        kernel_pids = [int(row[column]) for row in top["Processes"]]
+    else:
+        kernel_pids = _children(gateway.proc.pid)
+    for pid in kernel_pids:
+        _set_affinity(pid, other)
+    _set_affinity(gateway.proc.pid, gateway_cpus)
+    _set_affinity(os.getpid(), other)
+    others = ",".join(map(str, sorted(other)))
+    return (f"pinned: gateway alone on CPU {cpus[0]}; kernel ({len(kernel_pids)} processes) "
+            f"and benchmark on CPU {others}")
+
+
 def measure_round_trips(gateway: Gateway, rounds: int, warmup: int, block: int,
-                        code: str) -> dict[str, Series]:
+                        code: str, pinned: bool = False) -> tuple[dict[str, Series], str]:
     kernel_id = gateway.start_kernel()
     direct = ZmqTransport(gateway.connection_file(kernel_id))
     results = {name: Series() for name in ("legacy", "v1", "direct")}
+    note = ""
+    own_affinity = os.sched_getaffinity(0)
     try:
         direct.wait_subscribed()
+        if pinned:
+            note = pin(gateway, kernel_id)
+            print(f"  {note}", flush=True)
 
         def one(name: str, transport, record: bool) -> None:
-            msg_id, reply, idle, used = round_trip(transport, code)
+            r = round_trip(transport, code)
             if transport is not direct:  # the direct SUB saw this round's iopub: drain it
-                wait_for(direct, msg_id, "idle", perf() + TIMEOUT)
+                wait_for(direct, r.msg_id, "idle", perf() + TIMEOUT)
             if record:
                 s = results[name]
-                s.reply.append(reply)
-                s.idle.append(idle)
-                s.cpu.append(used)
+                s.reply.append(r.reply)
+                s.idle.append(r.idle)
+                s.cpu.append(r.cpu)
+                if r.kernel is not None:
+                    s.kernel.append(r.kernel)
 
         def open_ws(protocol: str) -> WsTransport:
             ws = WsTransport(gateway.ws_url(kernel_id), protocol, gateway.headers)
@@ -512,7 +657,9 @@ def measure_round_trips(gateway: Gateway, rounds: int, warmup: int, block: int,
     finally:
         direct.close()
         gateway.delete_kernel(kernel_id)
-    return results
+        if pinned:
+            _set_affinity(os.getpid(), own_affinity)
+    return results, note
 
 
 # -- report ----------------------------------------------------------------------------
@@ -544,8 +691,9 @@ def report(mode: str, start: dict | None, rt: dict[str, Series] | None, rounds: 
             "(reply = execute_reply received, idle = iopub status idle received):",
             "",
             "| transport | reply p50 | reply p99 | idle p50 | idle p99 | Δ reply p50 vs direct "
-            "| Δ idle p50 vs direct | client CPU p50 | gateway CPU per round |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| Δ idle p50 vs direct | kernel busy→idle p50 | client CPU p50 "
+            "| gateway CPU per round |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, label in (("direct", "direct ZeroMQ (jupyter_client Session)"),
                             ("legacy", "gateway WebSocket, legacy JSON"),
@@ -560,22 +708,63 @@ def report(mode: str, start: dict | None, rt: dict[str, Series] | None, rounds: 
             lines.append(
                 f"| {label} | {ms(percentile(s.reply, 50))} | {ms(percentile(s.reply, 99))} "
                 f"| {ms(percentile(s.idle, 50))} | {ms(percentile(s.idle, 99))} | {dr} | {di} "
+                f"| {ms(percentile(s.kernel, 50)) if s.kernel else 'n/a'} "
                 f"| {ms(percentile(s.cpu, 50))} | {'n/a' if g is None else ms(g)} |"
             )
         lines.append("")
     return lines
 
 
-def docker_problem() -> str | None:
+def machine() -> list[str]:
+    """What the numbers were measured on."""
+    def first(path: str, key: str) -> str:
+        try:
+            for line in open(path):
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return "?"
+
+    try:
+        docker_version = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True, text=True, timeout=20,
+        ).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        docker_version = "?"
+    mem_kb = first("/proc/meminfo", "MemTotal").split()[0]
+    return [
+        f"- CPU: {first('/proc/cpuinfo', 'model name')}, {os.cpu_count()} CPUs (nproc)",
+        f"- memory: {int(mem_kb) / 1024 / 1024:.1f} GiB" if mem_kb.isdigit() else "- memory: ?",
+        f"- kernel: {platform.release()}; Docker {docker_version}",
+        f"- Python {platform.python_version()}, pyzmq {zmq.__version__} (libzmq "
+        f"{zmq.zmq_version()}), websocket-client {websocket.__version__}",
+    ]
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def docker_problem(source: Path) -> str | None:
+    """Why Docker kernels cannot run (no engine, python image of `source` not built)."""
     try:
         import docker
 
-        from kernelgate.images import ImageBuilder
-
         client = docker.from_env(timeout=10)
         client.ping()
-        reference = ImageBuilder().reference("python")
-        client.images.get(reference)
+        found = subprocess.run(
+            [sys.executable, "-c", "from kernelgate.images import ImageBuilder; "
+             "print(ImageBuilder().reference('python'))"],
+            cwd=source, env=_source_env(source), capture_output=True, text=True, timeout=120,
+        )
+        if found.returncode:
+            return f"cannot compute the python image reference: {found.stderr.strip()[-300:]}"
+        client.images.get(found.stdout.strip())
     except Exception as e:  # noqa: BLE001 - any failure means "cannot run docker kernels"
         return f"{type(e).__name__}: {e}"
     return None
@@ -599,6 +788,17 @@ def main(argv=None) -> int:
     parser.add_argument("--gateway-arg", action="append", default=[],
                         help="extra argument for `kernelgate serve` (repeatable), e.g. "
                         "--gateway-arg=--jwt-secret=S")
+    parser.add_argument("--kernel-cpus", type=float,
+                        help="CPU limit of every tier for this run (Docker kernels; default: "
+                        "the project's tiers, python3 runs in 'low' = 0.5 CPU)")
+    parser.add_argument("--pin", action="store_true",
+                        help="for the round trips, give the gateway the first CPU to itself and "
+                        "put the kernel and the benchmark on the others (separates the "
+                        "gateway's cost from CPU contention with the kernel)")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="kernelgate source tree to run (default: this checkout), e.g. a "
+                        "`git archive` of a commit, to compare versions or to measure a fixed "
+                        "commit while the checkout changes")
     parser.add_argument("--token", help="bearer token for an authenticating gateway "
                         "(default: start it with --no-auth when it has that flag)")
     args = parser.parse_args(argv)
@@ -610,24 +810,29 @@ def main(argv=None) -> int:
             parser.error(f"unknown kernel mode {m!r}")
 
     signal.signal(signal.SIGTERM, _terminate)
-    sys.path.insert(0, str(ROOT))
-    print(f"python {platform.python_version()}, pyzmq {zmq.__version__}, libzmq "
-          f"{zmq.zmq_version()}, websocket-client {websocket.__version__}, "
-          f"{os.cpu_count()} CPUs", flush=True)
-    out: list[str] = []
+    source = args.source.resolve()
+    if not (source / "kernelgate" / "__init__.py").is_file():
+        parser.error(f"{source} holds no kernelgate package")
+    out: list[str] = machine() + [f"- kernelgate: {describe_source(source)}"]
+    out += ["", f"rounds {args.rounds} per transport (+{args.warmup} warm-up), block {args.block}, "
+            f"code {args.code!r}, {args.starts} starts"
+            + (f", kernel CPU limit {args.kernel_cpus}" if args.kernel_cpus is not None else "")
+            + (", pinned" if args.pin else ""), ""]
     raw: dict = {}
     failed = False
     for mode in modes:
         if mode == "docker":
-            problem = docker_problem()
+            problem = docker_problem(source)
             if problem:
                 print(f"\n[docker] skipped: {problem}", flush=True)
                 out += [f"### docker kernels", "", f"skipped: {problem}", ""]
                 failed = True
                 continue
         print(f"\n[{mode}] starting gateway", flush=True)
-        gateway = Gateway(mode, args.gateway_arg, args.token)
+        gateway = Gateway(mode, args.gateway_arg, args.token, args.kernel_cpus, source)
         start = rt = None
+        note = ""
+        load_before = loadavg()
         try:
             gateway.start()
             print(f"[{mode}] gateway on {gateway.url}, runtime dir {gateway.runtime_dir}", flush=True)
@@ -635,10 +840,10 @@ def main(argv=None) -> int:
                 start = measure_start(gateway, args.starts)
             print(f"[{mode}] round trips: {args.warmup} warm-up + {args.rounds} timed per transport",
                   flush=True)
-            rt = measure_round_trips(gateway, args.rounds, args.warmup, args.block, args.code)
+            rt, note = measure_round_trips(gateway, args.rounds, args.warmup, args.block,
+                                           args.code, args.pin)
         except KeyboardInterrupt:
             print(f"[{mode}] interrupted; cleaning up", file=sys.stderr)
-            gateway.stop()
             raise
         except Exception as e:  # noqa: BLE001 - report, clean up, go on with the next mode
             print(f"[{mode}] failed: {type(e).__name__}: {e}\n--- gateway log ---\n{gateway.log()}",
@@ -647,6 +852,9 @@ def main(argv=None) -> int:
         finally:
             gateway.stop()
         out += report(mode, start, rt, args.rounds)
+        if note:
+            out += [f"Round trips {note}.", ""]
+        out += [f"load average (1, 5, 15 min) before: {load_before}, after: {loadavg()}", ""]
         raw[mode] = {
             "start": start,
             "round_trip": {k: {**vars(v), "gateway_cpu_per_round": v.gateway_cpu_per_round}
@@ -659,4 +867,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
