@@ -77,11 +77,14 @@ async def test_restart_clears_state(gateway):
     kernel = await client.start_kernel()
     ws = await client.connect(kernel["id"])
     await ws.execute("secret = 41")
+    await ws.execute("open('kept.txt', 'w').write('the sandbox stays')")
     response = await client.request("POST", f"/api/kernels/{kernel['id']}/restart")
     assert response.status == 200 and response.body["id"] == kernel["id"]
     assert response.body["execution_state"] == "idle"
     run = await ws.execute("print('secret' in globals())")  # the same socket keeps working
     assert run.stdout == "False\n"
+    # the kernel process restarted inside the same sandbox: its files are still there
+    assert (await ws.execute("print(open('kept.txt').read())")).stdout == "the sandbox stays\n"
     ws.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
 

@@ -305,13 +305,15 @@ class KernelRegistry(LoggingConfigurable):
         await kernel.manager.interrupt_kernel()
 
     async def restart(self, kernel: Kernel) -> None:
-        """Restart the kernel in a fresh sandbox; returns once it answers again."""
+        """Restart the kernel process inside its sandbox, through the agent: its state is
+        gone, its terminals and files stay. Returns once the kernel answers again."""
         async with kernel.lock:
             kernel.execution_state = "restarting"
             kernel.hub.publish_status("restarting")
-            self._sandbox_gone(kernel)
             kernel.watch.reset()
-            await kernel.manager.restart_kernel(now=True)
+            reply, _ = await kernel.agent.request("kernel_restart_request", {}, timeout=self.startup_timeout)
+            if reply.get("status") != "ok":
+                raise Unavailable(f"The kernel could not restart: {reply.get('evalue', '')}")
             await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
             kernel.execution_state = "idle"
 
