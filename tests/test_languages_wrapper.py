@@ -1,4 +1,4 @@
-"""The wrapper kernel's languages (C, C++, Go, Rust, Ruby, PHP, Perl, SQLite) on real images
+"""The wrapper kernel's languages (C, C++, Go, Rust, Ruby, PHP, Perl, Lua, SQLite) on real images
 through a real gateway, and the wrapper's declaration keeping without Docker."""
 
 from __future__ import annotations
@@ -213,6 +213,14 @@ CASES = [
          'die "boom\\n";',
          'my $line = <STDIN>;\nprint "hi $line";',
          'print "started\\n";\n1 while 1;'),
+    Case("lua", "lua",
+         'print("hello, world")',
+         "answer = 42",
+         "print(answer)",
+         "x = = 1",
+         'error("boom")',
+         'print("hi " .. io.read())',
+         'print("started")\nwhile true do end'),
     Case("sqlite", "wrapper",
          "SELECT 'hello, world' AS greeting;",
          "CREATE TABLE answers(value INTEGER); INSERT INTO answers VALUES (42);",

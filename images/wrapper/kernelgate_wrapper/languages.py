@@ -80,6 +80,11 @@ LANGUAGES = {
             interpreter=("perl",), driver="perl.pl",
         ),
         Language(
+            "lua", "Lua", _info("lua", "text/x-lua", ".lua", "lua", "lua"),
+            ("lua5.4", "-v"),
+            interpreter=("lua5.4",), driver="lua.lua",
+        ),
+        Language(
             "sqlite", "SQLite", _info("sql", "application/sql", ".sql", "sql", "sql"),
             (sys.executable, "-c", "import sqlite3; print(sqlite3.sqlite_version)"),
             interpreter=(sys.executable,), driver="sqlite.py",
