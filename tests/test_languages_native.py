@@ -43,7 +43,8 @@ class Language:
 
     ``hello`` prints ``hello``; ``define`` stores 41 (a variable or a function) that ``use``
     then prints as ``42``; ``read_stdin`` reads one line and prints ``hi <line>`` (None:
-    the kernel cannot read stdin, ``no_stdin`` says why). Error replies carry
+    the kernel cannot read stdin, ``no_stdin`` says why, and ``blocked_read`` is a read
+    that waits without asking for input until interrupted). Error replies carry
     ``syntax_ename`` / ``runtime_ename``, and the runtime error mentions ``boom``.
     ``interrupted`` is the reply status of an interrupted ``loop``. ``output_after_idle``:
     the kernel may publish a cell's output after its idle status.
@@ -61,6 +62,7 @@ class Language:
     loop: str
     interrupted: str
     no_stdin: str = ""
+    blocked_read: str = ""
     output_after_idle: bool = False
 
 
@@ -76,6 +78,7 @@ LANGUAGES = [
         runtime_ename="",
         read_stdin=None,
         no_stdin="bash_kernel sends no input_request: `read` waits on its pty until interrupted",
+        blocked_read="read line",
         loop="while true; do :; done",
         interrupted="abort",
     ),
@@ -261,9 +264,17 @@ async def test_runtime_error_is_an_error_reply(kernel):
 
 async def test_stdin(kernel):
     language = kernel.language
-    if language.read_stdin is None:
-        pytest.skip(language.no_stdin)
     ws = await kernel.connect()
+    if language.read_stdin is None:  # what is true instead: no input_request, an interrupt ends it
+        msg_id = await ws.send("shell", "execute_request", {
+            "code": language.blocked_read, "silent": False, "allow_stdin": True})
+        await asyncio.sleep(2)
+        interrupt = await kernel.gateway.client().request("POST", f"/api/kernels/{kernel.kernel_id}/interrupt")
+        assert interrupt.status == 204
+        run = await ws.collect(msg_id, timeout=30)
+        assert run.status == language.interrupted, (language.no_stdin, run.reply)
+        ws.close()
+        return
     run = await execute(ws, language, language.read_stdin, timeout=120, stdin=["ada"])
     assert run.status == "ok", run.reply
     assert run.stdout == "hi ada\n"
