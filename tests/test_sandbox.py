@@ -193,3 +193,25 @@ async def test_each_tier_sets_its_limits(docker_gateway, docker_engine, name, me
     assert host["Memory"] == host["MemorySwap"] == memory * 1024 * 1024
     assert host["NanoCpus"] == int(cpus * 1e9) and host["PidsLimit"] == pids
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_socket_folder_cannot_fill_the_host(docker_gateway):
+    client = docker_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute(
+        "import os\n"
+        "from ipykernel import get_connection_file\n"
+        "folder = os.path.dirname(get_connection_file())\n"
+        "try:\n"
+        "    with open(os.path.join(folder, 'fill'), 'wb') as f:\n"
+        "        f.write(b'x' * 8 * 1024 * 1024)\n"
+        "    print('wrote 8 MB')\n"
+        "except OSError as e:\n"
+        "    print('refused:', e.strerror)\n"
+    )
+    assert run.stdout.startswith("refused: No space left on device"), run.stdout
+    assert (await ws.execute("print('still fine')")).stdout == "still fine\n"
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+    assert not (docker_gateway.runtime_dir / kernel["id"]).exists()

@@ -25,6 +25,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from kernelgate import socketdir
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany, Unavailable
@@ -358,6 +359,7 @@ class KernelRegistry(LoggingConfigurable):
         if root.is_dir():
             for entry in root.iterdir():
                 if entry.name not in self.kernels and not entry.is_symlink() and entry.is_dir():
+                    await socketdir.release(str(entry))
                     shutil.rmtree(entry, ignore_errors=True)
         if removed:
             self.log.info("Removed %d orphaned kernel container(s)", removed)

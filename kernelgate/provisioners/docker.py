@@ -22,6 +22,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Int, Unicode
 
+from kernelgate import socketdir
 from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing
 from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.tiers import Tiers
@@ -44,6 +45,9 @@ class DockerProvisioner(KernelProvisionerBase):
     image = Unicode(help="Name of the kernel's image: a folder of images/.").tag(config=True)
     tier = Unicode("", help="Tier whose limits apply; empty = the default tier.").tag(config=True)
     uid = Int(1000, help="Unprivileged uid (and gid) the kernel runs as.").tag(config=True)
+    socket_dir_size = Unicode(
+        "1m", help="Size of the tmpfs holding a kernel's sockets (when the gateway is root)."
+    ).tag(config=True)
     log_size = Unicode("1m", help="Largest container log kept by Docker (json-file max-size).").tag(config=True)
     agent_python = Unicode(
         "/opt/kernelgate/venv/bin/python", help="The image's Python that runs kernelgate_agent."
@@ -96,9 +100,10 @@ class DockerProvisioner(KernelProvisionerBase):
         rewriting of `python` to the gateway's own interpreter must not apply.
         """
         km = self.parent
+        kernel_dir = os.path.dirname(km.connection_file)
+        await socketdir.confine(kernel_dir, self.uid, self.socket_dir_size)
         km.write_connection_file()
         self.connection_info = km.get_connection_info()
-        kernel_dir = os.path.dirname(km.connection_file)
         if os.geteuid() == 0:
             os.chown(kernel_dir, self.uid, self.uid)
             os.chown(km.connection_file, self.uid, self.uid)
@@ -185,10 +190,13 @@ class DockerProvisioner(KernelProvisionerBase):
         return f"its process exited with code {state.get('ExitCode')}"
 
     async def cleanup(self, restart: bool = False) -> None:
-        """Remove the container; idempotent."""
+        """Remove the container (and, unless restarting, the socket folder's tmpfs);
+        idempotent."""
         if self.container_id is not None:
             await DockerEngine.instance().remove(self.container_id)
             self.container_id = None
+        if not restart:
+            await socketdir.release(os.path.dirname(self.parent.connection_file))
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """Adds the container id, so that a later gateway can re-attach to the kernel."""
