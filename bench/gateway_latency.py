@@ -825,7 +825,7 @@ def main(argv=None) -> int:
             problem = docker_problem(source)
             if problem:
                 print(f"\n[docker] skipped: {problem}", flush=True)
-                out += [f"### docker kernels", "", f"skipped: {problem}", ""]
+                out += ["### docker kernels", "", f"skipped: {problem}", ""]
                 failed = True
                 continue
         print(f"\n[{mode}] starting gateway", flush=True)
