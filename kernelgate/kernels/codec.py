@@ -57,18 +57,19 @@ def _object(raw: bytes | str, what: str) -> dict:
     return value
 
 
-def _checked(channel: str, parts: list[bytes]) -> Frames:
-    """Validate a client message's channel and header; parts are kept as given."""
+def _checked(channel: str, header: dict, parts: list[bytes]) -> Frames:
+    """Validate a client message's channel and (decoded) header; parts are kept as given.
+
+    Only the header is the gateway's business (routing, roles, limits); the kernel
+    validates the other parts, as it does for any client.
+    """
     if channel not in CLIENT_CHANNELS:
         raise MessageError(f"unknown channel {channel!r}")
     if len(parts) < 4:
         raise MessageError("a message needs header, parent_header, metadata and content")
-    header = _object(parts[0], "header")
     for key in ("msg_id", "msg_type", "session"):
         if not isinstance(header.get(key), str):
             raise MessageError(f"header.{key} is missing")
-    for part, what in zip(parts[1:4], ("parent_header", "metadata", "content")):
-        _object(part, what)
     return Frames(channel, parts, header)
 
 
@@ -96,13 +97,11 @@ def decode_legacy(message: str | bytes) -> Frames:
         message, buffers = chunks[0], chunks[1:]
     msg = _object(message, "message")
     channel = msg.get("channel") or "shell"  # jupyter_server's rule, which GatewayClient relies on
-    parts = []
-    for key in ("header", "parent_header", "metadata", "content"):
-        value = msg.get(key, {})
+    values = [msg.get(key, {}) for key in ("header", "parent_header", "metadata", "content")]
+    for key, value in zip(("header", "parent_header", "metadata", "content"), values):
         if not isinstance(value, dict):
             raise MessageError(f"{key} is not an object")
-        parts.append(_dump(value))
-    return _checked(channel, parts + buffers)
+    return _checked(channel, values[0], [_dump(v) for v in values] + buffers)
 
 
 def encode_legacy(frames: Frames) -> tuple[bytes, bool]:
@@ -148,7 +147,7 @@ def decode_v1(message: bytes) -> Frames:
     except UnicodeDecodeError:
         raise MessageError("v1 channel name is not UTF-8") from None
     parts = [message[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
-    return _checked(channel, parts)
+    return _checked(channel, _object(parts[0], "header"), parts)
 
 
 def encode_v1(frames: Frames) -> bytes:
