@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -623,7 +625,14 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
     """Each new SQLite connection: WAL, foreign keys on, and transactions left to us."""
     dbapi_connection.isolation_level = None  # pysqlite's implicit BEGIN is replaced by _sqlite_begin
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(50):  # switching a new file to WAL can meet SQLITE_BUSY with no
+        try:                   # busy wait (SQLite avoids a deadlock): retry briefly
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 49:
+                raise
+            time.sleep(0.1)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
