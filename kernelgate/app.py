@@ -194,6 +194,7 @@ class ServeApp(ConfiguredApp):
                 await registry.remove_orphans()
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
+        registry.start_pools()
         registry.on_started.append(
             lambda k: store.solo_started(k.id, k.owner, k.name) if k.room is None else _done())
         registry.on_stopped.append(

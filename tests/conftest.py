@@ -20,6 +20,7 @@ import docker
 import pytest
 import requests
 
+from kernelgate.engine import GATEWAY_LABEL
 from tests.client import GatewayClient
 from tests.postgres import postgres_server  # noqa: F401 - the fixture, for tests/test_store.py
 
@@ -52,6 +53,15 @@ def docker_engine():
             pytest.fail(f"CI=true requires Docker: {problem}")
         pytest.skip(problem)
     return docker.from_env(timeout=60)
+
+
+def _remove_containers(gateway_id: str) -> None:
+    try:
+        client = docker.from_env(timeout=30)
+        for container in client.containers.list(all=True, filters={"label": f"{GATEWAY_LABEL}={gateway_id}"}):
+            container.remove(force=True)
+    except docker.errors.DockerException:
+        pass  # no engine: nothing to remove
 
 
 def free_port() -> int:
@@ -131,6 +141,10 @@ def start_gateway(tmp_path):
     for gateway in started:
         gateway.stop()
     for gateway in started:
+        _remove_containers(gateway.gateway_id)  # room kernels outlive a gateway by design
+        for folder in gateway.runtime_dir.glob("*"):
+            if os.path.ismount(folder):  # a kernel's socket tmpfs, left with its kernel
+                subprocess.run(["umount", "-l", str(folder)], check=False)
         shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
         assert "Traceback" not in gateway.log(), gateway.log()
 

@@ -22,7 +22,7 @@ from typing import Awaitable, Callable
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory as KPF
 from jupyter_client.kernelspec import NoSuchKernel
-from traitlets import Float, Instance, Int, List, TraitError, Unicode, default, validate
+from traitlets import Dict, Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from kernelgate import socketdir
@@ -67,6 +67,7 @@ class Kernel:
     started: datetime = field(default_factory=utcnow)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     restarts: list[float] = field(default_factory=list)  # monotonic times of automatic restarts
+    pooled: bool = False  # started ahead of demand, before anyone owned it
 
     @property
     def execution_state(self) -> str:
@@ -97,6 +98,7 @@ class Kernel:
                 **({"room": self.room} if self.room else {"owner": self.owner}),
                 "language": self.language,
                 "tier": self.tier,
+                "pooled": self.pooled,
             },
         }
 
@@ -126,6 +128,12 @@ class KernelRegistry(LoggingConfigurable):
     max_lifetime = Float(
         12 * 3600.0, config=True, help="Seconds after which a solo kernel is stopped; 0 = never."
     )
+    pool_sizes = Dict(
+        value_trait=Int(), default_value={}, config=True,
+        help="Kernelspec name -> solo kernels kept started and waiting (Docker only). A "
+        "request without client KERNEL_* variables takes one; rooms are never pooled.",
+    )
+    pool_retry = Float(10.0, config=True, help="Seconds between attempts to refill pools.")
     max_output = Int(
         4 * 1024 * 1024, config=True,
         help="Bytes of output one execution may send; beyond, output is cut with a notice.",
@@ -161,6 +169,9 @@ class KernelRegistry(LoggingConfigurable):
         self.on_stopped: list[Callable[[Kernel, str], Awaitable[None]]] = []
         self._starting: dict[str, int] = {}  # owner -> kernels being started
         self._supervisor: asyncio.Future | None = None
+        self._pools: dict[str, list[Kernel]] = {}
+        self._pool_keeper: asyncio.Future | None = None
+        self._pool_wanted = asyncio.Event()
 
     # -- lookups -------------------------------------------------------------------
 
@@ -188,39 +199,102 @@ class KernelRegistry(LoggingConfigurable):
         `env` holds client-supplied variables; only `KERNEL_*` ones pass, and
         KERNEL_USERNAME is always the owner. A room's kernel names its `room` and the
         room's `workspace` (a host folder, mounted at /workspace in containers); a solo
-        kernel works in its sandbox's home. Raises NotFound for an unknown kernelspec,
+        kernel works in its sandbox's home. A solo kernel without client variables comes
+        from the warm pool when one is ready. Raises NotFound for an unknown kernelspec,
         Capacity when max_kernels is reached, TooMany when the owner already has
         `owner_limit` solo kernels (0 = no limit), and the provisioner's errors
         (EngineUnavailable, ImageMissing) when the sandbox cannot start.
         """
-        tier = self.tier_of(name)
+        self.tier_of(name)  # NotFound for an unknown kernelspec
         if self.max_kernels and len(self.kernels) + sum(self._starting.values()) >= self.max_kernels:
             raise Capacity(f"Maximum number of kernels ({self.max_kernels}) reached")
         owned = sum(1 for k in self.kernels.values() if k.owner == owner and not k.room)
         if owner_limit and room is None and owned + self._starting.get(owner, 0) >= owner_limit:
             raise TooMany(f"Your plan allows {owner_limit} kernels at once; shut one down first")
+        client_env = {k: v for k, v in (env or {}).items() if k.startswith("KERNEL_")}
+        kernel = None
+        if room is None and not client_env:
+            kernel = await self._take_pooled(name, owner)
+        if kernel is None:
+            self._starting[owner] = self._starting.get(owner, 0) + 1
+            try:
+                kernel = await self._launch(name, owner, client_env, room, workspace)
+            finally:
+                self._starting[owner] -= 1
+                if not self._starting[owner]:
+                    del self._starting[owner]
+        self._register(kernel)
+        self.log.info("Kernel %s (%s) started for %s%s", kernel.id, name, room or owner,
+                      " from the pool" if kernel.pooled else "")
+        for listener in list(self.on_started):
+            await listener(kernel)
+        return kernel
+
+    async def _launch(self, name: str, owner: str, env: dict[str, str], room: str | None,
+                      workspace: Path | None) -> Kernel:
+        """A new kernel in a new sandbox, answering, not yet registered."""
         kernel = self._new_kernel(str(uuid.uuid4()), name, owner, room)
         kernel_dir = self._make_kernel_dir(kernel.id)
         if workspace is None and self.catalog.local_kernels:
             workspace = kernel_dir / "workspace"  # a local solo kernel's scratch folder
             workspace.mkdir()
         launch = {"cwd": str(workspace)} if workspace else {}
-        self._starting[owner] = self._starting.get(owner, 0) + 1
         try:
-            await kernel.manager.start_kernel(env=self._kernel_env(env or {}, owner), **launch)
+            await kernel.manager.start_kernel(env=self._kernel_env(env, owner), **launch)
             await self._connect(kernel)
         except BaseException:
             await self._dispose(kernel)
             raise
-        finally:
-            self._starting[owner] -= 1
-            if not self._starting[owner]:
-                del self._starting[owner]
-        self._register(kernel)
-        self.log.info("Kernel %s (%s) started for %s", kernel.id, name, room or owner)
-        for listener in list(self.on_started):
-            await listener(kernel)
         return kernel
+
+    # -- warm pools ----------------------------------------------------------------
+
+    def start_pools(self) -> None:
+        """Keep `pool_sizes` ready kernels per kernelspec (Docker kernels only)."""
+        if self.pool_sizes and not self.catalog.local_kernels and self._pool_keeper is None:
+            self._pool_keeper = asyncio.ensure_future(self._keep_pools())
+
+    async def _take_pooled(self, name: str, owner: str) -> Kernel | None:
+        """A ready pooled kernel of `name`, now `owner`'s; None if none is ready.
+
+        Pooled kernels run with no user and no user data: identity attaches here, at
+        the gateway (owner, scoping, quotas). They were started without client
+        variables, so KERNEL_USERNAME is not in their environment.
+        """
+        pool = self._pools.get(name, [])
+        while pool:
+            kernel = pool.pop(0)
+            self._pool_wanted.set()
+            if await kernel.manager.is_alive():
+                kernel.owner = owner
+                kernel.started = utcnow()
+                kernel.watch.last_activity = kernel.started
+                return kernel
+            await self._dispose(kernel)
+        return None
+
+    async def _keep_pools(self) -> None:
+        while True:
+            for name, size in self.pool_sizes.items():
+                pool = self._pools.setdefault(name, [])
+                while len(pool) < size and self._room_for_pool():
+                    try:
+                        kernel = await self._launch(name, "", {}, None, None)
+                    except GatewayError as e:
+                        self.log.warning("Pool of %s not filled: %s", name, e)
+                        break
+                    kernel.pooled = True
+                    pool.append(kernel)
+            self._pool_wanted.clear()
+            try:
+                await asyncio.wait_for(self._pool_wanted.wait(), self.pool_retry)
+            except asyncio.TimeoutError:
+                pass
+
+    def _room_for_pool(self) -> bool:
+        pooled = sum(len(pool) for pool in self._pools.values())
+        total = len(self.kernels) + sum(self._starting.values()) + pooled
+        return not self.max_kernels or total < self.max_kernels
 
     async def adopt(self, kernel_id: str, name: str, owner: str, room: str | None,
                     provisioner_info: dict) -> Kernel | None:
@@ -333,6 +407,11 @@ class KernelRegistry(LoggingConfigurable):
         which keep running for the next run to re-adopt (only detached here)."""
         if self._supervisor is not None:
             self._supervisor.cancel()
+        if self._pool_keeper is not None:
+            self._pool_keeper.cancel()
+        for pool in self._pools.values():
+            while pool:
+                await self._dispose(pool.pop())
         for kernel in list(self.kernels.values()):
             if kernel.room and not self.catalog.local_kernels:
                 self.kernels.pop(kernel.id)
@@ -376,7 +455,9 @@ class KernelRegistry(LoggingConfigurable):
 
     def _kernel_env(self, client_env: dict[str, str], owner: str) -> dict[str, str]:
         env = {k: str(v) for k, v in client_env.items() if k.startswith("KERNEL_")}
-        env["KERNEL_USERNAME"] = owner
+        env.pop("KERNEL_USERNAME", None)
+        if owner:  # pooled kernels have none yet
+            env["KERNEL_USERNAME"] = owner
         if self.catalog.local_kernels:
             env.update({k: os.environ[k] for k in self.env_process_whitelist if k in os.environ})
         return env
