@@ -85,6 +85,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelRegistry.restart_limit = 3           # automatic restarts within restart_window...
 # c.KernelRegistry.restart_window = 60.0       # ...before a kernel is declared dead
 # c.KernelRegistry.max_lifetime = 12 * 3600.0  # solo kernels; 0 = forever
+# Warm pools (Docker): solo kernels started ahead of demand, handed out once (~40 ms to a
+# first result instead of ~1.5 s). Requests with their own KERNEL_* variables and rooms
+# start afresh. Pools use spare max_kernels capacity only.
+# c.KernelRegistry.pool_sizes = {"python3": 2}
+# c.KernelRegistry.pool_retry = 10.0
 # c.KernelRegistry.max_output = 4 * 1024 * 1024  # bytes of output per execution
 # c.KernelRegistry.timeout_grace = 5.0         # after a timeout's interrupt, before a restart
 
