@@ -104,16 +104,21 @@ class SessionManager:
         return list(self._sessions.values())
 
 
+#: A session's fields and their defaults for a new session.
+_DEFAULTS = {"path": "", "name": "", "type": "notebook"}
+
+
 def _fields(body: dict, required: bool) -> dict:
-    """path, name and type from a request body, checked to be strings."""
+    """path, name and type from a request body (path and name also from the older
+    {"notebook": {...}} form), checked to be strings; defaults filled when `required`."""
+    notebook = body.get("notebook") if isinstance(body.get("notebook"), dict) else {}
     fields = {}
-    for key in ("path", "name", "type"):
-        value = body.get(key, (body.get("notebook") or {}).get(key) if key != "type" else None)
+    for key, default in _DEFAULTS.items():
+        value = body.get(key, notebook.get(key) if key != "type" else None)
+        if value is None and required:
+            value = default
         if value is None:
-            if required:
-                value = "" if key != "type" else "notebook"
-            else:
-                continue
+            continue
         if not isinstance(value, str):
             raise BadRequest(f"'{key}' must be a string")
         fields[key] = value
