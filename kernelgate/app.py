@@ -144,8 +144,8 @@ class ServeApp(ConfiguredApp):
     }
 
     classes = [
-        KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, Store, Tiers, Plans, DockerEngine, DockerProvisioner,
-        ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
+        KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, Store, Tiers, Plans,
+        DockerEngine, DockerProvisioner, ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
     ]
 
     @validate("base_url")
@@ -195,10 +195,17 @@ class ServeApp(ConfiguredApp):
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
         registry.start_pools()
-        registry.on_started.append(
-            lambda k: store.solo_started(k.id, k.owner, k.name) if k.room is None else _done())
-        registry.on_stopped.append(
-            lambda k, reason: store.solo_ended(k.id, reason) if k.room is None else _done())
+
+        async def solo_started(kernel):
+            if kernel.room is None:
+                await store.solo_started(kernel.id, kernel.owner, kernel.name)
+
+        async def solo_ended(kernel, reason):
+            if kernel.room is None:
+                await store.solo_ended(kernel.id, reason)
+
+        registry.on_started.append(solo_started)
+        registry.on_stopped.append(solo_ended)
         self.registry, self.store, self.rooms = registry, store, rooms
         services = Services(
             registry, catalog, SessionManager(registry), identity_provider, plans,
@@ -248,10 +255,6 @@ class ServeApp(ConfiguredApp):
             level = self.log.error
         level("%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
               1000.0 * handler.request.request_time())
-
-
-async def _done() -> None:
-    """An awaitable that does nothing (a listener with nothing to record)."""
 
 
 class TokenApp(ConfiguredApp):
