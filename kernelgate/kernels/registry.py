@@ -405,10 +405,11 @@ class KernelRegistry(LoggingConfigurable):
     async def shutdown_all(self) -> None:
         """Gateway shutdown: stop every kernel, except the room kernels in containers,
         which keep running for the next run to re-adopt (only detached here)."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-        if self._pool_keeper is not None:
-            self._pool_keeper.cancel()
+        tasks = [t for t in (self._supervisor, self._pool_keeper) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # a kernel half-launched for a
+        # pool is disposed of by its own cleanup: wait for it
         for pool in self._pools.values():
             while pool:
                 await self._dispose(pool.pop())
