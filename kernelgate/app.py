@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import zmq
+import zmq.asyncio
 from tornado import httpserver, web
 from traitlets import Bool, CaselessStrEnum, Dict, Int, Type, Unicode, validate
 from traitlets.config import Application, catch_config_error
@@ -157,6 +160,7 @@ class ServeApp(ConfiguredApp):
 
     async def setup(self) -> web.Application:
         """Build the services and the tornado application (no listening yet)."""
+        _raise_socket_limits()
         Tiers.instance(parent=self)
         plans = Plans.instance(parent=self)
         ImageBuilder.instance(parent=self)
@@ -255,6 +259,16 @@ class ServeApp(ConfiguredApp):
             level = self.log.error
         level("%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
               1000.0 * handler.request.request_time())
+
+
+def _raise_socket_limits() -> None:
+    """Every kernel costs the gateway about ten file descriptors and seven ZeroMQ sockets:
+    lift the process's open-file limit to its hard limit, and ZeroMQ's default of 1023
+    sockets per context with it (before any socket exists)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    zmq.asyncio.Context.instance().set(zmq.MAX_SOCKETS, max(1024, hard))  # the one all kernels use
 
 
 class TokenApp(ConfiguredApp):

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Awaitable, Callable
 
+import zmq
+import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory as KPF
 from jupyter_client.kernelspec import NoSuchKernel
@@ -335,6 +337,7 @@ class KernelRegistry(LoggingConfigurable):
             kernel_id=kernel_id,
             kernel_name=name,
             kernel_spec_manager=self.catalog,
+            context=zmq.asyncio.Context.instance(),  # one for all kernels, not one (and an I/O thread) each
             transport="ipc",
             ip=str(kernel_dir / "k"),
             connection_file=str(kernel_dir / "connection.json"),
@@ -357,11 +360,14 @@ class KernelRegistry(LoggingConfigurable):
         """Open the gateway's sockets to a launched kernel and wait until it answers;
         Unavailable (with the reason, when the provisioner knows it) if it does not."""
         manager = kernel.manager
-        kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
-        kernel.hub = KernelHub(
-            manager.get_connection_info(), manager.session, observer=kernel.watch,
-            buffer_seconds=self.buffer_seconds,
-        )
+        try:
+            kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
+            kernel.hub = KernelHub(
+                manager.get_connection_info(), manager.session, observer=kernel.watch,
+                buffer_seconds=self.buffer_seconds,
+            )
+        except zmq.ZMQError as e:  # out of sockets or file descriptors: a capacity limit
+            raise Unavailable(f"The gateway cannot open more kernel connections: {e}") from None
         try:
             await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
         except (RuntimeError, TimeoutError) as e:

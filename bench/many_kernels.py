@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Many idle kernels on one machine: how many start, and how REST answers meanwhile.
+
+Usage: python bench/many_kernels.py [--kernels 200] [--parallel 4] [--requests 300]
+
+Starts its own `kernelgate serve --kernels=docker --no-auth`, then starts `--kernels`
+python3 kernels (low tier), `--parallel` at a time, and reports how many started and how
+long it took. With all of them idle it times `--requests` REST calls (alternately
+GET /api/kernels and GET /api/kernels/{id}) and reports p50/p99, and the memory of the
+kernel containers from `docker stats`. Everything runs on 127.0.0.1 and is removed at
+the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.client import GatewayClient  # noqa: E402 - the project's test client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def container_memory_mib(gateway_id: str) -> list[float]:
+    ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=org.kernelgate.gateway={gateway_id}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if not ids:
+        return []
+    out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", *ids],
+                         capture_output=True, text=True, check=True).stdout
+    sizes = []
+    for line in out.splitlines():
+        used = json.loads(line)["MemUsage"].split("/")[0].strip()
+        number, unit = float(used[:-3]), used[-3:]
+        sizes.append(number * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}.get(unit, 1))
+    return sizes
+
+
+async def main(count: int, parallel: int, calls: int) -> None:
+    port, tmp = free_port(), Path(tempfile.mkdtemp(prefix="kgmany-", dir="/tmp"))
+    gateway_id = f"bench-many-{port}"
+    (tmp / "config.py").write_text(  # no per-user kernel limit for the one benchmark user
+        'c.Plans.plans = {"bench": {"kernel_tiers": ["low"], "max_kernels": 0}}\n'
+        'c.Plans.order = ["bench"]\nc.Plans.admin_plan = "bench"\n'
+    )
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "kernelgate", "serve", f"--port={port}", "--no-auth",
+         "--kernels=docker", f"--runtime-dir={tmp}/rt", f"--data-dir={tmp}/data",
+         f"--gateway-id={gateway_id}", f"--config={tmp}/config.py"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/api", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        client = GatewayClient(f"http://127.0.0.1:{port}")
+        started, failures, semaphore = [], [], asyncio.Semaphore(parallel)
+
+        async def one():
+            async with semaphore:
+                response = await client.request("POST", "/api/kernels", {"name": "python3"}, timeout=300)
+                (started if response.status == 201 else failures).append(response.body)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        elapsed = time.perf_counter() - t0
+        print(f"started {len(started)} of {count} kernels in {elapsed:.0f} s "
+              f"({len(failures)} failed{': ' + str(failures[0])[:200] if failures else ''})")
+        await asyncio.sleep(5)  # all idle
+        times = []
+        for i in range(calls):
+            path = "/api/kernels" if i % 2 == 0 else f"/api/kernels/{started[i % len(started)]['id']}"
+            t = time.perf_counter()
+            response = await client.request("GET", path)
+            times.append((time.perf_counter() - t) * 1000)
+            assert response.status == 200
+        times.sort()
+        print(f"REST with {len(started)} idle kernels: p50 {statistics.median(times):.1f} ms, "
+              f"p99 {times[int(len(times) * 0.99) - 1]:.1f} ms ({calls} calls)")
+        memory = container_memory_mib(gateway_id)
+        if memory:
+            print(f"kernel containers: {statistics.median(memory):.0f} MiB p50 each, "
+                  f"{sum(memory) / 1024:.1f} GiB in all ({len(memory)} containers, docker stats)")
+        await asyncio.gather(*(client.request("DELETE", f"/api/kernels/{k['id']}", timeout=300)
+                               for k in started))
+    finally:
+        gateway.terminate()
+        gateway.wait(300)
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernels", type=int, default=200)
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=300)
+    options = parser.parse_args()
+    asyncio.run(main(options.kernels, options.parallel, options.requests))
