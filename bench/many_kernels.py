@@ -16,26 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import requests
+from docker_gateway import docker_gateway
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.client import GatewayClient  # noqa: E402 - the project's test client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def container_memory_mib(gateway_id: str) -> list[float]:
@@ -54,31 +40,16 @@ def container_memory_mib(gateway_id: str) -> list[float]:
 
 
 async def main(count: int, parallel: int, calls: int) -> None:
-    port, tmp = free_port(), Path(tempfile.mkdtemp(prefix="kgmany-", dir="/tmp"))
-    gateway_id = f"bench-many-{port}"
-    (tmp / "config.py").write_text(  # no per-user kernel limit for the one benchmark user
+    config = (  # no per-user kernel limit for the one benchmark user
         'c.Plans.plans = {"bench": {"kernel_tiers": ["low"], "max_kernels": 0}}\n'
         'c.Plans.order = ["bench"]\nc.Plans.admin_plan = "bench"\n'
     )
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "kernelgate", "serve", f"--port={port}", "--no-auth",
-         "--kernels=docker", f"--runtime-dir={tmp}/rt", f"--data-dir={tmp}/data",
-         f"--gateway-id={gateway_id}", f"--config={tmp}/config.py"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/api", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        client = GatewayClient(f"http://127.0.0.1:{port}")
+    with docker_gateway("many", config) as gateway:
         started, failures, semaphore = [], [], asyncio.Semaphore(parallel)
 
         async def one():
             async with semaphore:
-                response = await client.request("POST", "/api/kernels", {"name": "python3"}, timeout=300)
+                response = await gateway.client.request("POST", "/api/kernels", {"name": "python3"}, timeout=300)
                 (started if response.status == 201 else failures).append(response.body)
 
         t0 = time.perf_counter()
@@ -91,22 +62,18 @@ async def main(count: int, parallel: int, calls: int) -> None:
         for i in range(calls):
             path = "/api/kernels" if i % 2 == 0 else f"/api/kernels/{started[i % len(started)]['id']}"
             t = time.perf_counter()
-            response = await client.request("GET", path)
+            response = await gateway.client.request("GET", path)
             times.append((time.perf_counter() - t) * 1000)
             assert response.status == 200
         times.sort()
         print(f"REST with {len(started)} idle kernels: p50 {statistics.median(times):.1f} ms, "
               f"p99 {times[int(len(times) * 0.99) - 1]:.1f} ms ({calls} calls)")
-        memory = container_memory_mib(gateway_id)
+        memory = container_memory_mib(gateway.gateway_id)
         if memory:
             print(f"kernel containers: {statistics.median(memory):.0f} MiB p50 each, "
                   f"{sum(memory) / 1024:.1f} GiB in all ({len(memory)} containers, docker stats)")
-        await asyncio.gather(*(client.request("DELETE", f"/api/kernels/{k['id']}", timeout=300)
+        await asyncio.gather(*(gateway.client.request("DELETE", f"/api/kernels/{k['id']}", timeout=300)
                                for k in started))
-    finally:
-        gateway.terminate()
-        gateway.wait(300)
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
 if __name__ == "__main__":
