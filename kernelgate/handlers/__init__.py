@@ -6,12 +6,14 @@ from kernelgate.handlers.admin import (
     AdminKernelsHandler,
     AdminRoomHandler,
     AdminRoomsHandler,
+    AdminSnapshotsHandler,
 )
 from kernelgate.handlers.api import APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
 from kernelgate.handlers.contents import KernelContentsHandler
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
+from kernelgate.handlers.health import HealthHandler
 from kernelgate.handlers.languages import LanguagesHandler
 from kernelgate.handlers.kernelspecs import (
     KernelSpecHandler,
@@ -28,6 +30,7 @@ from kernelgate.handlers.rooms import (
     RoomsHandler,
 )
 from kernelgate.handlers.sessions import SessionHandler, SessionsHandler
+from kernelgate.handlers.snapshots import RoomSnapshotRestoreHandler, RoomSnapshotsHandler
 from kernelgate.handlers.terminals import TerminalHandler, TerminalSocketHandler, TerminalsHandler
 
 _ID = r"(?P<{}>[\w-]+)"
@@ -40,6 +43,7 @@ def routes(base_url: str) -> list[tuple]:
     """(pattern, handler) pairs for tornado, prefixed with base_url ('/' or '/x/')."""
     table = [
         (r"api/?", APIVersionHandler),
+        (r"api/health/?", HealthHandler),
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (r"api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
         (r"kernelspecs/(?P<name>[^/]+)/(?P<file>[^/]+)", KernelSpecResourceHandler),
@@ -58,11 +62,14 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/rooms/{_ROOM}/members/?", RoomMembersHandler),
         (rf"api/rooms/{_ROOM}/members/(?P<user>[^/]+)/?", RoomMemberHandler),
         (rf"api/rooms/{_ROOM}/kernels/?", RoomKernelsHandler),
+        (rf"api/rooms/{_ROOM}/snapshots/?", RoomSnapshotsHandler),
+        (rf"api/rooms/{_ROOM}/snapshots/{_ID.format('snapshot_id')}/restore/?", RoomSnapshotRestoreHandler),
         (rf"api/rooms/{_WORKSPACE}/contents(?P<path>/.*)?", RoomContentsHandler),
         (r"api/admin/kernels/?", AdminKernelsHandler),
         (rf"api/admin/kernels/{_KERNEL}/?", AdminKernelHandler),
         (r"api/admin/rooms/?", AdminRoomsHandler),
         (rf"api/admin/rooms/{_ROOM}/?", AdminRoomHandler),
+        (r"api/admin/snapshots/?", AdminSnapshotsHandler),
         (r"api/admin/audit/?", AdminAuditHandler),
         (r"api/sessions/?", SessionsHandler),
         (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),
