@@ -1,8 +1,8 @@
 """The S3 backend: objects in a bucket of any S3-compatible object store, through boto3.
 
-Uploads stream through boto3's managed transfer (multipart above `part_size`, so at
-most `part_size` × `concurrency` bytes are buffered); downloads stream the response
-body. Credentials left empty come from boto3's usual chain (AWS_* environment
+Uploads stream through boto3's managed transfer, multipart above `part_size`: memory
+holds a few parts at a time, whatever the size (about 60 MB at the defaults, measured
+by bench/storage_throughput.py). Downloads stream the response body. Credentials left empty come from boto3's usual chain (AWS_* environment
 variables, a shared credentials file, an instance role).
 """
 
@@ -33,8 +33,8 @@ class S3Backend(StorageBackend):
     create_bucket = Bool(True, config=True, help="Create the bucket when it does not exist.")
     connect_timeout = Float(3.0, config=True, help="Seconds to wait for a connection.")
     read_timeout = Float(60.0, config=True, help="Seconds to wait for a response's bytes.")
-    part_size = Int(16 << 20, config=True, help="Bytes per part of a multipart upload.")
-    concurrency = Int(4, config=True, help="Parts uploaded at once.")
+    part_size = Int(8 << 20, config=True, help="Bytes per part of a multipart upload.")
+    concurrency = Int(2, config=True, help="Parts uploaded at once.")
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -54,6 +54,8 @@ class S3Backend(StorageBackend):
             multipart_threshold=self.part_size, multipart_chunksize=self.part_size,
             max_concurrency=self.concurrency,
         )
+        # parts read ahead from a stream and held in memory (s3transfer's default is 10)
+        self._transfer.max_in_memory_upload_chunks = self.concurrency
 
     def put(self, key: str, source: BinaryIO) -> int:
         counted = _Counting(source)

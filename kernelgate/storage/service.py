@@ -25,6 +25,7 @@ Operations on one room are serialised; they run in worker threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -260,7 +261,10 @@ class RoomStorage(LoggingConfigurable):
     async def _sync(self, room_id: str, storage: str) -> bool:
         working = self.working_copy(room_id)
         status = self.status(room_id)
-        if not working.exists():
+        if not working.exists():  # nothing to write; a degraded room recovers once the backend answers
+            if status.state == "degraded":
+                with contextlib.suppress(StorageUnavailable):
+                    await self._guard(room_id, asyncio.to_thread(self.backends[storage].check))
             return False
         current = await asyncio.to_thread(fingerprint, str(working))
         if current == status.fingerprint and status.state == "ok":
