@@ -26,7 +26,7 @@ from kernelgate.clock import iso, utcnow
 from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, TooMany
 from kernelgate.identity import Identity
 from kernelgate.kernels.registry import Kernel, KernelRegistry
-from kernelgate.plans import Plans
+from kernelgate.plans import Plan, Plans
 from kernelgate.roles import GRANTABLE, at_least
 from kernelgate.storage import RoomStorage, StorageUnavailable
 from kernelgate.store import RoomRecord, SnapshotRecord, Store
@@ -256,8 +256,8 @@ class RoomService(LoggingConfigurable):
             raise BadRequest("The owner's role cannot change")
         if "admin" in (role, current) and not at_least(self.role(identity, room), "owner"):
             raise Forbidden("Only the owner grants or removes the admin role")
-        if current is None:  # the acting admin's plan sets the room's size
-            limit = self.plans.of(identity).max_members
+        if current is None:
+            limit = (await self._owner_plan(identity, room)).max_members
             if limit and len(room.members) >= limit:
                 raise TooMany(f"The room's plan allows {limit} members")
         room = await self.store.set_member(room_id, user, role)
@@ -319,6 +319,14 @@ class RoomService(LoggingConfigurable):
         for name in languages:
             self.plans.check_kernel_tier(identity, name, self.registry.tier_of(name))
         return languages
+
+    async def _owner_plan(self, identity: Identity, room: RoomRecord) -> Plan:
+        """The plan of the room's owner, which sets the room's size: from their identity
+        when they act, else from the tier they last showed (platform admin or not)."""
+        if identity.user == room.owner:
+            return self.plans.of(identity)
+        owner = await self.store.get_user(room.owner)
+        return self.plans.of(Identity(room.owner, owner.tier if owner else ""))
 
     def _room_kernels(self, room_id: str | None = None) -> list[Kernel]:
         return sorted(

@@ -125,6 +125,8 @@ async def test_users_are_recorded_as_last_seen(store):
     assert alice.first_seen == first.first_seen < alice.last_seen
     assert (bob.user, bob.name, bob.tier) == ("bob", "", "")
     aware(alice)
+    assert await store.get_user("alice") == alice
+    assert await store.get_user("nobody") is None
 
 
 async def test_solo_sessions(store):

@@ -266,6 +266,10 @@ class Store(LoggingConfigurable):
         """Every user seen so far, by user id."""
         return await self._read(self._users)
 
+    async def get_user(self, user: str) -> UserRecord | None:
+        """The user as last seen, or None if never seen."""
+        return await self._read(self._get_user, user)
+
     async def solo_started(self, kernel_id: str, user: str, kernelspec: str) -> None:
         """Record a solo kernel's start; Conflict if the kernel id is already recorded."""
         await self._write(self._solo_started, kernel_id, user, kernelspec)
@@ -458,6 +462,11 @@ class Store(LoggingConfigurable):
             UserRecord(u.id, u.name, u.tier, u.first_seen, u.last_seen)
             for u in session.scalars(select(User).order_by(User.id))
         ]
+
+    @staticmethod
+    def _get_user(session: Session, user: str) -> UserRecord | None:
+        u = session.get(User, user)
+        return UserRecord(u.id, u.name, u.tier, _utc(u.first_seen), _utc(u.last_seen)) if u else None
 
     @staticmethod
     def _solo_started(session: Session, kernel_id: str, user: str, kernelspec: str) -> None:
