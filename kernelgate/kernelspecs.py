@@ -1,7 +1,12 @@
-"""The kernelspecs kernelgate serves: the project's kernelspecs/ folder, nothing else."""
+"""The kernelspecs kernelgate serves: the project's kernelspecs/ folder, nothing else.
+
+The folders are read once, at first use, and kept: requests never read files on the
+event loop. Changing a kernelspec takes a gateway restart.
+"""
 
 from __future__ import annotations
 
+import copy
 import sys
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -27,6 +32,11 @@ class KernelSpecCatalog(KernelSpecManager):
     )
     local_kernels = Bool(False, help="Run kernels as local processes (set by the app).")
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._found: dict[str, str] | None = None
+        self._specs: dict[str, KernelSpec] = {}
+
     @default("kernelspec_dirs")
     def _default_kernelspec_dirs(self):
         return [str(shipped_folder("kernelspecs"))]
@@ -43,16 +53,19 @@ class KernelSpecCatalog(KernelSpecManager):
         """Name -> folder of the served kernelspecs. In local mode only those whose
         metadata says `"kernelgate": {"local": true}`: the others' kernels exist only
         inside their images."""
-        specs = super().find_kernel_specs()
-        if not self.local_kernels:
-            return specs
-        return {name: path for name, path in specs.items()
-                if KernelSpecManager.get_kernel_spec(self, name).metadata.get("kernelgate", {}).get("local")}
+        if self._found is None:
+            specs = super().find_kernel_specs()
+            if self.local_kernels:
+                specs = {name: path for name, path in specs.items()
+                         if self._read(name).metadata.get("kernelgate", {}).get("local")}
+            self._found = specs
+        return dict(self._found)
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         """The named spec. In local mode its provisioner is jupyter_client's local one and
         its argv runs under the agent, in the working directory the launcher is given."""
-        spec = super().get_kernel_spec(kernel_name)
+        read = self._read(kernel_name)
+        spec = KernelSpec(resource_dir=read.resource_dir, **copy.deepcopy(read.to_dict()))
         if self.local_kernels:
             argv = list(spec.argv)
             if argv and argv[0] in ("python", "python3"):
@@ -66,10 +79,17 @@ class KernelSpecCatalog(KernelSpecManager):
 
     def image_of(self, kernel_name: str) -> str | None:
         """The images/ folder the spec's Docker provisioner runs, if it names one."""
-        spec = super().get_kernel_spec(kernel_name)
+        spec = self._read(kernel_name)
         return spec.metadata.get("kernel_provisioner", {}).get("config", {}).get("image")
 
     def tier_of(self, kernel_name: str) -> str:
         """The tier the spec's Docker provisioner config names ('' = the default tier)."""
-        spec = super().get_kernel_spec(kernel_name)
+        spec = self._read(kernel_name)
         return spec.metadata.get("kernel_provisioner", {}).get("config", {}).get("tier", "")
+
+    def _read(self, kernel_name: str) -> KernelSpec:
+        """The spec as its folder says, read once (NoSuchKernel for an unknown name);
+        callers must not change it."""
+        if kernel_name not in self._specs:
+            self._specs[kernel_name] = super().get_kernel_spec(kernel_name)
+        return self._specs[kernel_name]
