@@ -215,8 +215,10 @@ class ServeApp(ConfiguredApp):
         registry.on_started.append(solo_started)
         registry.on_stopped.append(solo_ended)
         self.registry, self.store, self.rooms = registry, store, rooms
+        sessions = SessionManager(registry, store)
+        await sessions.start()
         services = Services(
-            registry, catalog, SessionManager(registry), identity_provider, plans,
+            registry, catalog, sessions, identity_provider, plans,
             TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
             SeenUsers(store),
         )

@@ -268,11 +268,18 @@ async def test_room_kernel_survives_a_gateway_restart(rooms_gateway, start_gatew
     ws = await alice.connect(kid)
     await ws.execute("memory = 'still here'\nopen('/workspace/f.txt', 'w').write('file kept')")
     ws.close()
+    # Jupyter sessions live as long as their kernel: the room kernel's session survives
+    on_room = await alice.request("POST", "/api/sessions", {"path": "a.ipynb", "kernel": {"id": kid}})
+    assert on_room.status == 201, on_room.body
+    on_solo = await alice.request("POST", "/api/sessions", {"path": "b.ipynb", "kernel": {"name": "python3"}})
+    assert on_solo.status == 201, on_solo.body
     rooms_gateway.stop(signal.SIGTERM)
     again = start_gateway(*rooms_gateway.extra_args, like=rooms_gateway)
     (alice,) = users(again, "alice")
     model = (await alice.request("GET", f"/api/rooms/{room['id']}")).body
     assert [k["id"] for k in model["kernels"]] == [kid], again.log()  # the same kernel, re-adopted
+    sessions = (await alice.request("GET", "/api/sessions")).body
+    assert [(s["id"], s["path"], s["kernel"]["id"]) for s in sessions] == [(on_room.body["id"], "a.ipynb", kid)]
     ws = await alice.connect(kid)
     assert (await ws.execute("print(memory)")).stdout == "still here\n"
     ws.close()

@@ -28,6 +28,7 @@ from kernelgate.store import (
     AuditRecord,
     MemberRecord,
     RoomKernelRecord,
+    SessionRecord,
     SnapshotRecord,
     SoloRecord,
     Store,
@@ -318,6 +319,23 @@ async def test_audit_log(store):
         await store.audit("alice", "x", "y", {"when": datetime.now(timezone.utc)})
     with pytest.raises(BadRequest):
         await store.audit_log(limit=-1)
+
+
+# -- Jupyter sessions ----------------------------------------------------------------------
+
+
+async def test_jupyter_sessions(store):
+    first = SessionRecord("s1", "alice", "a.ipynb", "a", "notebook", "k1")
+    second = SessionRecord("s2", "bob", "", "", "console", "k2")
+    await store.save_session(second)
+    await store.save_session(first)
+    assert await store.kernel_sessions() == [first, second]
+    moved = SessionRecord("s1", "alice", "b.ipynb", "b", "notebook", "k3")
+    await store.save_session(moved)
+    assert await store.kernel_sessions() == [moved, second]
+    await store.delete_sessions(["s2", "unknown"])
+    await store.delete_sessions([])
+    assert await store.kernel_sessions() == [moved]
 
 
 # -- snapshots ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from kernelgate.store.store import (
     MemberRecord,
     RoomKernelRecord,
     RoomRecord,
+    SessionRecord,
     SnapshotRecord,
     SoloRecord,
     Store,
@@ -16,5 +17,5 @@ from kernelgate.store.store import (
 
 __all__ = [
     "ROLES", "UNSET", "AuditRecord", "MemberRecord", "RoomKernelRecord", "RoomRecord",
-    "SnapshotRecord", "SoloRecord", "Store", "UserRecord",
+    "SessionRecord", "SnapshotRecord", "SoloRecord", "Store", "UserRecord",
 ]

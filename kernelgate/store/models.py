@@ -207,3 +207,16 @@ class StoredChunk(Base):
     )
     seq: Mapped[int] = mapped_column(primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KernelSession(Base):
+    """A Jupyter session (/api/sessions): a user's named binding of a path to a kernel."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(index=True)
+    path: Mapped[str]
+    name: Mapped[str]
+    type: Mapped[str]
+    kernel_id: Mapped[str] = mapped_column(index=True)

@@ -1,4 +1,5 @@
-"""Store: the gateway's persistent state (users, solo sessions, rooms, audit log).
+"""Store: the gateway's persistent state (users, solo and Jupyter sessions, rooms, snapshots,
+audit log).
 
 Contract:
 - `await store.migrate()` before anything else: it creates or upgrades the schema to the
@@ -51,6 +52,7 @@ from kernelgate.errors import BadRequest, Conflict, NotFound
 from kernelgate.store.models import (
     ROLES,
     AuditEntry,
+    KernelSession,
     Member,
     Room,
     RoomKernel,
@@ -137,6 +139,18 @@ class SoloRecord:
     started_at: datetime
     ended_at: datetime | None
     end_reason: str | None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A Jupyter session: `user`'s binding of a path (and name, type) to a kernel."""
+
+    id: str
+    user: str
+    path: str
+    name: str
+    type: str
+    kernel_id: str
 
 
 @dataclass(frozen=True)
@@ -288,6 +302,21 @@ class Store(LoggingConfigurable):
     async def solo_sessions(self, user: str | None = None) -> list[SoloRecord]:
         """Solo sessions, of one user or of everyone, oldest first."""
         return await self._read(self._solo_sessions, user)
+
+    # -- Jupyter sessions ------------------------------------------------------------
+
+    async def save_session(self, session: SessionRecord) -> None:
+        """Record a session, or replace the one with its id."""
+        await self._write(self._save_session, session)
+
+    async def delete_sessions(self, ids: list[str]) -> None:
+        """Forget these sessions; unknown ids are ignored."""
+        if ids:
+            await self._write(self._delete_sessions, ids)
+
+    async def kernel_sessions(self) -> list[SessionRecord]:
+        """Every session, by id."""
+        return await self._read(self._kernel_sessions)
 
     # -- rooms -----------------------------------------------------------------------
 
@@ -622,6 +651,24 @@ class Store(LoggingConfigurable):
         return [
             AuditRecord(e.id, e.at, e.actor, e.action, e.target, e.details)
             for e in session.scalars(query)
+        ]
+
+    @staticmethod
+    def _save_session(session: Session, record: SessionRecord) -> None:
+        session.merge(KernelSession(
+            id=record.id, user_id=record.user, path=record.path, name=record.name,
+            type=record.type, kernel_id=record.kernel_id,
+        ))
+
+    @staticmethod
+    def _delete_sessions(session: Session, ids: list[str]) -> None:
+        session.execute(delete(KernelSession).where(KernelSession.id.in_(ids)))
+
+    @staticmethod
+    def _kernel_sessions(session: Session) -> list[SessionRecord]:
+        return [
+            SessionRecord(s.id, s.user_id, s.path, s.name, s.type, s.kernel_id)
+            for s in session.scalars(select(KernelSession).order_by(KernelSession.id))
         ]
 
     @staticmethod
