@@ -160,6 +160,7 @@ class RoomService(LoggingConfigurable):
         expires_in = body.get("expires_in")
         if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
             raise BadRequest("'expires_in' must be a positive number of seconds")
+        source = await self._source_snapshot(identity, body.get("from_snapshot"))
         plan = self.plans.of(identity)
         if plan.max_rooms and await self.store.count_owned_rooms(identity.user) >= plan.max_rooms:
             raise TooMany(f"Your plan allows {plan.max_rooms} rooms; delete one first")
@@ -168,13 +169,14 @@ class RoomService(LoggingConfigurable):
         room = await self.store.create_room(room_id, name.strip(), identity.user, languages, storage, expires_at)
         self._rooms[room_id] = room
         try:
-            await self.storage.create(room_id)
+            await self.storage.create(room_id, source)
             async with self._lock(room_id):
                 await self._start_kernels(room, languages)
         except BaseException:
             await self._remove(room, None)
             raise
-        await self.store.audit(identity.user, "room.create", room_id, {"languages": languages})
+        await self.store.audit(identity.user, "room.create", room_id,
+                               {"languages": languages, "from_snapshot": source.id if source else None})
         return room
 
     async def update(self, identity: Identity, room_id: str, body: dict) -> RoomRecord:
@@ -319,6 +321,22 @@ class RoomService(LoggingConfigurable):
         for name in languages:
             self.plans.check_kernel_tier(identity, name, self.registry.tier_of(name))
         return languages
+
+    async def _source_snapshot(self, identity: Identity, snapshot_id) -> SnapshotRecord | None:
+        """The snapshot a new room starts from: one of a room where the caller is admin,
+        or, for platform admins, any (a deleted room's final snapshot too)."""
+        if snapshot_id is None:
+            return None
+        if not isinstance(snapshot_id, str):
+            raise BadRequest("'from_snapshot' must be a snapshot id")
+        snapshot = await self.store.get_snapshot(snapshot_id)
+        room = self._rooms.get(snapshot.room_id) if snapshot else None
+        allowed = snapshot is not None and (
+            identity.is_admin or (room is not None and at_least(self.role(identity, room), "admin"))
+        )
+        if not allowed:
+            raise NotFound(f"Snapshot not found: {snapshot_id}")
+        return snapshot
 
     async def _owner_plan(self, identity: Identity, room: RoomRecord) -> Plan:
         """The plan of the room's owner, which sets the room's size: from their identity

@@ -178,6 +178,15 @@ async def test_a_deleted_room_leaves_a_final_snapshot_until_retention_ends(serve
     key = f"rooms/{room_id}/snapshots/{final[0]['id']}.tar"
     assert stored(storage[0], gateway, key, s3_url)
     assert not stored(storage[0], gateway, f"rooms/{room_id}/current.tar", s3_url)
+    # until then, a platform admin can bring it back as a new room
+    revived = await client.request("POST", "/api/rooms", {"name": "revived", "languages": ["python3"],
+                                                          "from_snapshot": final[0]["id"]})
+    assert revived.status == 201, revived.body
+    got = await client.request("GET", f"/api/rooms/{revived.body['id']}/contents/last-words.txt")
+    assert got.status == 200 and got.body["content"] == "keep me a while"
+    unknown = await client.request("POST", "/api/rooms", {"name": "x", "languages": ["python3"],
+                                                          "from_snapshot": "nope"})
+    assert unknown.status == 404
     for _ in range(60):
         await asyncio.sleep(0.5)
         if not (await client.request("GET", f"/api/admin/snapshots?room={room_id}")).body:

@@ -304,3 +304,25 @@ async def test_admin_api(rooms_gateway):
     assert (await alice.request("GET", "/api/rooms")).body == []
     audit = (await root.request("GET", "/api/admin/audit")).body
     assert [e["action"] for e in audit[:3]] == ["room.delete", "kernel.delete", "room.create"]
+
+
+async def test_a_room_starts_from_a_snapshot_its_creator_may_read(rooms_gateway):
+    alice, bob = users(rooms_gateway, "alice", "bob")
+    room = await make_room(alice, ["python3"])
+    put = await alice.request("PUT", f"/api/rooms/{room['id']}/contents/plan.txt",
+                              {"type": "file", "format": "text", "content": "the plan"})
+    assert put.status == 201, put.body
+    snapshot = (await alice.request("POST", f"/api/rooms/{room['id']}/snapshots")).body
+    body = {"name": "copy", "languages": ["python3"], "from_snapshot": snapshot["id"]}
+    assert (await bob.request("POST", "/api/rooms", body)).status == 404  # not his room
+    await add(alice, room, "bob", "participant")
+    assert (await bob.request("GET", f"/api/rooms/{room['id']}/snapshots")).status == 200
+    assert (await bob.request("POST", f"/api/rooms/{room['id']}/snapshots")).status == 403
+    assert (await bob.request("POST", "/api/rooms", body)).status == 404  # admins only
+    await add(alice, room, "bob", "admin")
+    copy = await bob.request("POST", "/api/rooms", body)
+    assert copy.status == 201, copy.body
+    got = await bob.request("GET", f"/api/rooms/{copy.body['id']}/contents/plan.txt")
+    assert got.body["content"] == "the plan"
+    for owner, rid in ((alice, room["id"]), (bob, copy.body["id"])):
+        assert (await owner.request("DELETE", f"/api/rooms/{rid}")).status == 204

@@ -129,10 +129,15 @@ class RoomStorage(LoggingConfigurable):
 
     # -- working copies --------------------------------------------------------------
 
-    async def create(self, room_id: str) -> None:
-        """A new room's working copy: an empty folder."""
+    async def create(self, room_id: str, source: SnapshotRecord | None = None) -> None:
+        """A new room's working copy: an empty folder, or the content of `source` (a
+        snapshot of any room, in any backend)."""
         async with self._lock(room_id):
-            await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
+            if source is None:
+                await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
+            else:
+                backend = self.backends[self.check_name(source.storage)]
+                await self._guard(room_id, self._download(backend, _snapshot_key(source), room_id))
 
     async def prepare(self, room_id: str, storage: str) -> None:
         """Make sure the working copy exists: restore the durable copy where it is missing
