@@ -25,6 +25,7 @@ from traitlets.config import Application, catch_config_error
 
 import kernelgate
 from kernelgate.engine import DockerEngine, EngineUnavailable
+from kernelgate.environment.install import EnvironmentService
 from kernelgate.handlers import routes
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
 from kernelgate.images import ImageBuilder
@@ -89,6 +90,7 @@ class Services:
     rooms: RoomService
     store: Store
     users: SeenUsers
+    environment: EnvironmentService
 
 
 class ServeApp(ConfiguredApp):
@@ -149,6 +151,7 @@ class ServeApp(ConfiguredApp):
     classes = [
         KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, Store, Tiers, Plans,
         DockerEngine, DockerProvisioner, ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
+        EnvironmentService,
     ]
 
     @validate("base_url")
@@ -214,7 +217,7 @@ class ServeApp(ConfiguredApp):
         services = Services(
             registry, catalog, SessionManager(registry), identity_provider, plans,
             TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
-            SeenUsers(store),
+            SeenUsers(store), EnvironmentService(rooms, registry, store, parent=self),
         )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",

@@ -175,6 +175,8 @@ def analyze(found: Scan) -> dict:
         entry["imports"] = third_party[:100]
         for name in third_party:
             _add_framework(entry, language, name, names[name])
+    for language in settings.packages if settings else ():
+        language_entry(language)
     for language, entry in languages.items():
         entry["install"] = _install(language, workdir, settings, parsed)
     return {

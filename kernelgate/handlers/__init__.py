@@ -11,6 +11,11 @@ from kernelgate.handlers.api import APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
 from kernelgate.handlers.contents import KernelContentsHandler
+from kernelgate.handlers.environment import (
+    KernelEnvironmentHandler,
+    RoomEnvironmentHandler,
+    RoomEnvironmentInstallHandler,
+)
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from kernelgate.handlers.languages import LanguagesHandler
 from kernelgate.handlers.kernelspecs import (
@@ -49,6 +54,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/kernels/{_KERNEL}/(?P<action>interrupt|restart)/?", KernelActionHandler),
         (rf"api/kernels/{_KERNEL}/channels", ChannelsHandler),
         (rf"api/kernels/{_WORKSPACE}/contents(?P<path>/.*)?", KernelContentsHandler),
+        (rf"api/kernels/{_KERNEL}/environment/?", KernelEnvironmentHandler),
         (r"api/terminals/?", TerminalsHandler),
         (r"api/terminals/(?P<name>[^/]+)/?", TerminalHandler),
         (r"terminals/websocket/(?P<name>[^/]+)", TerminalSocketHandler),
@@ -59,6 +65,8 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/rooms/{_ROOM}/members/(?P<user>[^/]+)/?", RoomMemberHandler),
         (rf"api/rooms/{_ROOM}/kernels/?", RoomKernelsHandler),
         (rf"api/rooms/{_WORKSPACE}/contents(?P<path>/.*)?", RoomContentsHandler),
+        (rf"api/rooms/{_ROOM}/environment/?", RoomEnvironmentHandler),
+        (rf"api/rooms/{_ROOM}/environment/install/?", RoomEnvironmentInstallHandler),
         (r"api/admin/kernels/?", AdminKernelsHandler),
         (rf"api/admin/kernels/{_KERNEL}/?", AdminKernelHandler),
         (r"api/admin/rooms/?", AdminRoomsHandler),
