@@ -196,9 +196,11 @@ class ServeApp(ConfiguredApp):
         await store.end_open_solo_sessions("gateway stopped")
         rooms = RoomService(store, registry, plans, parent=self)
         await rooms.start()  # re-adopts running room kernels: before orphans are removed
+        environment = EnvironmentService(rooms, registry, store, parent=self)
         if self.cull_orphans:
             try:
                 await registry.remove_orphans()
+                await environment.remove_leftovers()
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
         registry.start_pools()
@@ -217,7 +219,7 @@ class ServeApp(ConfiguredApp):
         services = Services(
             registry, catalog, SessionManager(registry), identity_provider, plans,
             TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
-            SeenUsers(store), EnvironmentService(rooms, registry, store, parent=self),
+            SeenUsers(store), environment,
         )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",

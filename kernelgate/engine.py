@@ -124,6 +124,11 @@ class DockerEngine(SingletonConfigurable):
 
         return await self._call(list_them)
 
+    async def labelled_containers(self, label: str) -> list[str]:
+        """Ids of this gateway instance's containers (running or not) carrying `label`."""
+        filters = {"label": [label, f"{GATEWAY_LABEL}={self.gateway_id}"]}
+        return await self._call(lambda c: [item["Id"] for item in c.api.containers(all=True, filters=filters)])
+
     # -- container lifecycle ----------------------------------------------------
 
     async def run(self, image: str, **options: Any) -> str:

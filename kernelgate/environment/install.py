@@ -162,7 +162,8 @@ class EnvironmentService(LoggingConfigurable):
     async def room_report(self, identity: Identity, room_id: str) -> dict:
         """GET /api/rooms/{id}/environment (members)."""
         self.rooms.get(identity, room_id)
-        report = analyze(await scan(HostTree(self.rooms.workspace(room_id))))
+        found = await scan(HostTree(self.rooms.workspace(room_id)))
+        report = await asyncio.to_thread(analyze, found)
         report["last_install"] = self._last.get(room_id)
         report["installing"] = room_id in self._jobs
         return report
@@ -172,7 +173,8 @@ class EnvironmentService(LoggingConfigurable):
         its agent (a room kernel answers for its room's workspace)."""
         if kernel.agent is None:
             raise Unavailable("The kernel's sandbox is not reachable")
-        return analyze(await scan(AgentTree(kernel.agent)))
+        found = await scan(AgentTree(kernel.agent))
+        return await asyncio.to_thread(analyze, found)
 
     # -- installs ----------------------------------------------------------------------
 
@@ -257,9 +259,20 @@ class EnvironmentService(LoggingConfigurable):
 
     # -- the steps -----------------------------------------------------------------------
 
+    async def remove_leftovers(self) -> None:
+        """Gateway start: remove the install containers and staging areas of this gateway
+        that an earlier run left (it stopped in the middle of an install)."""
+        if not self.registry.catalog.local_kernels:
+            engine = DockerEngine.instance()
+            for container in await engine.labelled_containers(INSTALL_LABEL):
+                await engine.remove(container)
+        installs = Path(self.store.data_dir) / "installs"
+        for staging in await asyncio.to_thread(lambda: list(installs.iterdir()) if installs.is_dir() else []):
+            await self._remove_staging(staging)
+
     async def _make_staging(self, staging: Path) -> int:
         """The staging folder, a tmpfs of `disk` when the gateway is root; its limit in KiB."""
-        staging.mkdir(parents=True, mode=0o700)
+        await asyncio.to_thread(staging.mkdir, parents=True, mode=0o700)
         uid = self.rooms.workspace_uid
         limit = _kib(self.disk)
         if os.geteuid() == 0:
@@ -271,11 +284,11 @@ class EnvironmentService(LoggingConfigurable):
             if process.returncode:
                 raise InstallFailed(f"The staging area could not be made: {err.decode(errors='replace').strip()}")
         else:  # not root: the container user must write here; the size is checked at the swap
-            staging.chmod(0o777)
+            await asyncio.to_thread(staging.chmod, 0o777)
         return limit
 
     async def _remove_staging(self, staging: Path) -> None:
-        if staging.exists():
+        if await asyncio.to_thread(staging.is_dir) and not staging.is_symlink():
             await release(str(staging))
             await asyncio.to_thread(shutil.rmtree, staging, True)
 

@@ -39,6 +39,7 @@ PYTHON_TARGET = ".kernelgate/python"
 PACKAGE_LANGUAGES = ("python", "javascript")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_PATH = re.compile(r"[A-Za-z0-9._/-]*\Z")
 _RESERVED = ("KERNEL_", "JPY_", "LD_")
 _RESERVED_NAMES = {"PATH", "HOME", "PYTHONHOME", "PYTHONPATH"}
 _MAX_VARIABLES, _MAX_VALUE, _MAX_PACKAGES, _MAX_SPEC = 100, 4096, 200, 200
@@ -60,9 +61,11 @@ class ProjectFile:
 
 
 def clean_relative(path: str, what: str) -> str:
-    """A relative path inside the workspace, normalized ('' for the root)."""
-    if "\x00" in path or path.startswith("/") or "\\" in path:
-        raise ProjectFileError(f"{what} must be a relative path inside the workspace")
+    """A relative path inside the workspace, normalized ('' for the root), made of
+    letters, digits and . _ - / only."""
+    if path.startswith("/") or not _PATH.match(path):
+        raise ProjectFileError(f"{what} must be a relative path inside the workspace, of letters,"
+                               " digits and . _ - / only")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ProjectFileError(f"{what} must not contain '..'")
