@@ -332,3 +332,49 @@ async def test_solo_kernel_environment_read_only_through_its_sandbox(env_gateway
     assert [entry["language"] for entry in report["languages"]] == ["javascript"]
     assert sorted(report["scan"]["links_not_followed"]) == ["requirements.txt", "venvlink"]
     assert (await bob.request("GET", f"/api/kernels/{kernel['id']}/environment")).status == 404
+
+
+FILLING_SETUP = """
+import json, sys, time
+if {sleep}:
+    time.sleep(600)
+report = {{}}
+try:
+    with open("/install/fill", "wb") as f:
+        for _ in range(64):
+            f.write(b"x" * 65536)
+    report["fill"] = "written"
+except OSError as e:
+    report["fill"] = e.strerror
+print("LIMITS-REPORT " + json.dumps(report), flush=True)
+sys.exit(1)
+"""
+
+
+async def test_install_disk_and_time_limits(docker_engine, start_gateway, tmp_path):
+    config = tmp_path / "limits_config.py"
+    config.write_text(CONFIG + 'c.EnvironmentService.disk = "1m"\nc.EnvironmentService.timeout = 8\n')
+    gateway = start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
+    alice = gateway.client(token("alice"))
+    room = await make_room(alice, ["python3"])
+    rid = room["id"]
+    await put_file(alice, rid, "requirements.txt", "./filler\n")
+    workspace = gateway.data_dir / "rooms" / rid
+
+    await put_file(alice, rid, "filler/setup.py", FILLING_SETUP.format(sleep=False))
+    before = tree_digest(workspace)
+    progress, result = await install(alice, rid)
+    assert result["status"] == "error", result
+    line = next(e["line"] for e in progress if "LIMITS-REPORT" in e["line"])
+    assert json.loads(line.split("LIMITS-REPORT ", 1)[1]) == {"fill": "No space left on device"}
+    assert tree_digest(workspace) == before
+
+    await put_file(alice, rid, "filler/setup.py", FILLING_SETUP.format(sleep=True))
+    before = tree_digest(workspace)
+    started = time.monotonic()
+    _, result = await install(alice, rid)
+    assert time.monotonic() - started < 60
+    assert result["status"] == "error" and "longer than 8 s" in result["message"], result
+    assert tree_digest(workspace) == before
+    labels = ["org.kernelgate.install", f"org.kernelgate.gateway={gateway.gateway_id}"]
+    assert not docker_engine.containers.list(all=True, filters={"label": labels})

@@ -88,6 +88,7 @@ class Job:
     lines: int = 0
     tails: dict[str, list[str]] = field(default_factory=dict)  # step key -> last lines
     result: dict | None = None
+    task: asyncio.Future | None = None  # the install, referenced while it runs
 
     def progress(self, language: str, step: str, line: str) -> None:
         self.lines += 1
@@ -212,7 +213,7 @@ class EnvironmentService(LoggingConfigurable):
         except BaseException:
             del self._jobs[room_id]
             raise
-        asyncio.ensure_future(self._run(job, report["workdir"], plans, references))
+        job.task = asyncio.ensure_future(self._run(job, report["workdir"], plans, references))
         return job
 
     def _image(self, language: str) -> str:
@@ -401,6 +402,9 @@ class EnvironmentService(LoggingConfigurable):
         def take(chunk: bytes) -> None:
             pending.extend(chunk)
             *complete, rest = pending.split(b"\n")
+            if len(rest) > MAX_LINE:  # a line without end is cut, not kept whole
+                complete.append(rest[:MAX_LINE])
+                rest = b""
             pending[:] = rest
             for raw in complete:
                 line = raw.decode(errors="replace").rstrip("\r")
