@@ -57,7 +57,7 @@ set -u
 limit="$1"; shift
 used=$(du -sk /install | cut -f1)
 if [ "$used" -gt "$limit" ]; then echo "the install wrote ${used} KiB, more than the ${limit} KiB allowed" >&2; exit 1; fi
-clean() { for d in "$@"; do rm -rf -- "$d.kernelgate-new"; done; }
+clean() { for d in "$@"; do rm -rf -- "$d.kernelgate-new"; rmdir -- "$(dirname -- "$d")" 2>/dev/null; done; }
 dests=""
 while [ $# -gt 0 ]; do
   src="$1"; dest="$2"; shift 2
