@@ -73,10 +73,25 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.Plans.admin_plan = "team"
 
 # --- Store, rooms, terminals ---------------------------------------------------------
-# c.Store.data_dir = "/var/lib/kernelgate"     # the SQLite database and room workspaces
+# c.Store.data_dir = "/var/lib/kernelgate"     # the SQLite database, rooms/ and storage/
 # c.Store.url = ""                             # e.g. "postgresql://user:pw@127.0.0.1/kernelgate"
 # c.RoomService.expired_retention = 7 * 24 * 3600.0
 # c.RoomService.check_interval = 30.0
+
+# --- Room storage: working copies here, durable copies and snapshots in a backend ----
+# c.RoomStorage.rooms_dir = ""                 # empty: <data_dir>/rooms (working copies)
+# c.RoomStorage.sync_interval = 60.0           # seconds between syncs of changed workspaces
+# c.RoomStorage.retry_interval = 10.0          # seconds between retries of degraded rooms
+# c.RoomStorage.snapshot_retention = 30 * 24 * 3600.0
+# c.LocalBackend.root = ""                     # empty: <data_dir>/storage
+# The "database" backend stores archives in the store's database (Store.url).
+# "s3" is offered when a bucket is set; empty credentials use boto3's chain (AWS_* env).
+# c.S3Backend.endpoint_url = ""                # empty: AWS; any S3-compatible server's URL
+# c.S3Backend.bucket = ""
+# c.S3Backend.prefix = "kernelgate/"
+# c.S3Backend.region = "us-east-1"
+# c.S3Backend.access_key_id = ""
+# c.S3Backend.secret_access_key = ""
 # c.TerminalManager.idle_timeout = 3600.0
 # c.TerminalManager.scrollback_bytes = 64 * 1024
 

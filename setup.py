@@ -36,6 +36,7 @@ setup(
         "alembic>=1.13",
         "psycopg[binary]>=3.2",
         "pyjwt[crypto]>=2.8",
+        "boto3>=1.34",
     ],
     extras_require={
         "test": [
@@ -46,6 +47,7 @@ setup(
             "nbformat>=5.10",
             "websocket-client>=1.8",
             "requests>=2.31",
+            "moto[server]>=5.0",
         ],
     },
     entry_points={

@@ -36,6 +36,9 @@ from kernelgate.plans import Plans
 from kernelgate.provisioners.docker import DockerProvisioner
 from kernelgate.sessions import SessionManager
 from kernelgate.rooms import RoomService
+from kernelgate.storage import RoomStorage
+from kernelgate.storage.local import LocalBackend
+from kernelgate.storage.s3 import S3Backend
 from kernelgate.store import Store
 from kernelgate.terminals import TerminalManager
 from kernelgate.tiers import Tiers
@@ -149,8 +152,8 @@ class ServeApp(ConfiguredApp):
     }
 
     classes = [
-        KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, Store, Tiers, Plans,
-        DockerEngine, DockerProvisioner, ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
+        KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, RoomStorage, LocalBackend,
+        S3Backend, Store, Tiers, Plans, DockerEngine, DockerProvisioner, ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
         EnvironmentService,
     ]
 
@@ -194,7 +197,8 @@ class ServeApp(ConfiguredApp):
         store = Store(parent=self)
         await store.migrate()
         await store.end_open_solo_sessions("gateway stopped")
-        rooms = RoomService(store, registry, plans, parent=self)
+        storage = RoomStorage(store, parent=self)
+        rooms = RoomService(store, registry, plans, storage, parent=self)
         await rooms.start()  # re-adopts running room kernels: before orphans are removed
         environment = EnvironmentService(rooms, registry, store, parent=self)
         if self.cull_orphans:

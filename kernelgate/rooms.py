@@ -1,10 +1,11 @@
 """Rooms: persistent workspaces shared by members with roles, one kernel per language.
 
 The store holds rooms, members, languages and the room kernels to re-adopt. A cache
-of the room records serves authorization without I/O. Each room's workspace is a host
-folder, `rooms_dir/<id>`, mounted at /workspace in each of the room's containers.
-Its files are only ever touched by the agents inside the sandboxes. The gateway
-creates the folder and removes it with the room.
+of the room records serves authorization without I/O. Each room's workspace (its
+working copy, a host folder mounted at /workspace in each of the room's containers,
+and its durable copy and snapshots in the room's storage backend) belongs to
+`RoomStorage`; the files are only ever touched by the agents inside the sandboxes and
+by RoomStorage's no-follow archiving.
 
 Room kernels start when the room is created and, after they stopped (gateway restart,
 expiry, death), again on first use. Expired rooms keep their workspace for
@@ -14,24 +15,21 @@ expiry, death), again on first use. Expired rooms keep their workspace for
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from traitlets import Float, Int, Unicode, default
+from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.clock import iso, utcnow
 from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, TooMany
 from kernelgate.identity import Identity
 from kernelgate.kernels.registry import Kernel, KernelRegistry
-from kernelgate.plans import Plans
+from kernelgate.plans import Plan, Plans
 from kernelgate.roles import GRANTABLE, at_least
-from kernelgate.store import RoomRecord, Store
-
-STORAGES = ("local",)  # s3 and database arrive with room storage backends
+from kernelgate.storage import RoomStorage, StorageUnavailable
+from kernelgate.store import RoomRecord, SnapshotRecord, Store
 
 
 def _parse_time(value, field: str) -> datetime | None:
@@ -49,50 +47,51 @@ def _parse_time(value, field: str) -> datetime | None:
 
 
 class RoomService(LoggingConfigurable):
-    rooms_dir = Unicode(config=True, help="Host folder holding one workspace folder per room.")
     expired_retention = Float(
         7 * 24 * 3600.0, config=True,
         help="Seconds an expired room (and its workspace) is kept before it is deleted.",
     )
     check_interval = Float(30.0, config=True, help="Seconds between expiry checks.")
-    workspace_uid = Int(1000, config=True, help="Owner (uid) of workspace folders: the sandboxes' user.")
 
-    def __init__(self, store: Store, registry: KernelRegistry, plans: Plans, **kwargs) -> None:
+    def __init__(self, store: Store, registry: KernelRegistry, plans: Plans, storage: RoomStorage,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.store = store
+        self.storage = storage
         self.registry = registry
         self.plans = plans
         self._rooms: dict[str, RoomRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: asyncio.Future | None = None
 
-    @default("rooms_dir")
-    def _default_rooms_dir(self):
-        return str(Path(self.store.data_dir) / "rooms")
-
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the rooms and re-adopt the room kernels still running from a past run."""
+        """Load the rooms, re-adopt the room kernels still running from a past run (not
+        those whose working copy is gone: they would serve a deleted folder), and start
+        syncing the workspaces."""
         for room in await self.store.all_rooms():
             self._rooms[room.id] = room
         for record in await self.store.room_kernels():
             room = self._rooms.get(record.room_id)
             kernel = None
-            if room is not None and not self.expired(room):
+            if room is not None and not self.expired(room) and self.workspace(room.id).exists():
                 kernel = await self.registry.adopt(
                     record.kernel_id, record.kernelspec, room.owner, room.id, record.info
                 )
             if kernel is None:
                 await self.store.remove_room_kernel(record.room_id, record.kernelspec)
         self._expiry = asyncio.ensure_future(self._expire_rooms())
+        self.storage.start(lambda: [(r.id, r.storage) for r in self._rooms.values()])
 
     async def stop(self) -> None:
-        """Gateway shutdown: remember how to re-attach to each running room kernel."""
+        """Gateway shutdown: remember how to re-attach to each running room kernel, and
+        sync every workspace to its backend."""
         if self._expiry is not None:
             self._expiry.cancel()
         for kernel in self._room_kernels():
             await self._remember(kernel)
+        await self.storage.stop([(r.id, r.storage) for r in self._rooms.values()])
 
     # -- access ----------------------------------------------------------------------
 
@@ -140,12 +139,14 @@ class RoomService(LoggingConfigurable):
             "created_at": iso(room.created_at),
             "expires_at": iso(room.expires_at) if room.expires_at else None,
             "state": "expired" if self.expired(room) else "active",
+            "storage_status": self.storage.status(room.id).model(),
             "members": [{"user": m.user, "role": m.role} for m in room.members],
             "kernels": [k.model() for k in self._room_kernels(room.id)],
         }
 
     def workspace(self, room_id: str) -> Path:
-        return Path(self.rooms_dir) / room_id
+        """The room's working copy on this host."""
+        return self.storage.working_copy(room_id)
 
     # -- changes ---------------------------------------------------------------------
 
@@ -155,9 +156,7 @@ class RoomService(LoggingConfigurable):
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("'name' is required")
         languages = self._languages(identity, body.get("languages"))
-        storage = body.get("storage", "local")
-        if storage not in STORAGES:
-            raise BadRequest(f"Storage {storage!r} is not available; available: {', '.join(STORAGES)}")
+        storage = self.storage.check_name(body.get("storage", "local"))
         expires_in = body.get("expires_in")
         if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
             raise BadRequest("'expires_in' must be a positive number of seconds")
@@ -169,11 +168,11 @@ class RoomService(LoggingConfigurable):
         room = await self.store.create_room(room_id, name.strip(), identity.user, languages, storage, expires_at)
         self._rooms[room_id] = room
         try:
-            self._make_workspace(room_id)
+            await self.storage.create(room_id)
             async with self._lock(room_id):
                 await self._start_kernels(room, languages)
         except BaseException:
-            await self._remove(room_id)
+            await self._remove(room, None)
             raise
         await self.store.audit(identity.user, "room.create", room_id, {"languages": languages})
         return room
@@ -195,11 +194,41 @@ class RoomService(LoggingConfigurable):
         return room
 
     async def delete(self, identity: Identity, room_id: str) -> None:
-        """DELETE (the owner): kernels stopped, workspace and records removed."""
-        self.get(identity, room_id, "owner")
+        """DELETE (the owner): kernels stopped, a final snapshot taken, then workspace and
+        records removed. StorageUnavailable (and the room kept) if the snapshot fails."""
+        room = self.get(identity, room_id, "owner")
         async with self._lock(room_id):
-            await self._remove(room_id)
+            await self._remove(room, identity.user)
         await self.store.audit(identity.user, "room.delete", room_id)
+
+    async def snapshots(self, identity: Identity, room_id: str) -> list[SnapshotRecord]:
+        """The room's snapshots (members)."""
+        self.get(identity, room_id)
+        return await self.storage.snapshots(room_id)
+
+    async def snapshot(self, identity: Identity, room_id: str) -> SnapshotRecord:
+        """A snapshot of the workspace now (admins); StorageUnavailable if the backend fails."""
+        room = self.get(identity, room_id, "admin")
+        snapshot = await self.storage.snapshot(room_id, room.storage, identity.user)
+        await self.store.audit(identity.user, "room.snapshot", room_id, {"snapshot": snapshot.id})
+        return snapshot
+
+    async def restore(self, identity: Identity, room_id: str, snapshot_id: str) -> SnapshotRecord:
+        """Replace the workspace with a snapshot (admins). The kernels stop (their
+        terminals with them) and start again on the restored files. Returns the snapshot
+        taken of the workspace just before."""
+        room = self.get(identity, room_id, "admin")
+        async with self._lock(room_id):
+            for kernel in self._room_kernels(room_id):
+                await self._stop_kernel(kernel)
+            try:
+                safety = await self.storage.restore(room_id, room.storage, snapshot_id, identity.user)
+            finally:
+                if not self.expired(room):
+                    await self._start_kernels(room, list(room.languages))
+        await self.store.audit(identity.user, "room.restore", room_id,
+                               {"snapshot": snapshot_id, "previous": safety.id})
+        return safety
 
     async def set_languages(self, identity: Identity, room_id: str, body: dict) -> RoomRecord:
         """PUT languages (admins): kernels started and stopped to match; serialized."""
@@ -227,8 +256,8 @@ class RoomService(LoggingConfigurable):
             raise BadRequest("The owner's role cannot change")
         if "admin" in (role, current) and not at_least(self.role(identity, room), "owner"):
             raise Forbidden("Only the owner grants or removes the admin role")
-        if current is None:  # the acting admin's plan sets the room's size
-            limit = self.plans.of(identity).max_members
+        if current is None:
+            limit = (await self._owner_plan(identity, room)).max_members
             if limit and len(room.members) >= limit:
                 raise TooMany(f"The room's plan allows {limit} members")
         room = await self.store.set_member(room_id, user, role)
@@ -291,6 +320,14 @@ class RoomService(LoggingConfigurable):
             self.plans.check_kernel_tier(identity, name, self.registry.tier_of(name))
         return languages
 
+    async def _owner_plan(self, identity: Identity, room: RoomRecord) -> Plan:
+        """The plan of the room's owner, which sets the room's size: from their identity
+        when they act, else from the tier they last showed (platform admin or not)."""
+        if identity.user == room.owner:
+            return self.plans.of(identity)
+        owner = await self.store.get_user(room.owner)
+        return self.plans.of(Identity(room.owner, owner.tier if owner else ""))
+
     def _room_kernels(self, room_id: str | None = None) -> list[Kernel]:
         return sorted(
             (k for k in self.registry.kernels.values() if k.room and room_id in (None, k.room)),
@@ -302,6 +339,8 @@ class RoomService(LoggingConfigurable):
         the ones this call started and raise the first error."""
         running = {k.name for k in self._room_kernels(room.id)}
         missing = [name for name in languages if name not in running]
+        if missing:
+            await self.storage.prepare(room.id, room.storage)
         results = await asyncio.gather(
             *(self.registry.start(name, room.owner, room=room.id, workspace=self.workspace(room.id))
               for name in missing),
@@ -328,24 +367,19 @@ class RoomService(LoggingConfigurable):
         await self.registry.shutdown(kernel)
         await self.store.remove_room_kernel(kernel.room, kernel.name)
 
-    def _make_workspace(self, room_id: str) -> None:
-        root = Path(self.rooms_dir)
-        root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        workspace = self.workspace(room_id)
-        workspace.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            os.chown(workspace, self.workspace_uid, self.workspace_uid)
-
-    async def _remove(self, room_id: str) -> None:
-        """Stop the room's kernels and delete its workspace and records (idempotent)."""
-        for kernel in self._room_kernels(room_id):
+    async def _remove(self, room: RoomRecord, actor: str | None) -> None:
+        """Stop the room's kernels and delete its workspace and records (idempotent).
+        With an `actor`, a final snapshot is kept first (StorageUnavailable: nothing is
+        removed); without, the room never held anything (its creation failed)."""
+        for kernel in self._room_kernels(room.id):
             await self.registry.shutdown(kernel)
-        workspace = self.workspace(room_id)
-        if workspace.is_dir() and not workspace.is_symlink():
-            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, workspace)
-        self._rooms.pop(room_id, None)
+        if actor is None:
+            await self.storage.discard(room.id)
+        else:
+            await self.storage.remove(room.id, room.storage, actor)
+        self._rooms.pop(room.id, None)
         try:
-            await self.store.delete_room(room_id)
+            await self.store.delete_room(room.id)
         except NotFound:
             pass
 
@@ -364,12 +398,17 @@ class RoomService(LoggingConfigurable):
             if not self.expired(room):
                 continue
             if now - room.expires_at > timedelta(seconds=self.expired_retention):
-                async with self._lock(room.id):
-                    await self._remove(room.id)
+                try:
+                    async with self._lock(room.id):
+                        await self._remove(room, "kernelgate")
+                except StorageUnavailable as e:
+                    self.log.warning("Room %s kept past retention: no final snapshot (%s)", room.id, e.message)
+                    continue
                 await self.store.audit("kernelgate", "room.retention_end", room.id)
             elif room.stopped_at is None:
                 async with self._lock(room.id):
                     for kernel in self._room_kernels(room.id):
                         await self._stop_kernel(kernel)
                     self._rooms[room.id] = await self.store.update_room(room.id, stopped_at=now)
+                await self.storage.sync(room.id, room.storage)
                 await self.store.audit("kernelgate", "room.expire", room.id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,8 @@ import requests
 
 from kernelgate.engine import GATEWAY_LABEL
 from tests.client import GatewayClient
-from tests.postgres import postgres_server  # noqa: F401 - the fixture, for tests/test_store.py
+from tests.postgres import free_port, postgres_server  # noqa: F401 - fixture for tests/test_store.py
+from tests.s3 import s3_server  # noqa: F401 - the fixture, for the storage tests
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -62,12 +62,6 @@ def _remove_containers(gateway_id: str) -> None:
             container.remove(force=True)
     except docker.errors.DockerException:
         pass  # no engine: nothing to remove
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class GatewayProcess:

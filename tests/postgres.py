@@ -72,7 +72,7 @@ class PostgresServer:
              "--locale=C", "--no-sync", "--no-instructions"],
         )
         password_file.unlink()
-        self.port = _free_port()
+        self.port = free_port()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.bindir / "postgres", "-D", self.dir / "data", "-h", "127.0.0.1",
@@ -138,7 +138,8 @@ class PostgresServer:
                 time.sleep(0.1)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

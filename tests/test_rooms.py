@@ -15,9 +15,10 @@ from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL
 SECRET = "rooms-test-secret-long-enough-for-hs256-signatures"
 CONFIG = """
 c.Plans.plans = {
+    "free": {"kernel_tiers": ["low"], "max_kernels": 1, "max_rooms": 1, "max_members": 2},
     "pro": {"kernel_tiers": ["low", "medium", "high"], "max_kernels": 3, "max_rooms": 2, "max_members": 5},
 }
-c.Plans.order = ["pro"]
+c.Plans.order = ["free", "pro"]
 c.RoomService.check_interval = 1
 c.KernelRegistry.check_interval = 0.5
 MiB = 1024 * 1024
@@ -32,9 +33,9 @@ c.Tiers.tiers = {
 """
 
 
-def token(user: str) -> str:
+def token(user: str, tier: str = "pro") -> str:
     now = int(time.time())
-    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now, "tier": "pro"}, SECRET, algorithm="HS256")
+    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now, "tier": tier}, SECRET, algorithm="HS256")
 
 
 @pytest.fixture
@@ -241,10 +242,13 @@ async def test_quotas_and_solo_culling(rooms_gateway):
     second = await make_room(alice, ["python3"])
     third = await alice.request("POST", "/api/rooms", {"name": "x", "languages": ["python3"]})
     assert third.status == 429
-    for user in ("b1", "b2", "b3", "b4"):
-        await add(alice, first, user, "viewer")
-    response = await alice.request("PUT", f"/api/rooms/{first['id']}/members/b5", {"role": "viewer"})
-    assert response.status == 429
+    # the owner's plan (pro: 5 members) sizes the room, not that of the admin who adds
+    await add(alice, first, "boss", "admin")
+    boss = rooms_gateway.client(token("boss", tier="free"))  # free: 2 members
+    for user in ("b1", "b2", "b3"):
+        await add(boss, first, user, "viewer")
+    response = await boss.request("PUT", f"/api/rooms/{first['id']}/members/b4", {"role": "viewer"})
+    assert response.status == 429 and "5 members" in response.body["message"]
     # a solo kernel idle past its tier's idle_timeout (4 s here) is culled; room kernels are not
     solo = await alice.start_kernel()
     for _ in range(40):

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.script import ScriptDirectory
 from alembic.runtime.migration import MigrationContext
 from traitlets import TraitError
 
@@ -27,6 +28,7 @@ from kernelgate.store import (
     AuditRecord,
     MemberRecord,
     RoomKernelRecord,
+    SnapshotRecord,
     SoloRecord,
     Store,
 )
@@ -87,7 +89,8 @@ async def test_migrations_are_idempotent_and_match_the_models(store, db):
     assert TABLES <= set(sa.inspect(db).get_table_names())
     with db.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0001"
+        head = ScriptDirectory.from_config(migrations_config(connection)).get_current_head()
+        assert context.get_current_revision() == head
         assert compare_metadata(context, Base.metadata) == []
 
 
@@ -122,6 +125,8 @@ async def test_users_are_recorded_as_last_seen(store):
     assert alice.first_seen == first.first_seen < alice.last_seen
     assert (bob.user, bob.name, bob.tier) == ("bob", "", "")
     aware(alice)
+    assert await store.get_user("alice") == alice
+    assert await store.get_user("nobody") is None
 
 
 async def test_solo_sessions(store):
@@ -313,6 +318,32 @@ async def test_audit_log(store):
         await store.audit("alice", "x", "y", {"when": datetime.now(timezone.utc)})
     with pytest.raises(BadRequest):
         await store.audit_log(limit=-1)
+
+
+# -- snapshots ---------------------------------------------------------------------------
+
+
+async def test_snapshots_outlive_their_room_and_expire(store):
+    now = datetime.now(timezone.utc)
+    await store.create_room("r", "R", "alice", ["python3"], "local", None)
+    old = SnapshotRecord("s1", "r", "local", now - timedelta(days=2), now - timedelta(days=1),
+                         "alice", "manual", 10240, 3, "ab" * 32)
+    new = SnapshotRecord("s2", "r", "s3", now, now + timedelta(days=1), "kernelgate",
+                         "room deleted", 2**40, 0, "cd" * 32)
+    await store.add_snapshot(new)
+    await store.add_snapshot(old)
+    with pytest.raises(Conflict):
+        await store.add_snapshot(old)
+    await store.delete_room("r")
+    assert await store.snapshots("r") == [old, new]  # oldest first; big sizes survive
+    assert await store.snapshots() == [old, new]
+    assert await store.get_snapshot("s2") == new
+    aware(await store.get_snapshot("s1"))
+    assert await store.expired_snapshots(now) == [old]
+    await store.delete_snapshot("s1")
+    await store.delete_snapshot("s1")
+    assert await store.get_snapshot("s1") is None
+    assert await store.snapshots("other") == []
 
 
 # -- concurrency and the event loop ---------------------------------------------------------

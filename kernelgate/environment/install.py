@@ -145,6 +145,7 @@ class EnvironmentService(LoggingConfigurable):
         help="Host folder mounted read-only at /mirror in install containers, e.g. a wheelhouse"
         " (pip_index_url = 'file:///mirror/simple') for installs without a network.",
     )
+    uid = Int(1000, config=True, help="uid (and gid) install containers run as: the sandboxes' user.")
     images = Dict(
         default_value={"python": "python", "javascript": "deno"}, config=True,
         help="Language -> image (a folder of images/) its installs run in.",
@@ -161,8 +162,10 @@ class EnvironmentService(LoggingConfigurable):
     # -- detection ---------------------------------------------------------------------
 
     async def room_report(self, identity: Identity, room_id: str) -> dict:
-        """GET /api/rooms/{id}/environment (members)."""
-        self.rooms.get(identity, room_id)
+        """GET /api/rooms/{id}/environment (members). Like the room's files, it needs the
+        room's kernels running (their start prepares the working copy); Conflict if the
+        room expired."""
+        await self.rooms.kernels(identity, room_id)
         found = await scan(HostTree(self.rooms.workspace(room_id)))
         report = await asyncio.to_thread(analyze, found)
         report["last_install"] = self._last.get(room_id)
@@ -274,7 +277,7 @@ class EnvironmentService(LoggingConfigurable):
     async def _make_staging(self, staging: Path) -> int:
         """The staging folder, a tmpfs of `disk` when the gateway is root; its limit in KiB."""
         await asyncio.to_thread(staging.mkdir, parents=True, mode=0o700)
-        uid = self.rooms.workspace_uid
+        uid = self.uid
         limit = _kib(self.disk)
         if os.geteuid() == 0:
             options = f"size={self.disk},mode=0700,uid={uid},gid={uid},nosuid,nodev,noexec"
@@ -303,7 +306,7 @@ class EnvironmentService(LoggingConfigurable):
             volumes[self.ca_bundle] = {"bind": CA_PATH, "mode": "ro"}
         if self.mirror_dir:
             volumes[self.mirror_dir] = {"bind": MIRROR_PATH, "mode": "ro"}
-        uid = self.rooms.workspace_uid
+        uid = self.uid
         return {
             "name": f"kernelgate-install-{uuid.uuid4().hex[:12]}",
             "hostname": "install",

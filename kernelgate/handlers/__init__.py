@@ -6,6 +6,7 @@ from kernelgate.handlers.admin import (
     AdminKernelsHandler,
     AdminRoomHandler,
     AdminRoomsHandler,
+    AdminSnapshotsHandler,
 )
 from kernelgate.handlers.api import APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
@@ -17,6 +18,7 @@ from kernelgate.handlers.environment import (
     RoomEnvironmentInstallHandler,
 )
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
+from kernelgate.handlers.health import HealthHandler
 from kernelgate.handlers.languages import LanguagesHandler
 from kernelgate.handlers.kernelspecs import (
     KernelSpecHandler,
@@ -33,6 +35,7 @@ from kernelgate.handlers.rooms import (
     RoomsHandler,
 )
 from kernelgate.handlers.sessions import SessionHandler, SessionsHandler
+from kernelgate.handlers.snapshots import RoomSnapshotRestoreHandler, RoomSnapshotsHandler
 from kernelgate.handlers.terminals import TerminalHandler, TerminalSocketHandler, TerminalsHandler
 
 _ID = r"(?P<{}>[\w-]+)"
@@ -45,6 +48,7 @@ def routes(base_url: str) -> list[tuple]:
     """(pattern, handler) pairs for tornado, prefixed with base_url ('/' or '/x/')."""
     table = [
         (r"api/?", APIVersionHandler),
+        (r"api/health/?", HealthHandler),
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (r"api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
         (r"kernelspecs/(?P<name>[^/]+)/(?P<file>[^/]+)", KernelSpecResourceHandler),
@@ -64,6 +68,8 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/rooms/{_ROOM}/members/?", RoomMembersHandler),
         (rf"api/rooms/{_ROOM}/members/(?P<user>[^/]+)/?", RoomMemberHandler),
         (rf"api/rooms/{_ROOM}/kernels/?", RoomKernelsHandler),
+        (rf"api/rooms/{_ROOM}/snapshots/?", RoomSnapshotsHandler),
+        (rf"api/rooms/{_ROOM}/snapshots/{_ID.format('snapshot_id')}/restore/?", RoomSnapshotRestoreHandler),
         (rf"api/rooms/{_WORKSPACE}/contents(?P<path>/.*)?", RoomContentsHandler),
         (rf"api/rooms/{_ROOM}/environment/?", RoomEnvironmentHandler),
         (rf"api/rooms/{_ROOM}/environment/install/?", RoomEnvironmentInstallHandler),
@@ -71,6 +77,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/admin/kernels/{_KERNEL}/?", AdminKernelHandler),
         (r"api/admin/rooms/?", AdminRoomsHandler),
         (rf"api/admin/rooms/{_ROOM}/?", AdminRoomHandler),
+        (r"api/admin/snapshots/?", AdminSnapshotsHandler),
         (r"api/admin/audit/?", AdminAuditHandler),
         (r"api/sessions/?", SessionsHandler),
         (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),

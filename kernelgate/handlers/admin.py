@@ -1,9 +1,10 @@
-"""Platform admin API: every kernel and room, and the audit log (roles: ["admin"])."""
+"""Platform admin API: every kernel, room and snapshot, and the audit log (roles: ["admin"])."""
 
 from __future__ import annotations
 
 from kernelgate.errors import Forbidden
 from kernelgate.handlers.base import APIHandler
+from kernelgate.handlers.snapshots import snapshot_model
 
 
 class AdminHandler(APIHandler):
@@ -39,6 +40,14 @@ class AdminRoomHandler(AdminHandler):
         await self.services.rooms.delete(self.identity, room_id)
         self.set_status(204)
         self.finish()
+
+
+class AdminSnapshotsHandler(AdminHandler):
+    """Every snapshot, deleted rooms' final snapshots included (`?room=` filters)."""
+
+    async def get(self):
+        snapshots = await self.services.rooms.storage.snapshots(self.get_query_argument("room", None))
+        self.write_json([snapshot_model(s) for s in snapshots])
 
 
 class AdminAuditHandler(AdminHandler):

@@ -8,6 +8,7 @@ from kernelgate.store.store import (
     MemberRecord,
     RoomKernelRecord,
     RoomRecord,
+    SnapshotRecord,
     SoloRecord,
     Store,
     UserRecord,
@@ -15,5 +16,5 @@ from kernelgate.store.store import (
 
 __all__ = [
     "ROLES", "UNSET", "AuditRecord", "MemberRecord", "RoomKernelRecord", "RoomRecord",
-    "SoloRecord", "Store", "UserRecord",
+    "SnapshotRecord", "SoloRecord", "Store", "UserRecord",
 ]

@@ -16,10 +16,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     TypeDecorator,
@@ -161,3 +163,47 @@ class AuditEntry(Base):
     action: Mapped[str]
     target: Mapped[str]
     details: Mapped[dict[str, Any]]
+
+
+class Snapshot(Base):
+    """An archive of a room's workspace in the room's storage backend.
+
+    No foreign key to rooms: a deleted room's final snapshot outlives it until its
+    retention ends."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    room_id: Mapped[str] = mapped_column(index=True)
+    storage: Mapped[str]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    created_by: Mapped[str]
+    reason: Mapped[str]
+    size: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int]
+    sha256: Mapped[str]
+
+
+class StoredObject(Base):
+    """An object of the database storage backend. `key` is NULL while it is being
+    written, so a half-written object is never read."""
+
+    __tablename__ = "storage_objects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str | None] = mapped_column(unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class StoredChunk(Base):
+    """One chunk of a StoredObject's bytes, in order of `seq`."""
+
+    __tablename__ = "storage_chunks"
+
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("storage_objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -55,6 +55,7 @@ from kernelgate.store.models import (
     Room,
     RoomKernel,
     RoomLanguage,
+    Snapshot,
     SoloSession,
     User,
 )
@@ -139,6 +140,23 @@ class SoloRecord:
 
 
 @dataclass(frozen=True)
+class SnapshotRecord:
+    """A snapshot of a room's workspace: an archive of `size` bytes holding `files`
+    regular files, kept in the `storage` backend until `expires_at` (None: forever)."""
+
+    id: str
+    room_id: str
+    storage: str
+    created_at: datetime
+    expires_at: datetime | None
+    created_by: str
+    reason: str
+    size: int
+    files: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     id: int
     at: datetime
@@ -209,6 +227,12 @@ class Store(LoggingConfigurable):
         self._closed = False
 
     @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for a component doing its own blocking work in its own
+        threads on the gateway's database (the database storage backend)."""
+        return self._engine
+
+    @property
     def database(self) -> str:
         """The database URL in use, with any password hidden (for logs and messages)."""
         return self._url.render_as_string(hide_password=True)
@@ -219,6 +243,10 @@ class Store(LoggingConfigurable):
         """Create or upgrade the schema to the newest revision; idempotent, and safe to run
         from several stores at once."""
         await self._run(self._migrate)
+
+    async def ping(self) -> None:
+        """Return if the database answers a query; raise SQLAlchemy's error otherwise."""
+        await self._read(lambda session: session.execute(text("SELECT 1")))
 
     async def close(self) -> None:
         """Wait for running calls, then close every connection. Later calls raise
@@ -237,6 +265,10 @@ class Store(LoggingConfigurable):
     async def users(self) -> list[UserRecord]:
         """Every user seen so far, by user id."""
         return await self._read(self._users)
+
+    async def get_user(self, user: str) -> UserRecord | None:
+        """The user as last seen, or None if never seen."""
+        return await self._read(self._get_user, user)
 
     async def solo_started(self, kernel_id: str, user: str, kernelspec: str) -> None:
         """Record a solo kernel's start; Conflict if the kernel id is already recorded."""
@@ -343,6 +375,30 @@ class Store(LoggingConfigurable):
             raise BadRequest("limit must not be negative")
         return await self._read(self._audit_log, limit)
 
+    # -- snapshots -------------------------------------------------------------------
+
+    async def add_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """Record a snapshot whose archive is stored; Conflict if the id is taken."""
+        _check_aware(snapshot.created_at)
+        _check_aware(snapshot.expires_at)
+        await self._write(self._add_snapshot, snapshot)
+
+    async def snapshots(self, room_id: str | None = None) -> list[SnapshotRecord]:
+        """The snapshots of one room (deleted or not), or of every room, oldest first."""
+        return await self._read(self._snapshots, room_id)
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord | None:
+        return await self._read(self._get_snapshot, snapshot_id)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Forget a snapshot; nothing happens if there is none with this id."""
+        await self._write(self._delete_snapshot, snapshot_id)
+
+    async def expired_snapshots(self, now: datetime) -> list[SnapshotRecord]:
+        """Snapshots whose retention ended at or before `now`, oldest first."""
+        _check_aware(now)
+        return await self._read(self._expired_snapshots, now)
+
     # -- running work in the pool ----------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args) -> T:
@@ -406,6 +462,11 @@ class Store(LoggingConfigurable):
             UserRecord(u.id, u.name, u.tier, u.first_seen, u.last_seen)
             for u in session.scalars(select(User).order_by(User.id))
         ]
+
+    @staticmethod
+    def _get_user(session: Session, user: str) -> UserRecord | None:
+        u = session.get(User, user)
+        return UserRecord(u.id, u.name, u.tier, _utc(u.first_seen), _utc(u.last_seen)) if u else None
 
     @staticmethod
     def _solo_started(session: Session, kernel_id: str, user: str, kernelspec: str) -> None:
@@ -563,8 +624,42 @@ class Store(LoggingConfigurable):
             for e in session.scalars(query)
         ]
 
+    @staticmethod
+    def _add_snapshot(session: Session, snapshot: SnapshotRecord) -> None:
+        session.add(Snapshot(**{f: getattr(snapshot, f) for f in SnapshotRecord.__dataclass_fields__}))
+        _flush(session, f"Snapshot {snapshot.id} exists")
+
+    @staticmethod
+    def _snapshots(session: Session, room_id: str | None) -> list[SnapshotRecord]:
+        query = select(Snapshot).order_by(Snapshot.created_at, Snapshot.id)
+        if room_id is not None:
+            query = query.where(Snapshot.room_id == room_id)
+        return [_snapshot_record(s) for s in session.scalars(query)]
+
+    @staticmethod
+    def _get_snapshot(session: Session, snapshot_id: str) -> SnapshotRecord | None:
+        snapshot = session.get(Snapshot, snapshot_id)
+        return _snapshot_record(snapshot) if snapshot else None
+
+    @staticmethod
+    def _delete_snapshot(session: Session, snapshot_id: str) -> None:
+        session.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
+
+    @staticmethod
+    def _expired_snapshots(session: Session, now: datetime) -> list[SnapshotRecord]:
+        query = (select(Snapshot).where(Snapshot.expires_at <= now)
+                 .order_by(Snapshot.created_at, Snapshot.id))
+        return [_snapshot_record(s) for s in session.scalars(query)]
+
 
 # -- helpers (worker threads) ----------------------------------------------------------
+
+
+def _snapshot_record(snapshot: Snapshot) -> SnapshotRecord:
+    return SnapshotRecord(**{
+        f: _utc(getattr(snapshot, f)) if f in ("created_at", "expires_at") else getattr(snapshot, f)
+        for f in SnapshotRecord.__dataclass_fields__
+    })
 
 
 def _in_transaction(maker: sessionmaker, fn: Callable[..., T], *args) -> T:

@@ -1,0 +1,407 @@
+"""Room storage: each room's working copy on this host, its durable copy in the room's
+backend, and its snapshots.
+
+The working copy is the folder `rooms_dir/<room id>`, mounted at /workspace in each of
+the room's containers. The durable copy is an archive of it in the room's backend, at
+`rooms/<id>/current.tar`:
+- restored into a missing working copy before the room's kernels start (`prepare`), so a
+  room starts on a host that has never seen it;
+- written when the working copy changed, every `sync_interval` seconds, when the room's
+  kernels stop and when the gateway stops (`sync`).
+Snapshots are archives at `rooms/<id>/snapshots/<snapshot id>.tar`, recorded in the
+store, kept for `snapshot_retention` seconds: taken on demand, before a restore
+replaces the working copy, and as the final copy of a deleted room.
+
+When a backend fails, the room's storage is "degraded": the working copy is kept and
+used as it is, explicit snapshots and restores answer 503 (StorageUnavailable), and a
+sync is retried every `retry_interval` seconds until one succeeds, which makes the
+room "ok" again. Nothing is deleted while its durable copy cannot be written.
+
+Archives stream between the working copy and the backend through a pipe (archive.py
+packs on one thread, the backend reads on another): memory stays small at any size.
+Operations on one room are serialised; they run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable
+
+from traitlets import Float, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from kernelgate.clock import iso, utcnow
+from kernelgate.errors import BadRequest, NotFound
+from kernelgate.storage.archive import ArchiveError, ArchiveStats, fingerprint, pack, unpack
+from kernelgate.storage.backend import CHUNK, ObjectMissing, StorageBackend, StorageUnavailable
+from kernelgate.storage.database import DatabaseBackend
+from kernelgate.storage.local import LocalBackend
+from kernelgate.storage.s3 import S3Backend
+from kernelgate.store import SnapshotRecord, Store
+
+
+@dataclass
+class StorageStatus:
+    """A room's storage, as the room model shows it."""
+
+    state: str = "ok"  # "ok" | "degraded"
+    error: str | None = None
+    synced_at: datetime | None = None
+    fingerprint: str | None = None  # of the working copy at the last successful sync
+
+    def model(self) -> dict:
+        return {"state": self.state, "error": self.error,
+                "synced_at": iso(self.synced_at) if self.synced_at else None}
+
+
+class RoomStorage(LoggingConfigurable):
+    """The working copies, durable copies and snapshots of every room (module doc)."""
+
+    rooms_dir = Unicode(config=True, help="Host folder holding each room's working copy. "
+                        "Default: <data_dir>/rooms.")
+    workspace_uid = Int(1000, config=True, help="Owner (uid) of working copies: the sandboxes' user.")
+    sync_interval = Float(60.0, config=True, help="Seconds between syncs of changed working copies.")
+    retry_interval = Float(10.0, config=True, help="Seconds between sync attempts of degraded rooms.")
+    snapshot_retention = Float(
+        30 * 24 * 3600.0, config=True,
+        help="Seconds a snapshot is kept, a deleted room's final snapshot included.",
+    )
+
+    def __init__(self, store: Store, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        local = LocalBackend(parent=self)
+        if not local.root:
+            local.root = str(Path(store.data_dir) / "storage")
+        self.backends: dict[str, StorageBackend] = {
+            "local": local, "database": DatabaseBackend(store.engine, parent=self),
+        }
+        s3 = S3Backend(parent=self)
+        if s3.bucket:
+            self.backends["s3"] = s3
+        self._status: dict[str, StorageStatus] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._loop_task: asyncio.Future | None = None
+
+    @default("rooms_dir")
+    def _default_rooms_dir(self) -> str:
+        return str(Path(self.store.data_dir) / "rooms")
+
+    # -- queries ---------------------------------------------------------------------
+
+    def check_name(self, storage: object) -> str:
+        """The storage name if a backend of that name is configured; BadRequest otherwise."""
+        if storage not in self.backends:
+            raise BadRequest(f"Storage {storage!r} is not available; available: {', '.join(self.backends)}")
+        return storage
+
+    def working_copy(self, room_id: str) -> Path:
+        return Path(self.rooms_dir) / room_id
+
+    def status(self, room_id: str) -> StorageStatus:
+        return self._status.setdefault(room_id, StorageStatus())
+
+    def degraded(self) -> list[str]:
+        return [room_id for room_id, s in self._status.items() if s.state == "degraded"]
+
+    async def health(self) -> dict:
+        """{backend name: "ok" or the error} and the number of degraded rooms."""
+        checks = {}
+        for name, backend in self.backends.items():
+            try:
+                await asyncio.wait_for(asyncio.to_thread(backend.check), 10)
+                checks[name] = "ok"
+            except (StorageUnavailable, asyncio.TimeoutError) as e:
+                checks[name] = f"unavailable: {getattr(e, 'message', 'no answer')}"
+        return {"backends": checks, "degraded_rooms": len(self.degraded())}
+
+    async def snapshots(self, room_id: str | None = None) -> list[SnapshotRecord]:
+        return await self.store.snapshots(room_id)
+
+    # -- working copies --------------------------------------------------------------
+
+    async def create(self, room_id: str) -> None:
+        """A new room's working copy: an empty folder."""
+        async with self._lock(room_id):
+            await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
+
+    async def prepare(self, room_id: str, storage: str) -> None:
+        """Make sure the working copy exists: restore the durable copy where it is missing
+        (empty if there is none yet). StorageUnavailable if it is missing and the backend
+        cannot say what it held."""
+        async with self._lock(room_id):
+            await self._prepare(room_id, storage)
+
+    async def sync(self, room_id: str, storage: str) -> bool:
+        """Write the working copy to the durable copy if it changed since the last sync
+        (or the last attempt failed). True if it was written. Failures degrade the room
+        and are logged, never raised: the next sync retries."""
+        async with self._lock(room_id):
+            return await self._sync(room_id, storage)
+
+    # -- snapshots -------------------------------------------------------------------
+
+    async def snapshot(self, room_id: str, storage: str, actor: str, reason: str = "manual") -> SnapshotRecord:
+        """Archive the working copy as a new snapshot; StorageUnavailable if the backend
+        fails (the room is then degraded)."""
+        async with self._lock(room_id):
+            await self._prepare(room_id, storage)
+            return await self._snapshot(room_id, storage, actor, reason)
+
+    async def restore(self, room_id: str, storage: str, snapshot_id: str, actor: str) -> SnapshotRecord:
+        """Replace the working copy with a snapshot's content, after snapshotting it
+        ("before restore", returned). The room's kernels must be stopped: their mounts
+        hold the folder being replaced. NotFound for a snapshot not of this room."""
+        snapshot = await self.store.get_snapshot(snapshot_id)
+        if snapshot is None or snapshot.room_id != room_id:
+            raise NotFound(f"Snapshot not found: {snapshot_id}")
+        async with self._lock(room_id):
+            await self._prepare(room_id, storage)
+            safety = await self._snapshot(room_id, storage, actor, "before restore")
+            backend = self.backends[snapshot.storage]
+            await self._guard(room_id, self._download(backend, _snapshot_key(snapshot), room_id))
+            self.status(room_id).fingerprint = None
+            await self._sync(room_id, storage)
+        return safety
+
+    async def remove(self, room_id: str, storage: str, actor: str) -> SnapshotRecord | None:
+        """A deleted room: final snapshot, then the durable and working copies go. The
+        final snapshot stays until its retention ends. StorageUnavailable (and nothing
+        removed) if it cannot be written."""
+        async with self._lock(room_id):
+            final = None
+            working = self.working_copy(room_id)
+            if not working.exists():
+                await self._prepare(room_id, storage)
+            if working.exists():
+                final = await self._snapshot(room_id, storage, actor, "room deleted")
+            await self._guard(room_id, asyncio.to_thread(self.backends[storage].delete, _current_key(room_id)))
+            await asyncio.to_thread(_remove_folder, working)
+            self._status.pop(room_id, None)
+        self._locks.pop(room_id, None)
+        return final
+
+    async def discard(self, room_id: str) -> None:
+        """A room whose creation failed: its working copy goes, nothing is kept."""
+        await asyncio.to_thread(_remove_folder, self.working_copy(room_id))
+        self._status.pop(room_id, None)
+
+    async def expire_snapshots(self) -> int:
+        """Delete the snapshots whose retention ended (those of unreachable backends wait
+        for the next round). Returns how many went."""
+        removed = 0
+        for snapshot in await self.store.expired_snapshots(utcnow()):
+            backend = self.backends.get(snapshot.storage)
+            if backend is None:
+                continue
+            try:
+                await asyncio.to_thread(backend.delete, _snapshot_key(snapshot))
+            except StorageUnavailable as e:
+                self.log.warning("Snapshot %s not deleted yet: %s", snapshot.id, e.message)
+                continue
+            await self.store.delete_snapshot(snapshot.id)
+            removed += 1
+        return removed
+
+    # -- background work -------------------------------------------------------------
+
+    def start(self, rooms: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """Sync and expire in the background; `rooms()` gives (room id, storage) pairs."""
+        self._loop_task = asyncio.ensure_future(self._background(rooms))
+
+    async def stop(self, rooms: Iterable[tuple[str, str]]) -> None:
+        """Gateway shutdown: stop the background work, then sync every room."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        for room_id, storage in rooms:
+            await self.sync(room_id, storage)
+
+    async def _background(self, rooms) -> None:
+        tick = min(self.sync_interval, self.retry_interval)
+        since_sync = 0.0
+        while True:
+            await asyncio.sleep(tick)
+            since_sync += tick
+            full = since_sync >= self.sync_interval
+            if full:
+                since_sync = 0.0
+            try:
+                for room_id, storage in list(rooms()):
+                    if full or self.status(room_id).state == "degraded":
+                        await self.sync(room_id, storage)
+                if full:
+                    await self.expire_snapshots()
+            except Exception:  # noqa: BLE001 - the loop must survive one bad round
+                self.log.exception("Storage round failed")
+
+    # -- internals (under the room's lock) ---------------------------------------------
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(room_id, asyncio.Lock())
+
+    async def _prepare(self, room_id: str, storage: str) -> None:
+        if self.working_copy(room_id).exists():
+            return
+        backend = self.backends[self.check_name(storage)]
+        try:
+            await self._guard(room_id, self._download(backend, _current_key(room_id), room_id))
+            self.log.info("Room %s: working copy restored from %s storage", room_id, storage)
+        except ObjectMissing:
+            await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
+
+    async def _sync(self, room_id: str, storage: str) -> bool:
+        working = self.working_copy(room_id)
+        status = self.status(room_id)
+        if not working.exists():  # nothing to write; a degraded room recovers once the backend answers
+            if status.state == "degraded":
+                with contextlib.suppress(StorageUnavailable):
+                    await self._guard(room_id, asyncio.to_thread(self.backends[storage].check))
+            return False
+        current = await asyncio.to_thread(fingerprint, str(working))
+        if current == status.fingerprint and status.state == "ok":
+            return False
+        try:
+            await self._guard(room_id, self._upload(self.backends[storage], _current_key(room_id), working))
+        except StorageUnavailable as e:
+            self.log.warning("Room %s: sync to %s storage failed: %s", room_id, storage, e.message)
+            return False
+        status.fingerprint, status.synced_at = current, utcnow()
+        return True
+
+    async def _snapshot(self, room_id: str, storage: str, actor: str, reason: str) -> SnapshotRecord:
+        snapshot_id = str(uuid.uuid4())
+        key = f"rooms/{room_id}/snapshots/{snapshot_id}.tar"
+        size, digest, stats = await self._guard(
+            room_id, self._upload(self.backends[storage], key, self.working_copy(room_id))
+        )
+        now = utcnow()
+        record = SnapshotRecord(
+            snapshot_id, room_id, storage, now, now + timedelta(seconds=self.snapshot_retention),
+            actor, reason, size, stats.files, digest,
+        )
+        await self.store.add_snapshot(record)
+        return record
+
+    async def _guard(self, room_id: str, operation):
+        """Await a backend operation: a StorageUnavailable degrades the room (and is
+        raised); success makes it ok."""
+        status = self.status(room_id)
+        try:
+            result = await operation
+        except StorageUnavailable as e:
+            status.state, status.error = "degraded", e.message
+            raise
+        status.state, status.error = "ok", None
+        return result
+
+    async def _upload(self, backend: StorageBackend, key: str, folder: Path):
+        return await asyncio.to_thread(_upload, backend, key, folder)
+
+    async def _download(self, backend: StorageBackend, key: str, room_id: str) -> None:
+        await asyncio.to_thread(self._download_blocking, backend, key, room_id)
+
+    def _download_blocking(self, backend: StorageBackend, key: str, room_id: str) -> None:
+        """Unpack the object into a new hidden folder, then swap it in for the working copy."""
+        working = self.working_copy(room_id)
+        fresh = working.with_name(f".restore-{room_id}-{uuid.uuid4().hex[:8]}")
+        self._new_folder(fresh)
+        try:
+            with backend.open(key) as source:
+                unpack(source, str(fresh), self._uid())
+            old = working.with_name(f".old-{room_id}-{uuid.uuid4().hex[:8]}")
+            if working.exists():
+                os.rename(working, old)
+            os.rename(fresh, working)
+            _remove_folder(old)
+        except ArchiveError as e:
+            raise StorageUnavailable(f"The archive {key} is damaged: {e}") from e
+        finally:
+            _remove_folder(fresh)
+
+    def _new_folder(self, folder: Path) -> None:
+        folder.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+        uid = self._uid()
+        if uid is not None:
+            os.chown(folder, uid, uid)
+
+    def _uid(self) -> int | None:
+        return self.workspace_uid if os.geteuid() == 0 else None
+
+
+def _current_key(room_id: str) -> str:
+    return f"rooms/{room_id}/current.tar"
+
+
+def _snapshot_key(snapshot: SnapshotRecord) -> str:
+    return f"rooms/{snapshot.room_id}/snapshots/{snapshot.id}.tar"
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a folder tree without following links (shutil.rmtree's fd-based walk)."""
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+
+
+def _upload(backend: StorageBackend, key: str, folder: Path) -> tuple[int, str, ArchiveStats]:
+    """Pack `folder` into `backend` under `key` through a pipe: (bytes, sha256, stats)."""
+    read_fd, write_fd = os.pipe()
+    outcome: dict = {}
+
+    def produce() -> None:
+        try:
+            with open(write_fd, "wb", buffering=CHUNK) as out:
+                outcome["stats"] = pack(str(folder), out)
+        except BaseException as e:  # noqa: BLE001 - handed to the reading side
+            outcome["error"] = e
+
+    producer = threading.Thread(target=produce, name=f"pack-{key}", daemon=True)
+    producer.start()
+    source = _PipeSource(open(read_fd, "rb", buffering=0), producer, outcome)
+    try:
+        size = backend.put(key, source)
+    finally:
+        source.close()
+        producer.join()
+    if "error" in outcome:  # the backend stopped reading before EOF, then the packer failed
+        raise StorageUnavailable(f"Packing the workspace failed: {outcome['error']}")
+    return size, source.digest.hexdigest(), outcome["stats"]
+
+
+class _PipeSource:
+    """The reading end of the packing pipe: full reads, a running sha256, and the
+    packer's error raised at EOF, so a backend never stores a cut archive as whole."""
+
+    def __init__(self, pipe: BinaryIO, producer: threading.Thread, outcome: dict) -> None:
+        self.pipe, self.producer, self.outcome = pipe, producer, outcome
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int | None = -1) -> bytes:
+        everything = n is None or n < 0
+        parts, got = [], 0
+        while everything or got < n:
+            data = self.pipe.read(CHUNK if everything else n - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        if everything or got < n:  # EOF: the packer is done, well or not
+            self.producer.join()
+            if "error" in self.outcome:
+                error = self.outcome["error"]
+                raise StorageUnavailable(f"Packing the workspace failed: {error}") from error
+        data = b"".join(parts)
+        self.digest.update(data)
+        return data
+
+    def close(self) -> None:
+        self.pipe.close()
