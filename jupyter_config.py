@@ -126,6 +126,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.EnvironmentService.https_proxy = ""
 # c.EnvironmentService.no_proxy = ""
 # c.EnvironmentService.mirror_dir = ""         # mounted read-only at /mirror
+# c.EnvironmentService.uid = 1000
 # c.EnvironmentService.images = {"python": "python", "javascript": "deno"}
 
 # --- Images (kernelgate images build / list) ---------------------------------------
