@@ -108,6 +108,27 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelRegistry.max_output = 4 * 1024 * 1024  # bytes of output per execution
 # c.KernelRegistry.timeout_grace = 5.0         # after a timeout's interrupt, before a restart
 
+# --- Environments: package installs for rooms (docs/environment.md) ----------------
+# Install containers are the only containers with a network; everything they get comes
+# from here (never from the gateway's own PIP_*/proxy variables).
+# c.EnvironmentService.network = "bridge"      # or a network of your own; "none" + mirror_dir
+# c.EnvironmentService.timeout = 600.0         # seconds per install step
+# c.EnvironmentService.memory = 1024 * 1024 * 1024
+# c.EnvironmentService.cpus = 1.0
+# c.EnvironmentService.pids = 256
+# c.EnvironmentService.disk = "512m"           # the most an install may write
+# c.EnvironmentService.tmp_size = "256m"
+# c.EnvironmentService.ca_bundle = "/etc/ssl/certs/ca-certificates.crt"  # default "": the image's
+# c.EnvironmentService.pip_index_url = ""      # e.g. your mirror; "" = pip's default
+# c.EnvironmentService.pip_extra_index_urls = []
+# c.EnvironmentService.npm_registry = ""       # NPM_CONFIG_REGISTRY for Deno; "" = its default
+# c.EnvironmentService.http_proxy = ""
+# c.EnvironmentService.https_proxy = ""
+# c.EnvironmentService.no_proxy = ""
+# c.EnvironmentService.mirror_dir = ""         # mounted read-only at /mirror
+# c.EnvironmentService.uid = 1000
+# c.EnvironmentService.images = {"python": "python", "javascript": "deno"}
+
 # --- Images (kernelgate images build / list) ---------------------------------------
 # c.ImageBuilder.debian_mirror = ""          # empty: debootstrap's default mirror
 # c.ImageBuilder.pip_index_url = ""          # empty: pip's default index

@@ -25,6 +25,7 @@ from traitlets.config import Application, catch_config_error
 
 import kernelgate
 from kernelgate.engine import DockerEngine, EngineUnavailable
+from kernelgate.environment.install import EnvironmentService
 from kernelgate.handlers import routes
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
 from kernelgate.images import ImageBuilder
@@ -92,6 +93,7 @@ class Services:
     rooms: RoomService
     store: Store
     users: SeenUsers
+    environment: EnvironmentService
 
 
 class ServeApp(ConfiguredApp):
@@ -152,6 +154,7 @@ class ServeApp(ConfiguredApp):
     classes = [
         KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, RoomStorage, LocalBackend,
         S3Backend, Store, Tiers, Plans, DockerEngine, DockerProvisioner, ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
+        EnvironmentService,
     ]
 
     @validate("base_url")
@@ -197,9 +200,11 @@ class ServeApp(ConfiguredApp):
         storage = RoomStorage(store, parent=self)
         rooms = RoomService(store, registry, plans, storage, parent=self)
         await rooms.start()  # re-adopts running room kernels: before orphans are removed
+        environment = EnvironmentService(rooms, registry, store, parent=self)
         if self.cull_orphans:
             try:
                 await registry.remove_orphans()
+                await environment.remove_leftovers()
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
         registry.start_pools()
@@ -220,7 +225,7 @@ class ServeApp(ConfiguredApp):
         services = Services(
             registry, catalog, sessions, identity_provider, plans,
             TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
-            SeenUsers(store),
+            SeenUsers(store), environment,
         )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",

@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
@@ -124,6 +124,11 @@ class DockerEngine(SingletonConfigurable):
 
         return await self._call(list_them)
 
+    async def labelled_containers(self, label: str) -> list[str]:
+        """Ids of this gateway instance's containers (running or not) carrying `label`."""
+        filters = {"label": [label, f"{GATEWAY_LABEL}={self.gateway_id}"]}
+        return await self._call(lambda c: [item["Id"] for item in c.api.containers(all=True, filters=filters)])
+
     # -- container lifecycle ----------------------------------------------------
 
     async def run(self, image: str, **options: Any) -> str:
@@ -195,6 +200,19 @@ class DockerEngine(SingletonConfigurable):
             return await self._call(lambda c: c.api.inspect_container(container_id)["State"])
         except NotFound:
             return None
+
+    async def follow_output(self, container_id: str, on_output: Callable[[bytes], None]) -> None:
+        """Call `on_output` (in a pool thread) with each chunk of the container's stdout and
+        stderr, from its start until it stops; returns when the output ends."""
+
+        def follow(c):
+            for chunk in c.api.logs(container_id, stream=True, follow=True):
+                on_output(chunk)
+
+        try:
+            await self._call(follow)
+        except NotFound:
+            pass
 
     def _forget(self, container_id: str) -> None:
         with self._lock:

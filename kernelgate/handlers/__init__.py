@@ -12,6 +12,11 @@ from kernelgate.handlers.api import APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
 from kernelgate.handlers.contents import KernelContentsHandler
+from kernelgate.handlers.environment import (
+    KernelEnvironmentHandler,
+    RoomEnvironmentHandler,
+    RoomEnvironmentInstallHandler,
+)
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from kernelgate.handlers.health import HealthHandler
 from kernelgate.handlers.languages import LanguagesHandler
@@ -53,6 +58,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/kernels/{_KERNEL}/(?P<action>interrupt|restart)/?", KernelActionHandler),
         (rf"api/kernels/{_KERNEL}/channels", ChannelsHandler),
         (rf"api/kernels/{_WORKSPACE}/contents(?P<path>/.*)?", KernelContentsHandler),
+        (rf"api/kernels/{_KERNEL}/environment/?", KernelEnvironmentHandler),
         (r"api/terminals/?", TerminalsHandler),
         (r"api/terminals/(?P<name>[^/]+)/?", TerminalHandler),
         (r"terminals/websocket/(?P<name>[^/]+)", TerminalSocketHandler),
@@ -65,6 +71,8 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/rooms/{_ROOM}/snapshots/?", RoomSnapshotsHandler),
         (rf"api/rooms/{_ROOM}/snapshots/{_ID.format('snapshot_id')}/restore/?", RoomSnapshotRestoreHandler),
         (rf"api/rooms/{_WORKSPACE}/contents(?P<path>/.*)?", RoomContentsHandler),
+        (rf"api/rooms/{_ROOM}/environment/?", RoomEnvironmentHandler),
+        (rf"api/rooms/{_ROOM}/environment/install/?", RoomEnvironmentInstallHandler),
         (r"api/admin/kernels/?", AdminKernelsHandler),
         (rf"api/admin/kernels/{_KERNEL}/?", AdminKernelHandler),
         (r"api/admin/rooms/?", AdminRoomsHandler),

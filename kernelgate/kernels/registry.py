@@ -504,14 +504,8 @@ class KernelRegistry(LoggingConfigurable):
             if len(kernel.restarts) < self.restart_limit:
                 kernel.restarts.append(now)
                 self.log.warning("Kernel %s died (%s); restarting it", kernel.id, why or "no reason known")
-                kernel.execution_state = "restarting"
-                kernel.hub.publish_status("restarting")
-                self._sandbox_gone(kernel)
-                kernel.watch.reset()
                 try:
-                    await kernel.manager.restart_kernel(now=True)
-                    await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
-                    kernel.execution_state = "idle"
+                    await self._fresh_sandbox(kernel)
                     revived = True
                 except (GatewayError, RuntimeError, TimeoutError) as e:
                     self.log.warning("Kernel %s could not be restarted: %s", kernel.id, e)
@@ -520,6 +514,26 @@ class KernelRegistry(LoggingConfigurable):
             kernel.execution_state = "dead"
             kernel.hub.publish_status("dead")
             await self.shutdown(kernel, "dead")
+
+    async def restart_sandbox(self, kernel: Kernel) -> None:
+        """Restart the kernel in a fresh sandbox (a new container: what its launch reads,
+        such as a room's project file, applies again); its id and clients stay.
+        Unavailable if it does not come back."""
+        async with kernel.lock:
+            try:
+                await self._fresh_sandbox(kernel)
+            except (RuntimeError, TimeoutError) as e:
+                raise Unavailable(f"Kernel {kernel.name} did not restart: {e}") from None
+
+    async def _fresh_sandbox(self, kernel: Kernel) -> None:
+        """Replace the kernel's sandbox and wait until the kernel answers (lock held)."""
+        kernel.execution_state = "restarting"
+        kernel.hub.publish_status("restarting")
+        self._sandbox_gone(kernel)
+        kernel.watch.reset()
+        await kernel.manager.restart_kernel(now=True)
+        await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+        kernel.execution_state = "idle"
 
     def _sandbox_gone(self, kernel: Kernel) -> None:
         for listener in list(self.sandbox_gone):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from docker.types import LogConfig
@@ -24,6 +25,7 @@ from traitlets import Int, Unicode
 
 from kernelgate import socketdir
 from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing
+from kernelgate.environment import project
 from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.tiers import Tiers
 
@@ -112,10 +114,12 @@ class DockerProvisioner(KernelProvisionerBase):
             os.chmod(km.connection_file, 0o644)
         tier = Tiers.instance().get(self.tier)
         self.workspace = kwargs.pop("cwd", None)  # a room's host folder, or none (solo)
+        # a room kernel gets its project's variables and folder (kernelgate.environment)
+        prefix = await project.kernel_prefix_async(Path(self.workspace)) if self.workspace else []
         cmd = [
             self.agent_python, "-m", "kernelgate_agent", "--connection-file", km.connection_file,
             "--workspace", WORKSPACE if self.workspace else HOME,
-            f"--max-file-size={tier.max_file_size}", "--",
+            f"--max-file-size={tier.max_file_size}", "--", *prefix,
             *(arg.replace("{connection_file}", km.connection_file) for arg in self.kernel_spec.argv),
         ]
         kwargs.pop("extra_arguments", None)

@@ -1,0 +1,470 @@
+"""Environments of rooms and solo kernels: detection reports, and package installs in a
+sandbox.
+
+An install runs in two short-lived containers per request, both non-root on a read-only
+root with every capability dropped, no-new-privileges and limits:
+
+1. **fetch** (one per language, the language's image): the only kind of kernelgate
+   container with a network (`network`). The workspace is mounted read-only; the package
+   manager writes into /install, a size-limited tmpfs of the gateway's host (`disk`), so
+   nothing it runs (a hostile setup.py) can change the workspace or fill the disk.
+2. **swap** (no network): copies /install (read-only now) into the workspace next to the
+   old packages, then renames the copies into place: `.kernelgate/python` (on room kernels'
+   PYTHONPATH) and `<workdir>/node_modules`. A failure before the renames leaves the
+   workspace as it was.
+
+Then the room's kernels restart in fresh sandboxes, so that they import the new packages
+with no network. Index URLs, proxies and the CA bundle come from this configuration only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import posixpath
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.types import LogConfig
+from traitlets import Dict, Float, Int, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from kernelgate.engine import DockerEngine
+from kernelgate.environment import project
+from kernelgate.environment.detect import INSTALLABLE, analyze, scan
+from kernelgate.environment.tree import AgentTree, HostTree
+from kernelgate.errors import BadRequest, Conflict, GatewayError, Unavailable
+from kernelgate.identity import Identity
+from kernelgate.images import ImageBuilder, ImageError
+from kernelgate.kernels.registry import Kernel, KernelRegistry
+from kernelgate.rooms import RoomService
+from kernelgate.socketdir import release
+from kernelgate.store import Store
+
+#: Label of install containers; its value is the room's id.
+INSTALL_LABEL = "org.kernelgate.install"
+#: Where install containers see the configured CA bundle and mirror folder.
+CA_PATH, MIRROR_PATH, STAGING_PATH = "/etc/kernelgate/ca.crt", "/mirror", "/install"
+#: Output lines streamed per install; beyond, one notice and silence.
+MAX_LINES, MAX_LINE = 5000, 2000
+
+_SWAP_SCRIPT = r"""
+set -u
+limit="$1"; shift
+used=$(du -sk /install | cut -f1)
+if [ "$used" -gt "$limit" ]; then echo "the install wrote ${used} KiB, more than the ${limit} KiB allowed" >&2; exit 1; fi
+clean() { for d in "$@"; do rm -rf -- "$d.kernelgate-new"; rmdir -- "$(dirname -- "$d")" 2>/dev/null; done; }
+dests=""
+while [ $# -gt 0 ]; do
+  src="$1"; dest="$2"; shift 2
+  dests="$dests $dest"
+  mkdir -p -- "$(dirname -- "$dest")" && rm -rf -- "$dest.kernelgate-new" \
+    && cp -a -- "$src" "$dest.kernelgate-new" || { clean $dests; echo "copying into $dest failed" >&2; exit 1; }
+done
+for dest in $dests; do
+  rm -rf -- "$dest.kernelgate-old"
+  if [ -e "$dest" ] || [ -L "$dest" ]; then mv -- "$dest" "$dest.kernelgate-old"; fi
+  mv -- "$dest.kernelgate-new" "$dest" && rm -rf -- "$dest.kernelgate-old"
+  echo "installed into ${dest#/workspace/}"
+done
+"""
+
+
+class InstallFailed(Exception):
+    """An install step failed; the message is for the caller."""
+
+
+@dataclass
+class Job:
+    """One running install: its events (progress lines, then one result) for the caller."""
+
+    room_id: str
+    user: str
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    lines: int = 0
+    tails: dict[str, list[str]] = field(default_factory=dict)  # step key -> last lines
+    result: dict | None = None
+    task: asyncio.Future | None = None  # the install, referenced while it runs
+
+    def progress(self, language: str, step: str, line: str) -> None:
+        self.lines += 1
+        if self.lines <= MAX_LINES:
+            self.events.put_nowait({"type": "progress", "language": language, "step": step,
+                                    "line": line[:MAX_LINE]})
+        elif self.lines == MAX_LINES + 1:
+            self.events.put_nowait({"type": "progress", "language": language, "step": step,
+                                    "line": "[kernelgate] further output is not shown"})
+
+    def tail(self, key: str) -> str:
+        """The last few non-blank output lines of a step, for error messages."""
+        return " | ".join([line for line in self.tails.get(key, []) if line.strip()][-5:]) or "(none)"
+
+    async def stream(self):
+        """The events, ending with the result object."""
+        while True:
+            event = await self.events.get()
+            yield event
+            if event["type"] == "result":
+                return
+
+
+class EnvironmentService(LoggingConfigurable):
+    """Detection for rooms and solo kernels; installs for rooms (admins, Docker kernels)."""
+
+    network = Unicode(
+        "bridge", config=True,
+        help="Docker network of install containers (the only containers with one): 'bridge'"
+        " (the default bridge), a network of your own whose egress you control, or 'none' with"
+        " a mirror_dir for air-gapped installs.",
+    )
+    timeout = Float(600.0, config=True, help="Seconds an install step may take before it is killed.")
+    memory = Int(1024 * 1024 * 1024, config=True,
+                 help="Memory (bytes, no swap) of an install container; the staging tmpfs counts.")
+    cpus = Float(1.0, config=True, help="CPUs of an install container.")
+    pids = Int(256, config=True, help="Processes of an install container.")
+    disk = Unicode("512m", config=True,
+                   help="Most an install may write: the size of its staging tmpfs (tmpfs size syntax).")
+    tmp_size = Unicode("256m", config=True, help="Size of an install container's /tmp (caches, builds).")
+    ca_bundle = Unicode(
+        "", config=True,
+        help="Host CA bundle for install containers (mounted read-only; PIP_CERT, DENO_CERT,"
+        " NODE_EXTRA_CA_CERTS and SSL_CERT_FILE point at it). Empty: the image's.",
+    )
+    pip_index_url = Unicode("", config=True, help="pip's --index-url in installs; empty: pip's default.")
+    pip_extra_index_urls = List(Unicode(), config=True, help="pip's --extra-index-url values.")
+    npm_registry = Unicode("", config=True, help="npm registry for JavaScript installs (NPM_CONFIG_REGISTRY).")
+    http_proxy = Unicode("", config=True, help="HTTP_PROXY of install containers.")
+    https_proxy = Unicode("", config=True, help="HTTPS_PROXY of install containers.")
+    no_proxy = Unicode("", config=True, help="NO_PROXY of install containers.")
+    mirror_dir = Unicode(
+        "", config=True,
+        help="Host folder mounted read-only at /mirror in install containers, e.g. a wheelhouse"
+        " (pip_index_url = 'file:///mirror/simple') for installs without a network.",
+    )
+    uid = Int(1000, config=True, help="uid (and gid) install containers run as: the sandboxes' user.")
+    images = Dict(
+        default_value={"python": "python", "javascript": "deno"}, config=True,
+        help="Language -> image (a folder of images/) its installs run in.",
+    )
+
+    def __init__(self, rooms: RoomService, registry: KernelRegistry, store: Store, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rooms = rooms
+        self.registry = registry
+        self.store = store
+        self._jobs: dict[str, Job] = {}
+        self._last: dict[str, dict] = {}
+
+    # -- detection ---------------------------------------------------------------------
+
+    async def room_report(self, identity: Identity, room_id: str) -> dict:
+        """GET /api/rooms/{id}/environment (members). Like the room's files, it needs the
+        room's kernels running (their start prepares the working copy); Conflict if the
+        room expired."""
+        await self.rooms.kernels(identity, room_id)
+        found = await scan(HostTree(self.rooms.workspace(room_id)))
+        report = await asyncio.to_thread(analyze, found)
+        report["last_install"] = self._last.get(room_id)
+        report["installing"] = room_id in self._jobs
+        return report
+
+    async def kernel_report(self, kernel: Kernel) -> dict:
+        """GET /api/kernels/{id}/environment: a solo kernel's workspace, read-only, through
+        its agent (a room kernel answers for its room's workspace)."""
+        if kernel.agent is None:
+            raise Unavailable("The kernel's sandbox is not reachable")
+        found = await scan(AgentTree(kernel.agent))
+        return await asyncio.to_thread(analyze, found)
+
+    # -- installs ----------------------------------------------------------------------
+
+    async def start_install(self, identity: Identity, room_id: str, body: dict) -> Job:
+        """Check the request, then install in the background; the job streams progress.
+
+        BadRequest for nothing to install or unknown languages, Conflict while another
+        install of the room runs or when it expired, Unavailable without Docker kernels.
+        """
+        room = self.rooms.get(identity, room_id, "admin")
+        if self.rooms.expired(room):
+            raise Conflict(f"Room {room_id} expired; an admin can extend it")
+        if self.registry.catalog.local_kernels:
+            raise Unavailable("Installs run in containers: this gateway runs local kernels")
+        if room_id in self._jobs:
+            raise Conflict("An install is already running in this room")
+        wanted = body.get("languages")
+        if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted)):
+            raise BadRequest("'languages' must be a list of language names")
+        unsupported = sorted(set(wanted or []) - set(INSTALLABLE))
+        if unsupported:
+            raise BadRequest(f"Installs support {', '.join(INSTALLABLE)}, not {', '.join(unsupported)}")
+        self._jobs[room_id] = job = Job(room_id, identity.user)  # claimed before any await
+        try:
+            report = await self.room_report(identity, room_id)
+            if report["project_file_error"]:
+                raise BadRequest(report["project_file_error"])
+            plans = [lang for lang in report["languages"]
+                     if lang["install"]["source"] and (wanted is None or lang["language"] in wanted)]
+            if not plans:
+                raise BadRequest("Nothing to install: no requirements.txt, pyproject.toml, Pipfile or"
+                                 f" package.json in {report['workdir'] or 'the workspace root'},"
+                                 f" and no [packages] in {project.PROJECT_FILE}")
+            references = {lang["language"]: self._image(lang["language"]) for lang in plans}
+        except BaseException:
+            del self._jobs[room_id]
+            raise
+        job.task = asyncio.ensure_future(self._run(job, report["workdir"], plans, references))
+        return job
+
+    def _image(self, language: str) -> str:
+        try:
+            return ImageBuilder.instance().reference(self.images[language])
+        except (KeyError, ImageError) as e:
+            raise Unavailable(f"No image for {language} installs: {e}") from None
+
+    async def _run(self, job: Job, workdir: str, plans: list[dict], references: dict[str, str]) -> None:
+        started = time.monotonic()
+        staging = Path(self.store.data_dir) / "installs" / uuid.uuid4().hex
+        result = {"type": "result", "status": "ok", "message": "", "workdir": workdir,
+                  "languages": [{"language": p["language"], "source": p["install"]["source"],
+                                 "packages": p["install"]["packages"]} for p in plans],
+                  "restarted": []}
+        try:
+            limit_kib = await self._make_staging(staging)
+            moves = []
+            for plan in plans:
+                moves += await self._fetch(job, plan, workdir, references[plan["language"]], staging)
+            await self._swap(job, staging, limit_kib, moves, references[plans[0]["language"]])
+            result["restarted"], failed = await self._restart(job)
+            if failed:
+                result["message"] = f"Installed; these kernels did not restart: {'; '.join(failed)}"
+        except InstallFailed as e:
+            result.update(status="error", message=str(e))
+        except GatewayError as e:  # the engine or an image
+            result.update(status="error", message=f"The install failed: {e.message}")
+        except Exception as e:  # noqa: BLE001 - the caller gets an answer whatever failed
+            self.log.exception("Install in room %s failed", job.room_id)
+            result.update(status="error", message=f"The install failed: {e}")
+        finally:
+            await self._remove_staging(staging)
+            result["duration"] = round(time.monotonic() - started, 1)
+            job.result = result
+            self._last[job.room_id] = {k: v for k, v in result.items() if k != "type"}
+            del self._jobs[job.room_id]
+            job.events.put_nowait(result)
+        try:
+            await self.store.audit(job.user, "environment.install", job.room_id,
+                                   {k: result[k] for k in ("status", "message", "languages", "duration")})
+        except GatewayError as e:
+            self.log.warning("Install in room %s not recorded: %s", job.room_id, e)
+
+    # -- the steps -----------------------------------------------------------------------
+
+    async def remove_leftovers(self) -> None:
+        """Gateway start: remove the install containers and staging areas of this gateway
+        that an earlier run left (it stopped in the middle of an install)."""
+        if not self.registry.catalog.local_kernels:
+            engine = DockerEngine.instance()
+            for container in await engine.labelled_containers(INSTALL_LABEL):
+                await engine.remove(container)
+        installs = Path(self.store.data_dir) / "installs"
+        for staging in await asyncio.to_thread(lambda: list(installs.iterdir()) if installs.is_dir() else []):
+            await self._remove_staging(staging)
+
+    async def _make_staging(self, staging: Path) -> int:
+        """The staging folder, a tmpfs of `disk` when the gateway is root; its limit in KiB."""
+        await asyncio.to_thread(staging.mkdir, parents=True, mode=0o700)
+        uid = self.uid
+        limit = _kib(self.disk)
+        if os.geteuid() == 0:
+            options = f"size={self.disk},mode=0700,uid={uid},gid={uid},nosuid,nodev,noexec"
+            process = await asyncio.create_subprocess_exec(
+                "mount", "-t", "tmpfs", "-o", options, "kernelgate-install", str(staging),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, err = await process.communicate()
+            if process.returncode:
+                raise InstallFailed(f"The staging area could not be made: {err.decode(errors='replace').strip()}")
+        else:  # not root: the container user must write here; the size is checked at the swap
+            await asyncio.to_thread(staging.chmod, 0o777)
+        return limit
+
+    async def _remove_staging(self, staging: Path) -> None:
+        if await asyncio.to_thread(staging.is_dir) and not staging.is_symlink():
+            await release(str(staging))
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+
+    def _options(self, job: Job, staging: Path, network: str, workspace_mode: str, working_dir: str,
+                 environment: dict[str, str]) -> dict:
+        volumes = {
+            str(self.rooms.workspace(job.room_id)): {"bind": project.MOUNT, "mode": workspace_mode},
+            str(staging): {"bind": STAGING_PATH, "mode": "rw" if workspace_mode == "ro" else "ro"},
+        }
+        if self.ca_bundle:
+            volumes[self.ca_bundle] = {"bind": CA_PATH, "mode": "ro"}
+        if self.mirror_dir:
+            volumes[self.mirror_dir] = {"bind": MIRROR_PATH, "mode": "ro"}
+        uid = self.uid
+        return {
+            "name": f"kernelgate-install-{uuid.uuid4().hex[:12]}",
+            "hostname": "install",
+            "user": f"{uid}:{uid}",
+            "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", **environment},
+            "working_dir": working_dir,
+            "labels": {INSTALL_LABEL: job.room_id},
+            "network_mode": network,
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,
+            "mem_limit": self.memory,
+            "memswap_limit": self.memory,
+            "nano_cpus": int(self.cpus * 1e9),
+            "pids_limit": self.pids,
+            "tmpfs": {"/tmp": f"size={self.tmp_size},mode=1777,exec"},
+            "volumes": volumes,
+            "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        }
+
+    def _network_env(self) -> dict[str, str]:
+        env = {}
+        if self.ca_bundle:
+            env.update(PIP_CERT=CA_PATH, DENO_CERT=CA_PATH, NODE_EXTRA_CA_CERTS=CA_PATH, SSL_CERT_FILE=CA_PATH)
+        for name, value in (("HTTP_PROXY", self.http_proxy), ("HTTPS_PROXY", self.https_proxy),
+                            ("NO_PROXY", self.no_proxy)):
+            if value:
+                env[name] = env[name.lower()] = value
+        return env
+
+    async def _fetch(self, job: Job, plan: dict, workdir: str, reference: str,
+                     staging: Path) -> list[str]:
+        """Run the language's package manager into the staging area; [source,
+        destination] of what the swap then moves into the workspace."""
+        language, install = plan["language"], plan["install"]
+        project_dir = f"{project.MOUNT}/{workdir}".rstrip("/")
+        env = self._network_env()
+        if language == "python":
+            env.update(PIP_CONFIG_FILE="/dev/null", PIP_CACHE_DIR="/tmp/pip-cache",
+                       PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="1")
+            command = ["pip", "install", "--no-input", "--progress-bar", "off", "--no-warn-script-location",
+                       "--target", f"{STAGING_PATH}/python"]
+            if self.pip_index_url:
+                command += ["--index-url", self.pip_index_url]
+            for url in self.pip_extra_index_urls:
+                command += ["--extra-index-url", url]
+            if install.get("requirements"):
+                command += ["-r", f"{project.MOUNT}/{install['requirements']}"]
+            else:
+                command += ["--", *install["packages"]]
+            moves = [f"{STAGING_PATH}/python", f"{project.MOUNT}/{project.PYTHON_TARGET}"]
+            working_dir = posixpath.dirname(f"{project.MOUNT}/{install['requirements']}") \
+                if install.get("requirements") else "/tmp"
+        else:
+            env.update(DENO_DIR="/tmp/deno", NO_COLOR="1", DENO_NO_UPDATE_CHECK="1", DENO_NO_PROMPT="1")
+            if self.npm_registry:
+                env["NPM_CONFIG_REGISTRY"] = self.npm_registry
+            if install["packages"]:
+                manifest = json.dumps({"dependencies": dict(_npm_spec(s) for s in install["packages"])})
+                source = 'printf "%s" "$1" > package.json'
+            else:
+                manifest = f"{project.MOUNT}/{install['source']}"
+                source = 'cat -- "$1" > package.json'
+            command = ["sh", "-c", f'set -e; mkdir -p {STAGING_PATH}/js; cd {STAGING_PATH}/js; {source};'
+                       ' exec deno install', "sh", manifest]
+            moves = [f"{STAGING_PATH}/js/node_modules", f"{project_dir}/node_modules"]
+            working_dir = "/tmp"
+        options = self._options(job, staging, self.network, "ro", working_dir, env)
+        job.progress(language, "fetch", f"[kernelgate] {' '.join(command[:4])} ... (from {install['source']})")
+        code, why = await self._run_container(job, language, "fetch", reference, command, options)
+        if code != 0:
+            raise InstallFailed(f"The {language} install failed ({why}); nothing in the workspace changed."
+                                f" Last output: {job.tail(f'{language}/fetch')}")
+        return moves
+
+    async def _swap(self, job: Job, staging: Path, limit_kib: int, moves: list[str], reference: str) -> None:
+        options = self._options(job, staging, "none", "rw", project.MOUNT, {})
+        command = ["sh", "-c", _SWAP_SCRIPT, "sh", str(limit_kib), *moves]
+        code, why = await self._run_container(job, "", "swap", reference, command, options)
+        if code != 0:
+            raise InstallFailed(f"The packages could not be moved into the workspace ({why});"
+                                f" it is as it was. Last output: {job.tail('/swap')}")
+
+    async def _run_container(self, job: Job, language: str, step: str, reference: str,
+                             command: list[str], options: dict) -> tuple[int, str]:
+        """Run one install container to its end (or its time limit); (exit code, why)."""
+        engine = DockerEngine.instance()
+        loop = asyncio.get_running_loop()
+        pending = bytearray()
+        tail: list[str] = []
+
+        def lines(chunk: bytes) -> None:  # the engine's thread
+            loop.call_soon_threadsafe(take, chunk)
+
+        def take(chunk: bytes) -> None:
+            pending.extend(chunk)
+            *complete, rest = pending.split(b"\n")
+            if len(rest) > MAX_LINE:  # a line without end is cut, not kept whole
+                complete.append(rest[:MAX_LINE])
+                rest = b""
+            pending[:] = rest
+            for raw in complete:
+                line = raw.decode(errors="replace").rstrip("\r")
+                tail.append(line)
+                del tail[:-20]
+                job.progress(language, step, line)
+
+        container = await engine.run(reference, command=command, **options)
+        try:
+            try:
+                await asyncio.wait_for(engine.follow_output(container, lines), self.timeout)
+            except asyncio.TimeoutError:
+                await engine.remove(container)
+                return -1, f"it took longer than {self.timeout:.0f} s"
+            state = await engine.inspect_state(container) or {}
+            for _ in range(50):
+                if not state.get("Running"):
+                    break
+                await asyncio.sleep(0.1)
+                state = await engine.inspect_state(container) or {}
+            await asyncio.sleep(0)  # the last output lines, scheduled from the engine's thread
+            if pending:
+                take(b"\n")
+            job.tails[f"{language}/{step}"] = tail
+            if state.get("OOMKilled"):
+                return -1, f"it ran out of memory ({self.memory // (1024 * 1024)} MiB)"
+            code = int(state.get("ExitCode", -1))
+            return code, f"exit code {code}"
+        finally:
+            await engine.remove(container)
+
+    async def _restart(self, job: Job) -> tuple[list[str], list[str]]:
+        """Restart the room's running kernels in fresh sandboxes: (names restarted,
+        failures)."""
+        restarted, failed = [], []
+        for kernel in sorted((k for k in self.registry.kernels.values() if k.room == job.room_id),
+                             key=lambda k: k.name):
+            job.progress("", "restart", f"[kernelgate] restarting the {kernel.name} kernel")
+            try:
+                await self.registry.restart_sandbox(kernel)
+                restarted.append(kernel.name)
+            except GatewayError as e:
+                failed.append(f"{kernel.name}: {e.message}")
+        return restarted, failed
+
+
+def _npm_spec(spec: str) -> tuple[str, str]:
+    """'name@version' (or '@scope/name@version') -> (name, version or '*')."""
+    head, at, version = spec[1:].partition("@") if spec.startswith("@") else spec.partition("@")
+    name = "@" + head if spec.startswith("@") else head
+    return name, version if at else "*"
+
+
+def _kib(size: str) -> int:
+    """A tmpfs size ('512m', '1g', '2048k', bytes) in KiB."""
+    units = {"k": 1, "m": 1024, "g": 1024 * 1024}
+    size = size.strip().lower()
+    if size and size[-1] in units:
+        return int(float(size[:-1]) * units[size[-1]])
+    return int(size) // 1024
