@@ -153,8 +153,8 @@ class ServeApp(ConfiguredApp):
 
     classes = [
         KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, RoomStorage, LocalBackend,
-        S3Backend, Store, Tiers, Plans, DockerEngine, DockerProvisioner, ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
-        EnvironmentService,
+        S3Backend, EnvironmentService, Store, Tiers, Plans, DockerEngine, DockerProvisioner,
+        ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
     ]
 
     @validate("base_url")
