@@ -82,6 +82,7 @@ class RoomService(LoggingConfigurable):
             if kernel is None:
                 await self.store.remove_room_kernel(record.room_id, record.kernelspec)
         self._expiry = asyncio.ensure_future(self._expire_rooms())
+        self.registry.on_new_sandbox.append(self._remember_room_kernel)
         self.storage.start(lambda: [(r.id, r.storage) for r in self._rooms.values()])
 
     async def stop(self) -> None:
@@ -380,6 +381,11 @@ class RoomService(LoggingConfigurable):
             self.log.warning("Kernel %s cannot be re-adopted later: %s", kernel.id, e)
             return
         await self.store.save_room_kernel(kernel.room, kernel.name, kernel.id, info)
+
+    async def _remember_room_kernel(self, kernel: Kernel) -> None:
+        """A room kernel in a new container: what re-adopting it needs changed."""
+        if kernel.room is not None and kernel.room in self._rooms:
+            await self._remember(kernel)
 
     async def _stop_kernel(self, kernel: Kernel) -> None:
         await self.registry.shutdown(kernel)

@@ -326,3 +326,39 @@ async def test_a_room_starts_from_a_snapshot_its_creator_may_read(rooms_gateway)
     assert got.body["content"] == "the plan"
     for owner, rid in ((alice, room["id"]), (bob, copy.body["id"])):
         assert (await owner.request("DELETE", f"/api/rooms/{rid}")).status == 204
+
+
+async def test_a_revived_room_kernel_is_re_adopted_after_a_gateway_crash(rooms_gateway, start_gateway,
+                                                                          docker_engine):
+    (alice,) = users(rooms_gateway, "alice")
+    room = await make_room(alice, ["python3"])
+    kid = kernel_of(room, "python3")
+
+    def container():
+        [found] = docker_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={kid}"})
+        return found
+
+    first = container()
+    first.kill()  # the supervisor revives the kernel in a new container
+    for _ in range(60):
+        await asyncio.sleep(0.5)
+        running = docker_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={kid}"})
+        model = (await alice.request("GET", f"/api/kernels/{kid}")).body
+        if running and running[0].id != first.id and model["execution_state"] == "idle":
+            break
+    else:
+        pytest.fail("the room kernel was not revived")
+    revived = container()
+    ws = await alice.connect(kid)
+    await ws.execute("memory = 'in the new container'")
+    ws.close()
+    rooms_gateway.stop(signal.SIGKILL)  # no clean stop: the store must already know the new container
+    again = start_gateway(*rooms_gateway.extra_args, like=rooms_gateway)
+    (alice,) = users(again, "alice")
+    model = (await alice.request("GET", f"/api/rooms/{room['id']}")).body
+    assert [k["id"] for k in model["kernels"]] == [kid], again.log()
+    assert container().id == revived.id
+    ws = await alice.connect(kid)
+    assert (await ws.execute("print(memory)")).stdout == "in the new container\n"
+    ws.close()
+    await alice.request("DELETE", f"/api/rooms/{room['id']}")

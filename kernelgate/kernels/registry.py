@@ -169,6 +169,9 @@ class KernelRegistry(LoggingConfigurable):
         #: Awaited with each newly started kernel, and with each kernel shut down.
         self.on_started: list[Callable[[Kernel], Awaitable[None]]] = []
         self.on_stopped: list[Callable[[Kernel, str], Awaitable[None]]] = []
+        #: Awaited with a kernel answering again in a new sandbox (revived, or restarted
+        #: by restart_sandbox): its provisioner info changed.
+        self.on_new_sandbox: list[Callable[[Kernel], Awaitable[None]]] = []
         self._starting: dict[str, int] = {}  # owner -> kernels being started
         self._supervisor: asyncio.Future | None = None
         self._pools: dict[str, list[Kernel]] = {}
@@ -534,6 +537,8 @@ class KernelRegistry(LoggingConfigurable):
         await kernel.manager.restart_kernel(now=True)
         await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
         kernel.execution_state = "idle"
+        for listener in list(self.on_new_sandbox):
+            await listener(kernel)
 
     def _sandbox_gone(self, kernel: Kernel) -> None:
         for listener in list(self.sandbox_gone):
