@@ -236,8 +236,9 @@ def main(args) -> int:
         if not s:
             out.append(f"| {label} | 0 | | | | |")
             continue
-        out.append(f"| {label} | {len(s)} | {percentile(s, 50):.2f} | {percentile(s, 99):.2f} | "
-                   f"{percentile(s, 50) / percentile(idle, 50):.2f}× | {percentile(s, 99) / percentile(idle, 99):.2f}× |")
+        ratios = (f"{percentile(s, 50) / percentile(idle, 50):.2f}× | "
+                  f"{percentile(s, 99) / percentile(idle, 99):.2f}×") if idle else "| "
+        out.append(f"| {label} | {len(s)} | {percentile(s, 50):.2f} | {percentile(s, 99):.2f} | {ratios} |")
     print("\n".join(out))
     if args.json:
         Path(args.json).write_text(json.dumps({"floods": floods, "samples": samples, "windows": windows}))
