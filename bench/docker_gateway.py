@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,12 @@ from tests.client import GatewayClient  # noqa: E402 - the project's test client
 class Gateway:
     gateway_id: str
     client: GatewayClient
+    url: str  # http://127.0.0.1:PORT
+    runtime_dir: Path  # holds <kernel id>/connection.json
+    pid: int  # the gateway process (for CPU accounting and profilers)
+
+    def connection_file(self, kernel_id: str) -> Path:
+        return self.runtime_dir / kernel_id / "connection.json"
 
 
 def free_port() -> int:
@@ -33,26 +40,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def docker_gateway(name: str, config: str):
-    """Run a gateway on a free 127.0.0.1 port with `config` (jupyter_config.py text);
-    yields a Gateway once it answers; stops it and removes its folders afterwards."""
+def docker_gateway(name: str, config: str, source: Path = ROOT):
+    """Run a gateway on a free 127.0.0.1 port with `config` (jupyter_config.py text) and
+    the kernelgate code in `source` (default: this checkout); yields a Gateway once it
+    answers; stops it and removes its folders afterwards."""
     port, tmp = free_port(), Path(tempfile.mkdtemp(prefix=f"kg{name}-", dir="/tmp"))
     gateway_id = f"bench-{name}-{port}"
     (tmp / "config.py").write_text(config)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
     process = subprocess.Popen(
         [sys.executable, "-m", "kernelgate", "serve", f"--port={port}", "--no-auth",
          "--kernels=docker", f"--runtime-dir={tmp}/rt", f"--data-dir={tmp}/data",
          f"--gateway-id={gateway_id}", f"--config={tmp}/config.py"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
             try:
-                requests.get(f"http://127.0.0.1:{port}/api", timeout=1)
+                requests.get(f"{url}/api", timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        yield Gateway(gateway_id, GatewayClient(f"http://127.0.0.1:{port}"))
+        yield Gateway(gateway_id, GatewayClient(url), url, tmp / "rt", process.pid)
     finally:
         process.terminate()
         process.wait(300)

@@ -135,3 +135,27 @@ async def test_two_clients_share_iopub(gateway):
     first.close()
     second.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_many_messages_arrive_complete_and_in_order(gateway):
+    """The hub reads waiting kernel messages in batches and writes each client's in one go:
+    one message per line, to a legacy and a v1 client at once, must all arrive, in order."""
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    legacy = await client.connect(kernel["id"])
+    v1 = await client.connect(kernel["id"], protocol="v1")
+    run = await legacy.execute("for i in range(2000): print(i, flush=True)", timeout=120)
+    expected = "".join(f"{i}\n" for i in range(2000))
+    assert run.stdout == expected
+    seen = ""
+    while True:
+        msg = await v1.recv()
+        if msg["header"]["msg_type"] == "stream":
+            seen += msg["content"]["text"]
+        elif msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle" \
+                and msg["parent_header"].get("msg_id") == run.reply["parent_header"]["msg_id"]:
+            break
+    assert seen == expected
+    legacy.close()
+    v1.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")

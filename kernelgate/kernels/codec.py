@@ -76,8 +76,11 @@ def _checked(channel: str, header: dict, parts: list[bytes]) -> Frames:
 # -- legacy JSON protocol --------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # json.dumps with options builds one per call
+
+
 def _dump(value) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def decode_legacy(message: str | bytes) -> Frames:

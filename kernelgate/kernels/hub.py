@@ -2,7 +2,10 @@
 
 Every WebSocket connected to a kernel is a `Client` attached to the kernel's hub. The hub
 forwards each client message to the kernel as soon as it arrives and each kernel
-message to its clients as soon as it arrives (no timers, no re-encoding of content):
+message to its clients as soon as it arrives (no timers, no re-encoding of content).
+Kernel messages that are already waiting are read together, up to `BATCH` per socket
+per event-loop turn (so a flooding kernel takes turns with every other socket and
+client), and each client gets them in one `deliver` call:
 - iopub goes to every attached client (all members of a room see the same outputs);
 - shell, control and stdin replies go to the clients that sent requests in the reply's
   parent session.
@@ -32,14 +35,17 @@ log = logging.getLogger(__name__)
 
 _SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
 
+#: Messages read from one socket in one event-loop turn; more wait for the next turn.
+BATCH = 64
+
 
 class Client(Protocol):
     """What the hub needs of a connected client (a WebSocket connection)."""
 
     session_id: str
 
-    def deliver(self, frames: Frames) -> None:
-        """Send one message to the client; must not block."""
+    def deliver(self, batch: list[Frames]) -> None:
+        """Send messages to the client, in order; must not block."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Disconnect the client (the kernel is gone)."""
@@ -78,6 +84,73 @@ class _Buffer:
             self.dropped += 1
 
 
+class _Socket:
+    """One of the hub's ZeroMQ sockets, read by the event loop without zmq.asyncio.
+
+    ZeroMQ's FD signals only that the socket's events may have changed, and only once:
+    it is armed again by reading until EAGAIN, and a send can consume the signal. So the
+    socket is drained whenever the FD signals, after every send if EVENTS says a message
+    is waiting, and again on the next loop turn when BATCH messages were read. Messages
+    the kernel cannot take yet (its high-water mark) wait in `outbox`, in order, until
+    the FD signals that it can.
+    """
+
+    def __init__(self, sock: zmq.Socket, receive: Callable[[list[list[bytes]]], None]) -> None:
+        self.sock = sock
+        self.receive = receive
+        self.outbox: deque[list] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._fd = sock.FD
+        self._next: asyncio.Handle | None = None
+        self._loop.add_reader(self._fd, self.drain)
+        self._schedule()  # anything that arrived before the reader was added
+
+    def send(self, parts: list) -> None:
+        if not self.outbox:
+            try:
+                self.sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self.outbox.append(parts)
+        else:
+            self.outbox.append(parts)
+        if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._next is None:
+            self._next = self._loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        """Send what waits in the outbox, then read up to BATCH messages and hand them on."""
+        self._next = None
+        if self.sock.closed:
+            return
+        batch: list[list[bytes]] = []
+        try:
+            while self.outbox:
+                self.sock.send_multipart(self.outbox[0], zmq.NOBLOCK, copy=False)
+                self.outbox.popleft()
+        except zmq.Again:
+            pass
+        try:
+            while len(batch) < BATCH:
+                batch.append(self.sock.recv_multipart(zmq.NOBLOCK))
+            self._schedule()  # more may wait: after the other sockets and clients
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as e:  # the socket or its context is closing
+            if not self.sock.closed:
+                log.warning("socket error: %s", e)
+        if batch:
+            self.receive(batch)
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+        self._loop.remove_reader(self._fd)
+        self.sock.close(linger=0)
+
+
 class KernelHub:
     """Routes messages between one kernel's ZeroMQ sockets and its attached clients,
     showing each to the `observer` first."""
@@ -101,12 +174,12 @@ class KernelHub:
         self._buffers: dict[str, _Buffer] = {}
         self._ready_waiters: list[tuple[str, asyncio.Future]] = []
         self._iopub_seen = asyncio.Event()
-        self._context = zmq.asyncio.Context.instance()
-        self._sockets: dict[str, zmq.asyncio.Socket] = {}
-        self._readers: list[asyncio.Task] = []
+        self._outgoing: dict[int, tuple[Client, list[Frames]]] = {}
+        self._sockets: dict[str, _Socket] = {}
+        context = zmq.asyncio.Context.instance()  # the gateway's one context; plain sockets
         identity = uuid.uuid4().hex.encode()
         for channel, kind in _SOCKET_TYPES.items():
-            sock = self._context.socket(kind)
+            sock = zmq.Socket(context, kind)
             sock.linger = 0
             sock.setsockopt(zmq.RECONNECT_IVL, 10)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
@@ -115,8 +188,7 @@ class KernelHub:
             else:  # shell and stdin share an identity: the kernel sends input_request
                 sock.setsockopt(zmq.IDENTITY, identity)  # to the shell requester's
             sock.connect(_endpoint(connection_info, channel))
-            self._sockets[channel] = sock
-            self._readers.append(asyncio.create_task(self._read(channel, sock)))
+            self._sockets[channel] = _Socket(sock, lambda batch, c=channel: self._receive(c, batch))
 
     # -- clients -----------------------------------------------------------------
 
@@ -133,8 +205,8 @@ class KernelHub:
                 log.warning(
                     "session %s: %d buffered messages dropped", client.session_id, buffer.dropped
                 )
-            for frames in buffer.messages:
-                client.deliver(frames)
+            if buffer.messages:
+                client.deliver(list(buffer.messages))
 
     def detach(self, client: Client) -> None:
         """Detach a client; buffer for its session_id if it gave one."""
@@ -158,7 +230,7 @@ class KernelHub:
     def send_to_kernel(self, frames: Frames) -> None:
         """Sign and send a message on its channel (no client bookkeeping)."""
         signature = self.session.sign(frames.parts[:4])
-        self._sockets[frames.channel].send_multipart([DELIM, signature, *frames.parts], copy=False)
+        self._sockets[frames.channel].send([DELIM, signature, *frames.parts])
 
     # -- readiness ---------------------------------------------------------------
 
@@ -199,6 +271,7 @@ class KernelHub:
         msg = self.session.msg(msg_type, content, parent=parent or {})
         parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
         self._route(Frames("iopub", parts, msg["header"]), parent_session=None)
+        self._flush()  # with whatever a batch being received routed before it, in order
 
     def refuse(self, client: Client, frames: Frames, reason: str) -> None:
         """Answer a request the client may not send with an error reply, to it alone."""
@@ -207,7 +280,7 @@ class KernelHub:
         content = {"status": "error", "ename": "PermissionError", "evalue": reason, "traceback": []}
         msg = self.session.msg(frames.msg_type[: -len("_request")] + "_reply", content, parent=frames.header)
         parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
-        client.deliver(Frames(frames.channel, parts, msg["header"]))
+        client.deliver([Frames(frames.channel, parts, msg["header"])])
 
     def publish_status(self, state: str) -> None:
         """Tell every client on iopub that the kernel is `state` (restarting, dead)."""
@@ -215,21 +288,8 @@ class KernelHub:
 
     # -- kernel -> clients -------------------------------------------------------
 
-    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
-        count = 0
-        while True:
-            count += 1
-            if count % 64 == 0:  # a ready socket never yields: let other kernels and clients run
-                await asyncio.sleep(0)
-            try:
-                raw = await sock.recv_multipart(copy=True)
-            except (asyncio.CancelledError, zmq.ContextTerminated):
-                return
-            except zmq.ZMQError as e:
-                if sock.closed:
-                    return
-                log.warning("%s socket error: %s", channel, e)
-                continue
+    def _receive(self, channel: str, batch: list[list[bytes]]) -> None:
+        for raw in batch:
             try:
                 frames = _parse_kernel_message(channel, raw, self.session)
             except (ValueError, KeyError, UnicodeDecodeError) as e:
@@ -241,6 +301,7 @@ class KernelHub:
                 self._resolve_ready(frames.parent.get("msg_id"), frames)
             if self.observer.from_kernel(frames):
                 self._route(frames, frames.parent.get("session"))
+        self._flush()
 
     def _resolve_ready(self, msg_id: str | None, frames: Frames) -> None:
         for i, (waited, future) in enumerate(self._ready_waiters):
@@ -251,28 +312,40 @@ class KernelHub:
                 return
 
     def _route(self, frames: Frames, parent_session: str | None) -> None:
+        """Queue a message for its clients (sent by `_flush`) and buffer it for absent ones."""
         if frames.channel == "iopub":
             for client in self.clients:
-                client.deliver(frames)
+                self._queue(client, frames)
             for buffer in self._buffers.values():
                 buffer.add(frames)
             return
         for client in self.clients:
             if parent_session in self._client_sessions[id(client)]:
-                client.deliver(frames)
+                self._queue(client, frames)
         for buffer in self._buffers.values():
             if parent_session in buffer.sessions:
                 buffer.add(frames)
+
+    def _queue(self, client: Client, frames: Frames) -> None:
+        queued = self._outgoing.get(id(client))
+        if queued is None:
+            self._outgoing[id(client)] = (client, [frames])
+        else:
+            queued[1].append(frames)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, {}
+        for client, batch in outgoing.values():
+            client.deliver(batch)
 
     def close(self) -> None:
         """Close the sockets, disconnect every client and stop routing."""
         for client in list(self.clients):
             client.close(1001, "Kernel shut down")
         self.clients.clear()
-        for task in self._readers:
-            task.cancel()
+        self._outgoing.clear()
         for sock in self._sockets.values():
-            sock.close(linger=0)
+            sock.close()
         for buffer in self._buffers.values():
             if buffer.expiry:
                 buffer.expiry.cancel()
