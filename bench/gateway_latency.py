@@ -287,6 +287,11 @@ class WsTransport:
 
     def execute(self, code: str) -> str:
         msg_id, parts = execute_parts(self.session_id, code)
+        self.send_parts(parts)
+        return msg_id
+
+    def send_parts(self, parts: list[bytes]) -> None:
+        """Send a shell message (its packed header, parent, metadata, content)."""
         if self.v1:
             channel = b"shell"
             offsets = [8 * (len(parts) + 3)]
@@ -301,7 +306,6 @@ class WsTransport:
                 b'{"header":', header, b',"parent_header":', parent, b',"metadata":', metadata,
                 b',"content":', content, b',"channel":"shell"}',
             )).decode())
-        return msg_id
 
     def recv(self, deadline: float) -> Msg:
         self.ws.settimeout(max(0.001, deadline - perf()))

@@ -71,7 +71,7 @@ def gateway_flood(ws_url: str, protocol: str, code: str) -> tuple[int, int, floa
         round_trip(ws, "pass")  # connected and warm
         msg_id, parts = execute_parts(ws.session_id, code)
         t0 = time.perf_counter()
-        _send(ws, parts)
+        ws.send_parts(parts)
         lines = messages = 0
         deadline = t0 + 600
         while True:
@@ -87,22 +87,6 @@ def gateway_flood(ws_url: str, protocol: str, code: str) -> tuple[int, int, floa
                 return lines, messages, time.perf_counter() - t0
     finally:
         ws.close()
-
-
-def _send(ws: WsTransport, parts: list[bytes]) -> None:
-    if ws.v1:
-        channel = b"shell"
-        offsets = [8 * (len(parts) + 3)]
-        offsets.append(offsets[-1] + len(channel))
-        for part in parts:
-            offsets.append(offsets[-1] + len(part))
-        table = b"".join(o.to_bytes(8, "little") for o in offsets)
-        ws.ws.send_bytes(len(offsets).to_bytes(8, "little") + table + channel + b"".join(parts))
-    else:
-        header, parent, metadata, content = parts
-        ws.ws.send_text(b"".join((
-            b'{"header":', header, b',"parent_header":', parent, b',"metadata":', metadata,
-            b',"content":', content, b',"channel":"shell"}')).decode())
 
 
 def _recv(ws: WsTransport) -> tuple[dict, dict, dict]:
