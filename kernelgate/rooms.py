@@ -83,7 +83,7 @@ class RoomService(LoggingConfigurable):
                 await self.store.remove_room_kernel(record.room_id, record.kernelspec)
         self._expiry = asyncio.ensure_future(self._expire_rooms())
         self.registry.on_new_sandbox.append(self._remember_room_kernel)
-        self.storage.start(lambda: [(r.id, r.storage) for r in self._rooms.values()])
+        await self.storage.start(lambda: [(r.id, r.storage) for r in self._rooms.values()])
 
     async def stop(self) -> None:
         """Gateway shutdown: remember how to re-attach to each running room kernel, and

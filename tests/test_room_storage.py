@@ -241,3 +241,36 @@ async def test_an_s3_outage_degrades_the_room_and_loses_nothing(docker_engine, s
     for name, text in [("before.txt", "written before the outage"), ("during.txt", "written during the outage")]:
         got = await client.request("GET", f"/api/rooms/{room_id}/contents/{name}")
         assert got.status == 200 and got.body["content"] == text
+
+
+async def test_an_unchanged_workspace_is_not_uploaded_again_after_a_restart(docker_engine, start_gateway):
+    options = ["--kernels=docker", "--RoomStorage.sync_interval=0.5"]
+    gateway = start_gateway(*options)
+    client = gateway.client()
+    room = await make_room(client, "local")
+    await put_file(client, room["id"], "notes.txt", b"written once")
+    durable = gateway.data_dir / "storage" / "rooms" / room["id"] / "current.tar"
+    for _ in range(40):
+        await asyncio.sleep(0.25)
+        status = (await client.request("GET", f"/api/rooms/{room['id']}")).body["storage_status"]
+        if status["synced_at"] and durable.exists():
+            break
+    else:
+        pytest.fail("the workspace was never synced")
+    await asyncio.sleep(1.5)  # a sync of the empty workspace may have come first
+    status = (await client.request("GET", f"/api/rooms/{room['id']}")).body["storage_status"]
+    written = durable.stat().st_mtime_ns
+    gateway.stop()
+    gateway = start_gateway(*options, like=gateway)
+    client = gateway.client()
+    await asyncio.sleep(2)  # four sync rounds
+    assert durable.stat().st_mtime_ns == written
+    after = (await client.request("GET", f"/api/rooms/{room['id']}")).body["storage_status"]
+    assert after["synced_at"] == status["synced_at"]
+    await put_file(client, room["id"], "notes.txt", b"changed")  # and a change still syncs
+    for _ in range(40):
+        await asyncio.sleep(0.25)
+        if durable.stat().st_mtime_ns != written:
+            break
+    else:
+        pytest.fail("a change was not synced")

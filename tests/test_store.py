@@ -338,6 +338,20 @@ async def test_jupyter_sessions(store):
     assert await store.kernel_sessions() == [moved]
 
 
+# -- room storage state --------------------------------------------------------------------
+
+
+async def test_room_storage_states(store):
+    then = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    await store.save_storage_state("r1", "aa", then)
+    await store.save_storage_state("r2", "bb", then)
+    await store.save_storage_state("r1", "cc", then + timedelta(hours=1))
+    assert await store.storage_states() == {"r1": ("cc", then + timedelta(hours=1)), "r2": ("bb", then)}
+    await store.delete_storage_state("r2")
+    await store.delete_storage_state("r2")
+    assert list(await store.storage_states()) == ["r1"]
+
+
 # -- snapshots ---------------------------------------------------------------------------
 
 

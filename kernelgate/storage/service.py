@@ -7,7 +7,10 @@ the room's containers. The durable copy is an archive of it in the room's backen
 - restored into a missing working copy before the room's kernels start (`prepare`), so a
   room starts on a host that has never seen it;
 - written when the working copy changed, every `sync_interval` seconds, when the room's
-  kernels stop and when the gateway stops (`sync`).
+  kernels stop and when the gateway stops (`sync`). "Changed" compares the working
+  copy's fingerprint with the one the durable copy was last written from or restored
+  into, which the store keeps: an unchanged workspace is not uploaded again after a
+  gateway restart.
 Snapshots are archives at `rooms/<id>/snapshots/<snapshot id>.tar`, recorded in the
 store, kept for `snapshot_retention` seconds: taken on demand, before a restore
 replaces the working copy, and as the final copy of a deleted room.
@@ -191,6 +194,7 @@ class RoomStorage(LoggingConfigurable):
                 final = await self._snapshot(room_id, storage, actor, "room deleted")
             await self._guard(room_id, asyncio.to_thread(self.backends[storage].delete, _current_key(room_id)))
             await asyncio.to_thread(_remove_folder, working)
+            await self.store.delete_storage_state(room_id)
             self._status.pop(room_id, None)
         self._locks.pop(room_id, None)
         return final
@@ -198,6 +202,7 @@ class RoomStorage(LoggingConfigurable):
     async def discard(self, room_id: str) -> None:
         """A room whose creation failed: its working copy goes, nothing is kept."""
         await asyncio.to_thread(_remove_folder, self.working_copy(room_id))
+        await self.store.delete_storage_state(room_id)
         self._status.pop(room_id, None)
 
     async def expire_snapshots(self) -> int:
@@ -219,8 +224,11 @@ class RoomStorage(LoggingConfigurable):
 
     # -- background work -------------------------------------------------------------
 
-    def start(self, rooms: Callable[[], Iterable[tuple[str, str]]]) -> None:
-        """Sync and expire in the background; `rooms()` gives (room id, storage) pairs."""
+    async def start(self, rooms: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """Load what each durable copy holds, then sync and expire in the background;
+        `rooms()` gives (room id, storage) pairs."""
+        for room_id, (digest, synced_at) in (await self.store.storage_states()).items():
+            self._status[room_id] = StorageStatus(synced_at=synced_at, fingerprint=digest)
         self._loop_task = asyncio.ensure_future(self._background(rooms))
 
     async def stop(self, rooms: Iterable[tuple[str, str]]) -> None:
@@ -260,6 +268,7 @@ class RoomStorage(LoggingConfigurable):
         try:
             await self._guard(room_id, self._download(backend, _current_key(room_id), room_id))
             self.log.info("Room %s: working copy restored from %s storage", room_id, storage)
+            await self._synced(room_id)  # the two copies are alike now
         except ObjectMissing:
             await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
 
@@ -279,8 +288,17 @@ class RoomStorage(LoggingConfigurable):
         except StorageUnavailable as e:
             self.log.warning("Room %s: sync to %s storage failed: %s", room_id, storage, e.message)
             return False
-        status.fingerprint, status.synced_at = current, utcnow()
+        await self._synced(room_id, current)
         return True
+
+    async def _synced(self, room_id: str, digest: str | None = None) -> None:
+        """Record that the durable copy now holds the working copy (of fingerprint
+        `digest`, computed when not given)."""
+        if digest is None:
+            digest = await asyncio.to_thread(fingerprint, str(self.working_copy(room_id)))
+        status = self.status(room_id)
+        status.fingerprint, status.synced_at = digest, utcnow()
+        await self.store.save_storage_state(room_id, digest, status.synced_at)
 
     async def _snapshot(self, room_id: str, storage: str, actor: str, reason: str) -> SnapshotRecord:
         snapshot_id = str(uuid.uuid4())

@@ -220,3 +220,14 @@ class KernelSession(Base):
     name: Mapped[str]
     type: Mapped[str]
     kernel_id: Mapped[str] = mapped_column(index=True)
+
+
+class RoomStorageState(Base):
+    """What a room's durable copy holds: the fingerprint of the working copy it was last
+    written from (or restored into), and when. No foreign key: RoomStorage removes it."""
+
+    __tablename__ = "room_storage"
+
+    room_id: Mapped[str] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str]
+    synced_at: Mapped[datetime]

@@ -57,6 +57,7 @@ from kernelgate.store.models import (
     Room,
     RoomKernel,
     RoomLanguage,
+    RoomStorageState,
     Snapshot,
     SoloSession,
     User,
@@ -404,6 +405,20 @@ class Store(LoggingConfigurable):
             raise BadRequest("limit must not be negative")
         return await self._read(self._audit_log, limit)
 
+    # -- room storage ----------------------------------------------------------------
+
+    async def storage_states(self) -> dict[str, tuple[str, datetime]]:
+        """room id -> (fingerprint, synced_at) of what each room's durable copy holds."""
+        return await self._read(self._storage_states)
+
+    async def save_storage_state(self, room_id: str, fingerprint: str, synced_at: datetime) -> None:
+        _check_aware(synced_at)
+        await self._write(self._save_storage_state, room_id, fingerprint, synced_at)
+
+    async def delete_storage_state(self, room_id: str) -> None:
+        """Forget it; nothing happens if there is none."""
+        await self._write(self._delete_storage_state, room_id)
+
     # -- snapshots -------------------------------------------------------------------
 
     async def add_snapshot(self, snapshot: SnapshotRecord) -> None:
@@ -670,6 +685,18 @@ class Store(LoggingConfigurable):
             SessionRecord(s.id, s.user_id, s.path, s.name, s.type, s.kernel_id)
             for s in session.scalars(select(KernelSession).order_by(KernelSession.id))
         ]
+
+    @staticmethod
+    def _storage_states(session: Session) -> dict[str, tuple[str, datetime]]:
+        return {s.room_id: (s.fingerprint, _utc(s.synced_at)) for s in session.scalars(select(RoomStorageState))}
+
+    @staticmethod
+    def _save_storage_state(session: Session, room_id: str, fingerprint: str, synced_at: datetime) -> None:
+        session.merge(RoomStorageState(room_id=room_id, fingerprint=fingerprint, synced_at=synced_at))
+
+    @staticmethod
+    def _delete_storage_state(session: Session, room_id: str) -> None:
+        session.execute(delete(RoomStorageState).where(RoomStorageState.room_id == room_id))
 
     @staticmethod
     def _add_snapshot(session: Session, snapshot: SnapshotRecord) -> None:
