@@ -2,8 +2,9 @@
 
 Uploads stream through boto3's managed transfer, multipart above `part_size`: memory
 holds a few parts at a time, whatever the size (about 60 MB at the defaults, measured
-by bench/storage_throughput.py). Downloads stream the response body. Credentials left empty come from boto3's usual chain (AWS_* environment
-variables, a shared credentials file, an instance role).
+by bench/storage_throughput.py). Downloads stream the response body. Credentials left
+empty come from boto3's usual chain (AWS_* environment variables, a shared credentials
+file, an instance role).
 """
 
 from __future__ import annotations

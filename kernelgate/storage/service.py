@@ -140,7 +140,8 @@ class RoomStorage(LoggingConfigurable):
                 await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
             else:
                 backend = self.backends[self.check_name(source.storage)]
-                await self._guard(room_id, self._download(backend, _snapshot_key(source), room_id))
+                key = _snapshot_key(source.room_id, source.id)
+                await self._guard(room_id, self._download(backend, key, room_id))
 
     async def prepare(self, room_id: str, storage: str) -> None:
         """Make sure the working copy exists: restore the durable copy where it is missing
@@ -176,7 +177,8 @@ class RoomStorage(LoggingConfigurable):
             await self._prepare(room_id, storage)
             safety = await self._snapshot(room_id, storage, actor, "before restore")
             backend = self.backends[snapshot.storage]
-            await self._guard(room_id, self._download(backend, _snapshot_key(snapshot), room_id))
+            key = _snapshot_key(snapshot.room_id, snapshot.id)
+            await self._guard(room_id, self._download(backend, key, room_id))
             self.status(room_id).fingerprint = None
             await self._sync(room_id, storage)
         return safety
@@ -214,7 +216,7 @@ class RoomStorage(LoggingConfigurable):
             if backend is None:
                 continue
             try:
-                await asyncio.to_thread(backend.delete, _snapshot_key(snapshot))
+                await asyncio.to_thread(backend.delete, _snapshot_key(snapshot.room_id, snapshot.id))
             except StorageUnavailable as e:
                 self.log.warning("Snapshot %s not deleted yet: %s", snapshot.id, e.message)
                 continue
@@ -302,7 +304,7 @@ class RoomStorage(LoggingConfigurable):
 
     async def _snapshot(self, room_id: str, storage: str, actor: str, reason: str) -> SnapshotRecord:
         snapshot_id = str(uuid.uuid4())
-        key = f"rooms/{room_id}/snapshots/{snapshot_id}.tar"
+        key = _snapshot_key(room_id, snapshot_id)
         size, digest, stats = await self._guard(
             room_id, self._upload(self.backends[storage], key, self.working_copy(room_id))
         )
@@ -365,8 +367,8 @@ def _current_key(room_id: str) -> str:
     return f"rooms/{room_id}/current.tar"
 
 
-def _snapshot_key(snapshot: SnapshotRecord) -> str:
-    return f"rooms/{snapshot.room_id}/snapshots/{snapshot.id}.tar"
+def _snapshot_key(room_id: str, snapshot_id: str) -> str:
+    return f"rooms/{room_id}/snapshots/{snapshot_id}.tar"
 
 
 def _remove_folder(folder: Path) -> None:
