@@ -36,12 +36,15 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # --- Tiers: the limits of a kernel's container --------------------------------------
 # Each kernelspec names its tier in metadata.kernel_provisioner.config.tier.
 # memory and tmp_size in bytes; runtime "" = the engine's default, "runsc" = gVisor.
+# start_cpus: the CPU limit while a new container's kernel starts (imports are CPU-bound);
+# lowered to cpus once the kernel answers, before anyone can run code (0 = cpus).
 # MiB = 1024 * 1024
 # c.Tiers.tiers = {
 #     "low": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,
-#             "idle_timeout": 600, "tmp_size": 64 * MiB, "max_file_size": 32 * MiB},
+#             "idle_timeout": 600, "tmp_size": 64 * MiB, "max_file_size": 32 * MiB,
+#             "start_cpus": 2.0},
 #     "medium": {"memory": 512 * MiB, "cpus": 1.0, "pids": 256, "exec_timeout": 60,
-#                "idle_timeout": 900, "tmp_size": 256 * MiB},
+#                "idle_timeout": 900, "tmp_size": 256 * MiB, "start_cpus": 2.0},
 #     "high": {"memory": 1024 * MiB, "cpus": 2.0, "pids": 512, "exec_timeout": 120,
 #              "idle_timeout": 1800, "tmp_size": 512 * MiB},
 # }

@@ -29,6 +29,15 @@ OWNER_LABEL = "org.kernelgate.owner"
 GATEWAY_LABEL = "org.kernelgate.gateway"
 
 
+#: CFS period of the containers' CPU limits, microseconds (the engine's own default).
+CPU_PERIOD = 100_000
+
+
+def cpu_quota_options(cpus: float) -> dict[str, int]:
+    """docker SDK create/update options limiting a container to `cpus` cores."""
+    return {"cpu_period": CPU_PERIOD, "cpu_quota": round(cpus * CPU_PERIOD)}
+
+
 class EngineUnavailable(Unavailable):
     """The Docker engine cannot be reached or refused an operation it should allow."""
 
@@ -154,6 +163,14 @@ class DockerEngine(SingletonConfigurable):
             return container.id
 
         return await self._call(run)
+
+    async def set_cpus(self, container_id: str, cpus: float) -> None:
+        """Change a running container's CPU limit (a CFS quota of `cpus` cores).
+
+        The container must have been created with `cpu_quota_options`, not `nano_cpus`
+        (the engine refuses to change a quota set that way).
+        """
+        await self._call(lambda c: c.api.update_container(container_id, **cpu_quota_options(cpus)))
 
     async def signal(self, container_id: str, signum: int) -> None:
         """Send a signal to the container's init (which forwards it to the kernel)."""

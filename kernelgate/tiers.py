@@ -17,7 +17,9 @@ class Tier:
     memory, tmp_size (each of the /tmp and home tmpfs) and max_file_size (one file
     through the contents API) are bytes, cpus a fraction of cores, exec_timeout and
     idle_timeout seconds (0 = none), runtime a Docker runtime name ("" = the engine's
-    default, e.g. "runsc" for gVisor).
+    default, e.g. "runsc" for gVisor). start_cpus is the CPU limit while a new sandbox
+    starts, until its kernel first answers and before anyone can use it (0, or anything
+    below cpus, = cpus): a kernel's start is mostly CPU-bound imports.
     """
 
     name: str
@@ -29,6 +31,12 @@ class Tier:
     tmp_size: int
     max_file_size: int = 32 * _MIB
     runtime: str = ""
+    start_cpus: float = 0.0
+
+    @property
+    def cpus_at_start(self) -> float:
+        """The CPU limit a new sandbox starts with."""
+        return max(self.start_cpus, self.cpus)
 
     def as_model(self) -> dict:
         """The tier as JSON for API responses."""
@@ -37,9 +45,9 @@ class Tier:
 
 DEFAULT_TIERS = {
     "low": {"memory": 256 * _MIB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,
-            "idle_timeout": 600, "tmp_size": 64 * _MIB},
+            "idle_timeout": 600, "tmp_size": 64 * _MIB, "start_cpus": 2.0},
     "medium": {"memory": 512 * _MIB, "cpus": 1.0, "pids": 256, "exec_timeout": 60,
-               "idle_timeout": 900, "tmp_size": 256 * _MIB},
+               "idle_timeout": 900, "tmp_size": 256 * _MIB, "start_cpus": 2.0},
     "high": {"memory": 1024 * _MIB, "cpus": 2.0, "pids": 512, "exec_timeout": 120,
              "idle_timeout": 1800, "tmp_size": 512 * _MIB},
 }
@@ -51,7 +59,8 @@ class Tiers(SingletonConfigurable):
     tiers = Dict(
         default_value=DEFAULT_TIERS,
         config=True,
-        help="Tier name -> {memory, cpus, pids, exec_timeout, idle_timeout, tmp_size, runtime}."
+        help="Tier name -> {memory, cpus, pids, exec_timeout, idle_timeout, tmp_size,"
+        " max_file_size, runtime, start_cpus}."
         " memory and tmp_size in bytes.",
     )
     default_tier = Unicode("low", config=True, help="Tier for kernelspecs that name none.")

@@ -349,6 +349,7 @@ async def test_a_revived_room_kernel_is_re_adopted_after_a_gateway_crash(rooms_g
     else:
         pytest.fail("the room kernel was not revived")
     revived = container()
+    assert revived.attrs["HostConfig"]["CpuQuota"] == 50_000  # the start-up allowance is taken back
     ws = await alice.connect(kid)
     await ws.execute("memory = 'in the new container'")
     ws.close()

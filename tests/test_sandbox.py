@@ -48,7 +48,7 @@ async def test_container_is_locked_down(docker_gateway, docker_engine):
     host = container.attrs["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["Init"]
     assert host["Memory"] == 256 * 1024 * 1024 and host["MemorySwap"] == host["Memory"]
-    assert host["PidsLimit"] == 128 and host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] == 128 and (host["CpuQuota"], host["CpuPeriod"]) == (50_000, 100_000)
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     labels = container.labels
     assert labels[OWNER_LABEL] == "dev" and labels[GATEWAY_LABEL] == docker_gateway.gateway_id
@@ -191,7 +191,38 @@ async def test_each_tier_sets_its_limits(docker_gateway, docker_engine, name, me
     assert kernel["kernelgate"]["tier"] == {256: "low", 512: "medium", 1024: "high"}[memory]
     host = container_of(docker_engine, kernel["id"]).attrs["HostConfig"]
     assert host["Memory"] == host["MemorySwap"] == memory * 1024 * 1024
-    assert host["NanoCpus"] == int(cpus * 1e9) and host["PidsLimit"] == pids
+    assert host["CpuQuota"] == int(cpus * host["CpuPeriod"]) and host["PidsLimit"] == pids
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_a_kernel_starts_with_more_cpu_than_it_runs_with(start_gateway, docker_engine, tmp_path):
+    """The low tier starts a sandbox at 2 CPUs (start_cpus) and gives it 0.5 (cpus) once
+    the kernel answers: the kernel's first process sees the first, its code the second."""
+    import json
+
+    from tests.conftest import ROOT
+
+    quota = ("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max")
+    spec = tmp_path / "specs" / "probe"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": ["sh", "-c", f"({quota}) > /tmp/start-quota; exec python -m ipykernel_launcher -f \"$0\"",
+                 "{connection_file}"],
+        "display_name": "probe", "language": "python",
+        "metadata": {"kernel_provisioner": {"provisioner_name": "docker-provisioner",
+                                            "config": {"image": "python", "tier": "low"}}},
+    }))
+    config = tmp_path / "config.py"
+    config.write_text(f"c.KernelSpecCatalog.kernelspec_dirs = [{str(ROOT / 'kernelspecs')!r}, {str(spec.parent)!r}]\n")
+    client = start_gateway("--kernels=docker", f"--config={config}").client()
+    kernel = await client.start_kernel("probe")
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute(f"import subprocess\nprint(open('/tmp/start-quota').read().strip())\n"
+                           f"print(subprocess.run({quota!r}, shell=True, capture_output=True, text=True).stdout.strip())")
+    assert run.stdout.split() == ["200000", "50000"], run
+    ws.close()
+    host = container_of(docker_engine, kernel["id"]).attrs["HostConfig"]
+    assert (host["CpuQuota"], host["CpuPeriod"]) == (50_000, 100_000)
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
 
 

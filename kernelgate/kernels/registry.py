@@ -377,7 +377,21 @@ class KernelRegistry(LoggingConfigurable):
             explain = getattr(manager.provisioner, "exit_reason", None)  # Docker's knows
             why = await explain() if explain and not await manager.is_alive() else ""
             raise Unavailable(f"Kernel {kernel.name} failed to start: {e}{'; ' + why if why else ''}") from None
+        await self._settle(kernel)
         kernel.execution_state = "idle"
+
+    @staticmethod
+    async def _settle(kernel: Kernel) -> None:
+        """A new sandbox's kernel answers: its provisioner takes back what it only gave
+        for the start (Docker: the start-up CPU allowance), before anyone uses it. If it
+        cannot, the sandbox is killed (and the error raised): none keeps the allowance."""
+        settle = getattr(kernel.manager.provisioner, "settle", None)
+        if settle is not None:
+            try:
+                await settle()
+            except BaseException:
+                await kernel.manager.provisioner.kill()
+                raise
 
     def _register(self, kernel: Kernel) -> None:
         self.kernels[kernel.id] = kernel
@@ -536,6 +550,7 @@ class KernelRegistry(LoggingConfigurable):
         kernel.watch.reset()
         await kernel.manager.restart_kernel(now=True)
         await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+        await self._settle(kernel)
         kernel.execution_state = "idle"
         for listener in list(self.on_new_sandbox):
             await listener(kernel)

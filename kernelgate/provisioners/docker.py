@@ -24,7 +24,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Int, Unicode
 
 from kernelgate import socketdir
-from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing
+from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing, cpu_quota_options
 from kernelgate.environment import project
 from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.tiers import Tiers
@@ -41,7 +41,9 @@ class DockerProvisioner(KernelProvisionerBase):
     The container runs as an unprivileged user on a read-only root filesystem, with all
     capabilities dropped, no-new-privileges, no network, the tier's memory (no swap),
     CPU and pids limits, size-limited tmpfs for /tmp and the home directory, and
-    docker-init as PID 1 to reap zombies and forward signals to the kernel.
+    docker-init as PID 1 to reap zombies and forward signals to the kernel. It starts
+    with the tier's start-up CPU allowance, which `settle` takes away once the kernel
+    answers.
     """
 
     image = Unicode(help="Name of the kernel's image: a folder of images/.").tag(config=True)
@@ -150,7 +152,7 @@ class DockerProvisioner(KernelProvisionerBase):
             "init": True,
             "mem_limit": tier.memory,
             "memswap_limit": tier.memory,
-            "nano_cpus": int(tier.cpus * 1e9),
+            **cpu_quota_options(tier.cpus_at_start),  # lowered to tier.cpus by settle()
             "pids_limit": tier.pids,
             "tmpfs": {
                 "/tmp": f"size={tier.tmp_size},mode=1777",
@@ -182,6 +184,14 @@ class DockerProvisioner(KernelProvisionerBase):
             self.kernel_id, self.container_id[:12], reference, tier.name,
         )
         return self.connection_info
+
+    async def settle(self) -> None:
+        """Called by the gateway once the kernel first answers, before anyone can use it:
+        lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
+        EngineUnavailable if the engine refuses; the kernel is then not handed out."""
+        tier = Tiers.instance().get(self.tier)
+        if self.container_id is not None and tier.cpus_at_start != tier.cpus:
+            await DockerEngine.instance().set_cpus(self.container_id, tier.cpus)
 
     async def exit_reason(self) -> str:
         """Why the container stopped, in words for users ('' if it is unknown)."""
