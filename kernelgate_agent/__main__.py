@@ -1,3 +1,3 @@
-from kernelgate_agent.agent import main
+from kernelgate_agent.start import main
 
 main()

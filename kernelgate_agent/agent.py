@@ -21,54 +21,40 @@ and the gateway sees the kernel die.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
 import signal
-import sys
+import subprocess
 
 import zmq
 import zmq.asyncio
-from jupyter_client.session import Session
 
 from kernelgate_agent.files import FileError, Workspace
+from kernelgate_agent.process import start_kernel
 from kernelgate_agent.terminals import Terminal
+from kernelgate_agent.wire import Wire, endpoints
 
 log = logging.getLogger("kernelgate.agent")
 
-_PR_SET_PDEATHSIG = 1
 #: The operations of a file_request.
 _FILE_OPS = ("list", "stat", "read", "write", "mkdir", "rename", "copy", "delete")
 
 
-def die_with_parent() -> None:
-    """In a child before exec: a session of its own (signals to its group reach none of
-    the agent's other children), killed if the agent dies (local kernels have no
-    container to take them down)."""
-    os.setsid()
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def endpoints(info: dict) -> tuple[str, str]:
-    """The agent's (request, publish) endpoints for a kernel's connection info."""
-    if info["transport"] == "ipc":
-        return f"ipc://{info['ip']}-agent", f"ipc://{info['ip']}-agent-pub"
-    return (f"tcp://{info['ip']}:{info['agent_port']}", f"tcp://{info['ip']}:{info['agent_pub_port']}")
-
-
 class Agent:
+    """Serves one sandbox. `kernel` is the kernel's process when it was started before
+    the agent (see kernelgate_agent.start); otherwise `run` starts it."""
+
     def __init__(self, connection_file: str, workspace: str, kernel_argv: list[str],
-                 shell: str = "/bin/bash", max_file_size: int = 0) -> None:
+                 shell: str = "/bin/bash", max_file_size: int = 0,
+                 kernel: subprocess.Popen | None = None) -> None:
         with open(connection_file) as f:
             self.info = json.load(f)
-        self.session = Session(
-            key=self.info["key"].encode(), signature_scheme=self.info["signature_scheme"]
-        )
+        self.wire = Wire(self.info["key"].encode(), self.info["signature_scheme"])
         self.workspace = Workspace(workspace, max_file_size)
         self.kernel_argv = kernel_argv
         self.shell = shell
-        self.kernel: asyncio.subprocess.Process | None = None
+        self.kernel = kernel
         self.terminals: dict[str, Terminal] = {}
         self._restarting = False
         self._done: asyncio.Future | None = None
@@ -85,13 +71,16 @@ class Agent:
         self.pub.bind(publish_url)
         loop.add_signal_handler(signal.SIGINT, self.interrupt_kernel)
         loop.add_signal_handler(signal.SIGTERM, lambda: self._finish(0))
-        await self._start_kernel()
+        if self.kernel is None:
+            self._start_kernel()
+        else:
+            asyncio.ensure_future(self._watch_kernel(self.kernel))
         serving = asyncio.ensure_future(self._serve())
         code = await self._done
         serving.cancel()
         for terminal in list(self.terminals.values()):
             terminal.close()
-        if self.kernel and self.kernel.returncode is None:
+        if self.kernel and self.kernel.poll() is None:
             self._signal_kernel(signal.SIGKILL)
         self.router.close(linger=0)
         self.pub.close(linger=200)
@@ -99,14 +88,12 @@ class Agent:
 
     # -- the kernel ----------------------------------------------------------------
 
-    async def _start_kernel(self) -> None:
-        self.kernel = await asyncio.create_subprocess_exec(
-            *self.kernel_argv, cwd=self.workspace.root, preexec_fn=die_with_parent,
-        )
+    def _start_kernel(self) -> None:
+        self.kernel = start_kernel(self.kernel_argv, self.workspace.root)
         asyncio.ensure_future(self._watch_kernel(self.kernel))
 
-    async def _watch_kernel(self, process: asyncio.subprocess.Process) -> None:
-        code = await process.wait()
+    async def _watch_kernel(self, process: subprocess.Popen) -> None:
+        code = await asyncio.to_thread(process.wait)
         if process is self.kernel and not self._restarting:
             log.info("kernel exited with %s", code)
             self._finish(code)
@@ -127,8 +114,8 @@ class Agent:
         self._restarting = True
         try:
             self._signal_kernel(signal.SIGKILL)
-            await self.kernel.wait()
-            await self._start_kernel()
+            await asyncio.to_thread(self.kernel.wait)
+            self._start_kernel()
         finally:
             self._restarting = False
 
@@ -142,9 +129,8 @@ class Agent:
         while True:
             raw = await self.router.recv_multipart()
             try:
-                idents, parts = self.session.feed_identities(raw, copy=True)
-                msg = self.session.deserialize(parts, content=True, copy=True)
-            except Exception as e:  # noqa: BLE001 - a bad message must not stop the agent
+                idents, msg = self.wire.unpack(raw)
+            except (ValueError, UnicodeDecodeError) as e:  # noqa: BLE001 - a bad message must not stop the agent
                 log.warning("dropped a bad request: %s", e)
                 continue
             try:
@@ -187,7 +173,7 @@ class Agent:
 
     def _reply(self, idents, parent: dict, content: dict, buffers: list[bytes] | None = None) -> None:
         kind = parent["header"]["msg_type"].replace("_request", "_reply")
-        self.session.send(self.router, kind, content, parent=parent, ident=idents, buffers=buffers)
+        self.router.send_multipart(self.wire.pack(kind, content, parent, idents, buffers))
 
     def _open_terminal(self, content: dict) -> None:
         name = str(content["name"])
@@ -203,11 +189,11 @@ class Agent:
 
     def _publish_output(self, name: str, data: bytes) -> None:
         text = data.decode("utf-8", "replace")
-        self.session.send(self.pub, "terminal_output", {"name": name, "data": text})
+        self.pub.send_multipart(self.wire.pack("terminal_output", {"name": name, "data": text}))
 
     def _terminal_exited(self, name: str, code: int) -> None:
         self.terminals.pop(name, None)
-        self.session.send(self.pub, "terminal_exit", {"name": name, "code": code})
+        self.pub.send_multipart(self.wire.pack("terminal_exit", {"name": name, "code": code}))
 
     def _file(self, idents, msg: dict) -> None:
         content = msg["content"]
@@ -235,24 +221,3 @@ class Agent:
             return
         self._reply(idents, msg, {"status": "ok", **result}, buffers)
 
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m kernelgate_agent --connection-file F --workspace W
-    [--max-file-size N] -- KERNEL ARGV...`"""
-    import argparse
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--" not in args:
-        raise SystemExit("usage: kernelgate_agent [options] -- kernel argv...")
-    split = args.index("--")
-    parser = argparse.ArgumentParser(prog="kernelgate_agent")
-    parser.add_argument("--connection-file", required=True)
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("--max-file-size", type=int, default=0)
-    parser.add_argument("--shell", default="/bin/bash")
-    options = parser.parse_args(args[:split])
-    logging.basicConfig(level=logging.INFO, format="[agent] %(levelname)s %(message)s")
-    os.makedirs(options.workspace, exist_ok=True)
-    agent = Agent(options.connection_file, options.workspace, args[split + 1:],
-                  options.shell, options.max_file_size)
-    sys.exit(asyncio.run(agent.run()))

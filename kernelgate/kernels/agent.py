@@ -16,7 +16,8 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from kernelgate.errors import Unavailable
-from kernelgate_agent.agent import endpoints
+from kernelgate.kernels.hub import tune_reconnect
+from kernelgate_agent.wire import endpoints
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ class AgentClient:
         self._sub = context.socket(zmq.SUB)
         for sock in (self._dealer, self._sub):
             sock.linger = 0
-            sock.setsockopt(zmq.RECONNECT_IVL, 10)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+            tune_reconnect(sock)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._dealer.connect(request_url)
         self._sub.connect(publish_url)

@@ -37,6 +37,18 @@ _SOCKET_TYPES = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER
 
 #: Messages read from one socket in one event-loop turn; more wait for the next turn.
 BATCH = 64
+#: ZeroMQ reconnect interval to a kernel's sockets, first and largest (ms). A kernel binds
+#: its sockets only once it has loaded; ZeroMQ's default backoff, up to 500 ms here
+#: before, made the gateway connect up to a third of a second after that.
+RECONNECT_MS = (10, 50)
+#: How long wait_ready gives iopub after a kernel_info_reply before asking again (s).
+IOPUB_GRACE = 0.05
+
+
+def tune_reconnect(sock: zmq.Socket) -> None:
+    """Reconnect to a kernel's socket quickly (ipc attempts cost next to nothing)."""
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS[0])
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MS[1])
 
 
 class Client(Protocol):
@@ -181,8 +193,7 @@ class KernelHub:
         for channel, kind in _SOCKET_TYPES.items():
             sock = zmq.Socket(context, kind)
             sock.linger = 0
-            sock.setsockopt(zmq.RECONNECT_IVL, 10)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+            tune_reconnect(sock)
             if kind == zmq.SUB:
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
             else:  # shell and stdin share an identity: the kernel sends input_request
@@ -249,15 +260,18 @@ class KernelHub:
             self._ready_waiters.append((frames.header["msg_id"], future))
             try:
                 reply = await asyncio.wait_for(asyncio.shield(future), interval)
-                await asyncio.wait_for(self._iopub_seen.wait(), interval)
-                return reply
             except asyncio.TimeoutError:
-                pass
+                interval = min(interval * 2, 1.0)
+            else:  # the kernel answers; iopub shows this request's status unless its
+                try:  # subscription is still on its way: then the next request's will
+                    await asyncio.wait_for(self._iopub_seen.wait(), IOPUB_GRACE)
+                    return reply
+                except asyncio.TimeoutError:
+                    pass
             if not await alive():
                 raise RuntimeError("the kernel died while starting")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no kernel_info_reply within {timeout} s")
-            interval = min(interval * 2, 1.0)
 
     def _request(self, msg_type: str, content: dict | None = None) -> Frames:
         msg = self.session.msg(msg_type, content or {})
