@@ -32,12 +32,15 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelSpecCatalog.default_kernel_name = "python3"
 # c.KernelSpecCatalog.kernelspec_dirs = ["/path/to/kernelgate/kernelspecs"]
 # c.DockerProvisioner.uid = 1000             # the unprivileged user kernels run as
+# c.DockerProvisioner.start_cpus_seconds = 10.0  # longest start-up CPU allowance (tiers' start_cpus)
 
 # --- Tiers: the limits of a kernel's container --------------------------------------
 # Each kernelspec names its tier in metadata.kernel_provisioner.config.tier.
 # memory and tmp_size in bytes; runtime "" = the engine's default, "runsc" = gVisor.
 # start_cpus: the CPU limit while a new container's kernel starts (imports are CPU-bound);
-# lowered to cpus once the kernel answers, before anyone can run code (0 = cpus).
+# lowered to cpus once the kernel answers, before anyone can run code (0 = cpus), or after
+# DockerProvisioner.start_cpus_seconds if it has not answered by then. A kernel restarted
+# inside its container (the API's restart) gets no allowance: its terminals run meanwhile.
 # MiB = 1024 * 1024
 # c.Tiers.tiers = {
 #     "low": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,

@@ -195,9 +195,12 @@ async def test_each_tier_sets_its_limits(docker_gateway, docker_engine, name, me
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
 
 
-async def test_a_kernel_starts_with_more_cpu_than_it_runs_with(start_gateway, docker_engine, tmp_path):
+@pytest.mark.parametrize("delay, quota_at_start", [(0, 200_000), (4, 50_000)])
+async def test_a_kernel_starts_with_more_cpu_than_it_runs_with(start_gateway, docker_engine, tmp_path,
+                                                               delay, quota_at_start):
     """The low tier starts a sandbox at 2 CPUs (start_cpus) and gives it 0.5 (cpus) once
-    the kernel answers: the kernel's first process sees the first, its code the second."""
+    the kernel answers, or after start_cpus_seconds (here 2) if it has not answered by then:
+    the kernel's first process sees the first, its code the second."""
     import json
 
     from tests.conftest import ROOT
@@ -206,20 +209,21 @@ async def test_a_kernel_starts_with_more_cpu_than_it_runs_with(start_gateway, do
     spec = tmp_path / "specs" / "probe"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": ["sh", "-c", f"({quota}) > /tmp/start-quota; exec python -m ipykernel_launcher -f \"$0\"",
-                 "{connection_file}"],
+        "argv": ["sh", "-c", f"sleep {delay}; ({quota}) > /tmp/start-quota;"
+                 " exec python -m ipykernel_launcher -f \"$0\"", "{connection_file}"],
         "display_name": "probe", "language": "python",
         "metadata": {"kernel_provisioner": {"provisioner_name": "docker-provisioner",
                                             "config": {"image": "python", "tier": "low"}}},
     }))
     config = tmp_path / "config.py"
-    config.write_text(f"c.KernelSpecCatalog.kernelspec_dirs = [{str(ROOT / 'kernelspecs')!r}, {str(spec.parent)!r}]\n")
+    config.write_text(f"c.KernelSpecCatalog.kernelspec_dirs = [{str(ROOT / 'kernelspecs')!r}, {str(spec.parent)!r}]\n"
+                      "c.DockerProvisioner.start_cpus_seconds = 2\n")
     client = start_gateway("--kernels=docker", f"--config={config}").client()
     kernel = await client.start_kernel("probe")
     ws = await client.connect(kernel["id"])
     run = await ws.execute(f"import subprocess\nprint(open('/tmp/start-quota').read().strip())\n"
                            f"print(subprocess.run({quota!r}, shell=True, capture_output=True, text=True).stdout.strip())")
-    assert run.stdout.split() == ["200000", "50000"], run
+    assert run.stdout.split() == [str(quota_at_start), "50000"], run
     ws.close()
     host = container_of(docker_engine, kernel["id"]).attrs["HostConfig"]
     assert (host["CpuQuota"], host["CpuPeriod"]) == (50_000, 100_000)

@@ -13,6 +13,7 @@ bind-mounted into the container at the same path, so the container needs no netw
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from docker.types import LogConfig
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
-from traitlets import Int, Unicode
+from traitlets import Float, Int, Unicode
 
 from kernelgate import socketdir
 from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing, cpu_quota_options
@@ -53,6 +54,10 @@ class DockerProvisioner(KernelProvisionerBase):
         "1m", help="Size of the tmpfs holding a kernel's sockets (when the gateway is root)."
     ).tag(config=True)
     log_size = Unicode("1m", help="Largest container log kept by Docker (json-file max-size).").tag(config=True)
+    start_cpus_seconds = Float(
+        10.0, help="Longest time a new container keeps its tier's start_cpus when its kernel"
+        " has not answered yet (code in a room's workspace can run at a kernel's start).",
+    ).tag(config=True)
     agent_python = Unicode(
         "/opt/kernelgate/venv/bin/python", help="The image's Python that runs kernelgate_agent."
     ).tag(config=True)
@@ -60,6 +65,7 @@ class DockerProvisioner(KernelProvisionerBase):
     container_id: str | None = None
     workspace: str | None = None
     _exit_code: int | None = None
+    _starting: asyncio.TimerHandle | None = None  # takes start_cpus back if settle() is late
 
     @property
     def has_process(self) -> bool:
@@ -179,6 +185,9 @@ class DockerProvisioner(KernelProvisionerBase):
                 f"Image {reference} for kernel {self.kernel_spec.display_name!r} is not built;"
                 f" run: kernelgate images build {self.image}"
             ) from None
+        if tier.cpus_at_start != tier.cpus:
+            self._starting = asyncio.get_running_loop().call_later(
+                self.start_cpus_seconds, lambda: asyncio.ensure_future(self._settle_late()))
         self.log.info(
             "Kernel %s: container %s from %s (tier %s)",
             self.kernel_id, self.container_id[:12], reference, tier.name,
@@ -189,9 +198,22 @@ class DockerProvisioner(KernelProvisionerBase):
         """Called by the gateway once the kernel first answers, before anyone can use it:
         lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
         EngineUnavailable if the engine refuses; the kernel is then not handed out."""
+        if self._starting is not None:
+            self._starting.cancel()
+            self._starting = None
         tier = Tiers.instance().get(self.tier)
         if self.container_id is not None and tier.cpus_at_start != tier.cpus:
             await DockerEngine.instance().set_cpus(self.container_id, tier.cpus)
+
+    async def _settle_late(self) -> None:
+        """The kernel took longer than start_cpus_seconds: its start-up allowance ends."""
+        self._starting = None
+        container = self.container_id
+        try:
+            await DockerEngine.instance().set_cpus(container, Tiers.instance().get(self.tier).cpus)
+        except Exception as e:  # noqa: BLE001 - a container that keeps the allowance must go
+            self.log.warning("Kernel %s: CPU limit not lowered (%s); removing it", self.kernel_id, e)
+            await DockerEngine.instance().remove(container)
 
     async def exit_reason(self) -> str:
         """Why the container stopped, in words for users ('' if it is unknown)."""
@@ -206,6 +228,9 @@ class DockerProvisioner(KernelProvisionerBase):
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (and, unless restarting, the socket folder's tmpfs);
         idempotent."""
+        if self._starting is not None:
+            self._starting.cancel()
+            self._starting = None
         if self.container_id is not None:
             await DockerEngine.instance().remove(self.container_id)
             self.container_id = None
