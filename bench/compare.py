@@ -3,6 +3,7 @@
 
 Usage:
     python bench/compare.py [--rounds 300] [--starts 5] [--idle 10] [--lines 100000]
+                            [--capacity-seconds 60] [--capacity-max 200] [--parallel 4]
                             [--only kernelgate-local,kernelgate-docker,kernelgate-docker-pool,kg,eg]
 
 Runs the same client workload, one gateway after the other, against
@@ -22,7 +23,11 @@ Workload, python3 kernel, one synchronous websocket-client (legacy JSON protocol
      sending the request to the iopub idle;
   4. memory per idle kernel: `--idle` kernels started (each ran `1+1`), then (RSS of the
      gateway + RSS of its descendant processes + `docker stats` memory of its kernel
-     containers) / N.
+     containers) / N;
+  5. most concurrent kernels: kernels started `--parallel` at a time, each until it has
+     answered `1+1`, for `--capacity-seconds` or until `--capacity-max` kernels or the
+     first failure; the column is how many `GET /api/kernels` lists at the end (they
+     are all kept running until then). `--capacity-seconds 0` skips it.
 
 kernelgate is started with `--KernelRegistry.max_output=0` (its default 4 MiB output cap
 per execution would cut the throughput cell). Its Docker python3 kernels run in the
@@ -41,8 +46,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import requests
@@ -117,10 +124,13 @@ class Server:
                     f"--data-dir={self.workdir}/data", f"--gateway-id={self.gateway_id}",
                     f"--kernels={'docker' if self.docker else 'local'}",
                     "--KernelRegistry.max_output=0"]
+            config = (  # no per-user kernel limit: the benchmark is one user
+                'c.Plans.plans = {"bench": {"kernel_tiers": ["low"], "max_kernels": 0}}\n'
+                'c.Plans.order = ["bench"]\nc.Plans.admin_plan = "bench"\n')
             if variant == "kernelgate-docker-pool":
-                (self.workdir / "config.py").write_text(
-                    'c.KernelRegistry.pool_sizes = {"python3": 1}\n')
-                args.append(f"--config={self.workdir}/config.py")
+                config += 'c.KernelRegistry.pool_sizes = {"python3": 1}\n'
+            (self.workdir / "config.py").write_text(config)
+            args.append(f"--config={self.workdir}/config.py")
             cwd = ROOT
         else:
             # the venv's own Jupyter paths only: its python3 kernelspec, runtime in workdir
@@ -356,6 +366,52 @@ def measure_idle_memory(server: Server, n: int) -> dict:
             "gateway_before": before[0], "marginal_per_kernel": (total - sum(before)) / n, "n": n}
 
 
+def measure_capacity(server: Server, seconds: float, cap: int, parallel: int) -> dict:
+    """Start kernels, `parallel` at a time, each until it answers `1+1`, for `seconds` or
+    until `cap` kernels or a failure; how many the gateway lists at the end."""
+    lock = threading.Lock()
+    started: list[str] = []
+    failures: list[str] = []
+    launched = 0
+    t0 = perf()
+
+    def worker() -> None:
+        nonlocal launched
+        while True:
+            with lock:
+                if failures or launched >= cap or perf() - t0 > seconds:
+                    return
+                launched += 1
+            try:
+                kernel_id = server.start_kernel()
+                with lock:
+                    started.append(kernel_id)
+                ws = WsTransport(server.ws_url(kernel_id), "legacy", server.headers)
+                try:
+                    round_trip(ws, "1+1")
+                finally:
+                    ws.close()
+            except Exception as e:  # noqa: BLE001 - the first failure ends the measurement
+                with lock:
+                    failures.append(f"{type(e).__name__}: {str(e)[:200]}")
+                return
+
+    threads = [threading.Thread(target=worker) for _ in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = perf() - t0
+    try:
+        listed = len(server.http.get(server.url + "/api/kernels", timeout=120).json())
+    finally:
+        with ThreadPool(parallel) as pool:
+            pool.map(server.delete_kernel, started)
+    stopped_by = (f"failure: {failures[0]}" if failures else
+                  "cap" if len(started) >= cap else "time")
+    return {"kernels": listed, "started": len(started), "seconds": elapsed, "stopped_by": stopped_by}
+
+
 def run_variant(variant: str, args, venv: Path) -> dict:
     server = Server(variant, venv)
     result: dict = {}
@@ -381,6 +437,12 @@ def run_variant(variant: str, args, venv: Path) -> dict:
         print(f"[{variant}] memory: {args.idle} idle kernels", flush=True)
         result["memory"] = measure_idle_memory(server, args.idle)
         print(f"  {result['memory']}", flush=True)
+        if args.capacity_seconds:
+            print(f"[{variant}] concurrent kernels: {args.parallel} at a time for "
+                  f"{args.capacity_seconds:g} s, at most {args.capacity_max}", flush=True)
+            result["capacity"] = measure_capacity(server, args.capacity_seconds, args.capacity_max,
+                                                  args.parallel)
+            print(f"  {result['capacity']}", flush=True)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - report, clean up, go on
@@ -396,7 +458,7 @@ def run_variant(variant: str, args, venv: Path) -> dict:
 
 
 COLUMNS = ("start p50 ms", "start max ms", "RTT p50 ms", "RTT p99 ms", "iopub lines/s",
-           "MB per idle kernel")
+           "MB per idle kernel", "concurrent kernels")
 
 
 def values(r: dict) -> list[float | None]:
@@ -406,13 +468,14 @@ def values(r: dict) -> list[float | None]:
         1000 * percentile(rtt, 50) if rtt else None, 1000 * percentile(rtt, 99) if rtt else None,
         r["iopub"]["lines_per_s"] if "iopub" in r else None,
         r["memory"]["per_kernel"] if "memory" in r else None,
+        r["capacity"]["kernels"] if "capacity" in r else None,
     ]
 
 
 def fmt(v: float | None, col: int) -> str:
     if v is None:
         return "—"
-    if col == 4:
+    if col in (4, 6):
         return f"{v:,.0f}"
     if col in (0, 1):
         return f"{v:.0f}"
@@ -442,6 +505,11 @@ def report(results: dict[str, dict], lines: int) -> list[str]:
             for x, b in zip(values(r), base):
                 cells.append("—" if x is None or not b else f"{x / b:.2f}×")
             out.append(f"| {LABELS[v]} | " + " | ".join(cells) + " |")
+    started = [f"- {LABELS[v]}: {r['capacity']['started']} kernels started in "
+               f"{r['capacity']['seconds']:.0f} s, stopped by {r['capacity']['stopped_by']}"
+               for v, r in results.items() if "capacity" in r]
+    if started:
+        out += ["", "Concurrent kernels:", "", *started]
     for v, r in results.items():
         if "error" in r:
             out += ["", f"{LABELS[v]}: failed: {r['error']}"]
@@ -460,6 +528,10 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--lines", type=int, default=100_000)
     p.add_argument("--idle", type=int, default=10, help="idle kernels for the memory column")
+    p.add_argument("--capacity-seconds", type=float, default=60.0,
+                   help="how long to keep starting kernels for the concurrency column (0: skip)")
+    p.add_argument("--capacity-max", type=int, default=200, help="stop the concurrency column here")
+    p.add_argument("--parallel", type=int, default=4, help="kernels started at once for it")
     p.add_argument("--pool-wait", type=float, default=4.0,
                    help="seconds the pooled variant waits for the pool to refill before a start")
     p.add_argument("--venv", type=Path, default=Path("/tmp/kgcompare-venv"))
@@ -470,7 +542,9 @@ def main(argv=None) -> int:
         if v not in VARIANTS:
             p.error(f"unknown variant {v!r}")
     if not (1 <= args.starts <= 100 and 1 <= args.rounds <= 100_000 and 0 <= args.warmup <= 10_000
-            and 1 <= args.lines <= 10_000_000 and 1 <= args.idle <= 200):
+            and 1 <= args.lines <= 10_000_000 and 1 <= args.idle <= 200
+            and 0 <= args.capacity_seconds <= 3600 and 1 <= args.capacity_max <= 2000
+            and 1 <= args.parallel <= 32):
         p.error("argument out of range")
     signal.signal(signal.SIGTERM, _terminate)
 
@@ -491,7 +565,9 @@ def main(argv=None) -> int:
         out.append(f"- {LABELS[v]}, venv {args.venv if v == 'kg' else eg_venv(args.venv)}: "
                    + ", ".join(f"{k} {x}" for k, x in vs.items() if x != "?"))
     out += [f"- {args.starts} starts, {args.rounds} round trips (+{args.warmup} warm-up), "
-            f"{args.lines} lines, {args.idle} idle kernels; load average before "
+            f"{args.lines} lines, {args.idle} idle kernels, concurrent kernels for "
+            f"{args.capacity_seconds:g} s ({args.parallel} at a time, at most {args.capacity_max}); "
+            "load average before "
             f"{load_before}, after {loadavg()}", ""]
     out += report(results, args.lines)
     print("\n" + "\n".join(out))
