@@ -344,6 +344,15 @@ def memory_mb(server: Server) -> tuple[float, float, float]:
     return gw, kids, containers
 
 
+def first_result(server: Server, kernel_id: str) -> None:
+    """Run `1+1` on the kernel: it has started and answers."""
+    ws = WsTransport(server.ws_url(kernel_id), "legacy", server.headers)
+    try:
+        round_trip(ws, "1+1")
+    finally:
+        ws.close()
+
+
 def measure_idle_memory(server: Server, n: int) -> dict:
     before = memory_mb(server)
     started = []
@@ -351,11 +360,7 @@ def measure_idle_memory(server: Server, n: int) -> dict:
         for _ in range(n):
             kernel_id = server.start_kernel()
             started.append(kernel_id)
-            ws = WsTransport(server.ws_url(kernel_id), "legacy", server.headers)
-            try:
-                round_trip(ws, "1+1")
-            finally:
-                ws.close()
+            first_result(server, kernel_id)
         time.sleep(3)  # let them settle idle
         gw, kids, containers = memory_mb(server)
     finally:
@@ -386,11 +391,7 @@ def measure_capacity(server: Server, seconds: float, cap: int, parallel: int) ->
                 kernel_id = server.start_kernel()
                 with lock:
                     started.append(kernel_id)
-                ws = WsTransport(server.ws_url(kernel_id), "legacy", server.headers)
-                try:
-                    round_trip(ws, "1+1")
-                finally:
-                    ws.close()
+                first_result(server, kernel_id)
             except Exception as e:  # noqa: BLE001 - the first failure ends the measurement
                 with lock:
                     failures.append(f"{type(e).__name__}: {str(e)[:200]}")
