@@ -139,3 +139,6 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.ImageBuilder.debian_mirror = ""          # empty: debootstrap's default mirror
 # c.ImageBuilder.pip_index_url = ""          # empty: pip's default index
 # c.ImageBuilder.ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
+
+# --- Health (GET /api/health, no credentials) --------------------------------------
+# c.HealthCheck.cache_seconds = 5.0          # how long the backends' answers are reused

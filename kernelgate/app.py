@@ -27,6 +27,7 @@ import kernelgate
 from kernelgate.engine import DockerEngine, EngineUnavailable
 from kernelgate.environment.install import EnvironmentService
 from kernelgate.handlers import routes
+from kernelgate.health import HealthCheck
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
 from kernelgate.images import ImageBuilder
 from kernelgate.jwt_auth import JWTIdentityProvider, mint
@@ -94,6 +95,7 @@ class Services:
     store: Store
     users: SeenUsers
     environment: EnvironmentService
+    health: HealthCheck
 
 
 class ServeApp(ConfiguredApp):
@@ -154,7 +156,7 @@ class ServeApp(ConfiguredApp):
     classes = [
         KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, RoomStorage, LocalBackend,
         S3Backend, EnvironmentService, Store, Tiers, Plans, DockerEngine, DockerProvisioner,
-        ImageBuilder, JWTIdentityProvider, DevIdentityProvider,
+        ImageBuilder, JWTIdentityProvider, DevIdentityProvider, HealthCheck,
     ]
 
     @validate("base_url")
@@ -226,6 +228,7 @@ class ServeApp(ConfiguredApp):
             registry, catalog, sessions, identity_provider, plans,
             TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
             SeenUsers(store), environment,
+            HealthCheck(store, rooms.storage, docker=not catalog.local_kernels, parent=self),
         )
         cors = {name: getattr(self, name) for name in (
             "allow_origin", "allow_headers", "allow_methods", "allow_credentials",

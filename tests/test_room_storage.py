@@ -205,9 +205,30 @@ async def wait_for_state(client, room_id: str, state: str) -> dict:
     pytest.fail(f"room storage never became {state}: {room['storage_status']}")
 
 
+async def test_health_reuses_the_backends_answers_for_a_while(start_gateway, s3_server):
+    """Anyone may call /api/health: within cache_seconds it asks no backend again."""
+    gateway = start_gateway("--kernels=local", *s3_server.gateway_args(), "--HealthCheck.cache_seconds=10")
+    client = gateway.client(token=None)
+    first = await asyncio.gather(*(client.request("GET", "/api/health") for _ in range(20)))
+    assert {r.status for r in first} == {200}
+    assert {r.body["checks"]["storage"]["backends"]["s3"] for r in first} == {"ok"}
+    s3_server.stop()
+    assert (await client.request("GET", "/api/health")).body["status"] == "ok"  # the kept answer
+    for _ in range(80):
+        await asyncio.sleep(0.25)
+        health = (await client.request("GET", "/api/health")).body
+        if health["status"] == "degraded":
+            break
+    else:
+        pytest.fail("the outage never showed")
+    assert health["checks"]["storage"]["backends"]["s3"].startswith("unavailable")
+    s3_server.start()
+
+
 async def test_an_s3_outage_degrades_the_room_and_loses_nothing(docker_engine, start_gateway, s3_server):
     options = ["--kernels=docker", *s3_server.gateway_args(),
-               "--RoomStorage.sync_interval=2", "--RoomStorage.retry_interval=0.5"]
+               "--RoomStorage.sync_interval=2", "--RoomStorage.retry_interval=0.5",
+               "--HealthCheck.cache_seconds=0"]
     gateway = start_gateway(*options)
     client = gateway.client()
     room = await make_room(client, "s3")

@@ -1,0 +1,67 @@
+"""HealthCheck: whether the gateway's backends answer, asked at most every `cache_seconds`.
+
+`GET /api/health` needs no credentials (load balancers and orchestrators call it), so
+its answer must not cost a database query, an engine ping and a storage request per call:
+the backends' answers are kept for `cache_seconds` and only one check runs at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
+from kernelgate.engine import DockerEngine
+from kernelgate.storage.service import RoomStorage
+from kernelgate.store import Store
+
+
+class HealthCheck(LoggingConfigurable):
+    cache_seconds = Float(
+        5.0, config=True, help="How long the backends' answers are reused by /api/health.",
+    )
+
+    def __init__(self, store: Store, storage: RoomStorage, docker: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.storage = storage
+        self.docker = docker
+        self._checks: dict | None = None
+        self._checked_at = 0.0
+        self._running: asyncio.Future | None = None
+
+    async def report(self) -> dict:
+        """`{"status": "ok"|"degraded", "checks": {"store", "docker"?, "storage"}}`."""
+        checks = dict(await self._backends())
+        storage = {"backends": checks.pop("storage"), "degraded_rooms": len(self.storage.degraded())}
+        healthy = (all(v == "ok" for v in checks.values())
+                   and all(v == "ok" for v in storage["backends"].values())
+                   and not storage["degraded_rooms"])
+        return {"status": "ok" if healthy else "degraded", "checks": {**checks, "storage": storage}}
+
+    async def _backends(self) -> dict:
+        if self._checks is not None and time.monotonic() - self._checked_at < self.cache_seconds:
+            return self._checks
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._check())
+            self._running.add_done_callback(self._keep)
+        return await asyncio.shield(self._running)
+
+    def _keep(self, task: asyncio.Future) -> None:
+        self._running = None
+        if not task.cancelled() and task.exception() is None:
+            self._checks, self._checked_at = task.result(), time.monotonic()
+
+    async def _check(self) -> dict:
+        checks: dict = {}
+        try:
+            await asyncio.wait_for(self.store.ping(), 10)
+            checks["store"] = "ok"
+        except Exception as e:  # noqa: BLE001 - any failure of the database is the answer
+            checks["store"] = f"unavailable: {e.__class__.__name__}"
+        if self.docker:
+            checks["docker"] = "ok" if await DockerEngine.instance().ping() else "unavailable"
+        checks["storage"] = await self.storage.health()
+        return checks
