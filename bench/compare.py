@@ -26,8 +26,8 @@ Workload, python3 kernel, one synchronous websocket-client (legacy JSON protocol
      containers) / N;
   5. most concurrent kernels: kernels started `--parallel` at a time, each until it has
      answered `1+1`, for `--capacity-seconds` or until `--capacity-max` kernels or the
-     first failure; the column is how many `GET /api/kernels` lists at the end (they
-     are all kept running until then). `--capacity-seconds 0` skips it.
+     first failure, all kept running until the end; the column is how many answered.
+     `--capacity-seconds 0` skips it.
 
 kernelgate is started with `--KernelRegistry.max_output=0` (its default 4 MiB output cap
 per execution would cut the throughput cell). Its Docker python3 kernels run in the
@@ -373,9 +373,11 @@ def measure_idle_memory(server: Server, n: int) -> dict:
 
 def measure_capacity(server: Server, seconds: float, cap: int, parallel: int) -> dict:
     """Start kernels, `parallel` at a time, each until it answers `1+1`, for `seconds` or
-    until `cap` kernels or a failure; how many the gateway lists at the end."""
+    until `cap` kernels or a failure; how many answered (all are kept running until the
+    end), and how many the gateway lists then."""
     lock = threading.Lock()
     started: list[str] = []
+    answered: list[str] = []
     failures: list[str] = []
     launched = 0
     t0 = perf()
@@ -392,6 +394,8 @@ def measure_capacity(server: Server, seconds: float, cap: int, parallel: int) ->
                 with lock:
                     started.append(kernel_id)
                 first_result(server, kernel_id)
+                with lock:
+                    answered.append(kernel_id)
             except Exception as e:  # noqa: BLE001 - the first failure ends the measurement
                 with lock:
                     failures.append(f"{type(e).__name__}: {str(e)[:200]}")
@@ -410,7 +414,8 @@ def measure_capacity(server: Server, seconds: float, cap: int, parallel: int) ->
             pool.map(server.delete_kernel, started)
     stopped_by = (f"failure: {failures[0]}" if failures else
                   "cap" if len(started) >= cap else "time")
-    return {"kernels": listed, "started": len(started), "seconds": elapsed, "stopped_by": stopped_by}
+    return {"kernels": len(answered), "started": len(started), "listed": listed,
+            "seconds": elapsed, "stopped_by": stopped_by}
 
 
 def run_variant(variant: str, args, venv: Path) -> dict:
@@ -506,8 +511,9 @@ def report(results: dict[str, dict], lines: int) -> list[str]:
             for x, b in zip(values(r), base):
                 cells.append("—" if x is None or not b else f"{x / b:.2f}×")
             out.append(f"| {LABELS[v]} | " + " | ".join(cells) + " |")
-    started = [f"- {LABELS[v]}: {r['capacity']['started']} kernels started in "
-               f"{r['capacity']['seconds']:.0f} s, stopped by {r['capacity']['stopped_by']}"
+    started = [f"- {LABELS[v]}: {r['capacity']['kernels']} answered of {r['capacity']['started']} "
+               f"started in {r['capacity']['seconds']:.0f} s ({r['capacity']['listed']} listed at "
+               f"the end), stopped by {r['capacity']['stopped_by']}"
                for v, r in results.items() if "capacity" in r]
     if started:
         out += ["", "Concurrent kernels:", "", *started]
