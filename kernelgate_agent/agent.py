@@ -31,7 +31,7 @@ import zmq
 import zmq.asyncio
 
 from kernelgate_agent.files import FileError, Workspace
-from kernelgate_agent.process import start_kernel
+from kernelgate_agent.process import signal_group, start_kernel
 from kernelgate_agent.terminals import Terminal
 from kernelgate_agent.wire import Wire, endpoints
 
@@ -42,12 +42,11 @@ _FILE_OPS = ("list", "stat", "read", "write", "mkdir", "rename", "copy", "delete
 
 
 class Agent:
-    """Serves one sandbox. `kernel` is the kernel's process when it was started before
-    the agent (see kernelgate_agent.start); otherwise `run` starts it."""
+    """Serves one sandbox whose kernel process, `kernel`, was started from `kernel_argv`
+    before the agent loaded (kernelgate_agent.start); a restart starts it again."""
 
     def __init__(self, connection_file: str, workspace: str, kernel_argv: list[str],
-                 shell: str = "/bin/bash", max_file_size: int = 0,
-                 kernel: subprocess.Popen | None = None) -> None:
+                 kernel: subprocess.Popen, shell: str = "/bin/bash", max_file_size: int = 0) -> None:
         with open(connection_file) as f:
             self.info = json.load(f)
         self.wire = Wire(self.info["key"].encode(), self.info["signature_scheme"])
@@ -71,16 +70,13 @@ class Agent:
         self.pub.bind(publish_url)
         loop.add_signal_handler(signal.SIGINT, self.interrupt_kernel)
         loop.add_signal_handler(signal.SIGTERM, lambda: self._finish(0))
-        if self.kernel is None:
-            self._start_kernel()
-        else:
-            asyncio.ensure_future(self._watch_kernel(self.kernel))
+        asyncio.ensure_future(self._watch_kernel(self.kernel))
         serving = asyncio.ensure_future(self._serve())
         code = await self._done
         serving.cancel()
         for terminal in list(self.terminals.values()):
             terminal.close()
-        if self.kernel and self.kernel.poll() is None:
+        if self.kernel.poll() is None:
             self._signal_kernel(signal.SIGKILL)
         self.router.close(linger=0)
         self.pub.close(linger=200)
@@ -99,15 +95,11 @@ class Agent:
             self._finish(code)
 
     def _signal_kernel(self, sig: int) -> None:
-        try:
-            os.killpg(self.kernel.pid, sig)
-        except ProcessLookupError:
-            pass
+        signal_group(self.kernel, sig)
 
     def interrupt_kernel(self) -> None:
         """SIGINT to the kernel's process group (not to terminals, not to the agent)."""
-        if self.kernel:
-            self._signal_kernel(signal.SIGINT)
+        self._signal_kernel(signal.SIGINT)
 
     async def restart_kernel(self) -> None:
         """Kill the kernel process group and start the kernel again, in this sandbox."""
@@ -130,7 +122,7 @@ class Agent:
             raw = await self.router.recv_multipart()
             try:
                 idents, msg = self.wire.unpack(raw)
-            except (ValueError, UnicodeDecodeError) as e:  # noqa: BLE001 - a bad message must not stop the agent
+            except ValueError as e:  # malformed or badly signed (JSON and UTF-8 errors included)
                 log.warning("dropped a bad request: %s", e)
                 continue
             try:

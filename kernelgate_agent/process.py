@@ -31,3 +31,11 @@ def start_kernel(argv: list[str], cwd: str) -> subprocess.Popen:
             os._exit(1)
 
     return subprocess.Popen(argv, cwd=cwd, preexec_fn=in_child)
+
+
+def signal_group(process: subprocess.Popen, sig: int) -> None:
+    """Send `sig` to the kernel's process group (a group of its own); gone is fine."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass

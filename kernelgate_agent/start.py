@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-from kernelgate_agent.process import start_kernel
+from kernelgate_agent.process import signal_group, start_kernel
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         kernel = start_kernel(kernel_argv, options.workspace)
     except (OSError, IndexError) as e:
         raise SystemExit(f"[agent] cannot start the kernel {kernel_argv!r}: {e}") from None
+    # an interrupt that comes while the agent loads is the kernel's, as it is afterwards
+    signal.signal(signal.SIGINT, lambda *_: signal_group(kernel, signal.SIGINT))
 
     import asyncio
     import logging
@@ -38,6 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     from kernelgate_agent.agent import Agent
 
     logging.basicConfig(level=logging.INFO, format="[agent] %(levelname)s %(message)s")
-    agent = Agent(options.connection_file, options.workspace, kernel_argv,
-                  options.shell, options.max_file_size, kernel=kernel)
+    agent = Agent(options.connection_file, options.workspace, kernel_argv, kernel,
+                  options.shell, options.max_file_size)
     sys.exit(asyncio.run(agent.run()))

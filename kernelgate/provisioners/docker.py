@@ -198,22 +198,25 @@ class DockerProvisioner(KernelProvisionerBase):
         """Called by the gateway once the kernel first answers, before anyone can use it:
         lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
         EngineUnavailable if the engine refuses; the kernel is then not handed out."""
-        if self._starting is not None:
-            self._starting.cancel()
-            self._starting = None
+        self._forget_allowance_timer()
         tier = Tiers.instance().get(self.tier)
         if self.container_id is not None and tier.cpus_at_start != tier.cpus:
             await DockerEngine.instance().set_cpus(self.container_id, tier.cpus)
 
     async def _settle_late(self) -> None:
         """The kernel took longer than start_cpus_seconds: its start-up allowance ends."""
-        self._starting = None
         container = self.container_id
         try:
-            await DockerEngine.instance().set_cpus(container, Tiers.instance().get(self.tier).cpus)
+            await self.settle()
         except Exception as e:  # noqa: BLE001 - a container that keeps the allowance must go
             self.log.warning("Kernel %s: CPU limit not lowered (%s); removing it", self.kernel_id, e)
-            await DockerEngine.instance().remove(container)
+            if container is not None:
+                await DockerEngine.instance().remove(container)
+
+    def _forget_allowance_timer(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            self._starting = None
 
     async def exit_reason(self) -> str:
         """Why the container stopped, in words for users ('' if it is unknown)."""
@@ -228,9 +231,7 @@ class DockerProvisioner(KernelProvisionerBase):
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (and, unless restarting, the socket folder's tmpfs);
         idempotent."""
-        if self._starting is not None:
-            self._starting.cancel()
-            self._starting = None
+        self._forget_allowance_timer()
         if self.container_id is not None:
             await DockerEngine.instance().remove(self.container_id)
             self.container_id = None
