@@ -320,7 +320,7 @@ class KernelGateApp(ConfiguredApp):
     description = "A Jupyter kernel gateway running every kernel in a sandboxed container."
     subcommands = {
         "serve": (ServeApp, ServeApp.description),
-        "images": ("kernelgate.images.ImagesApp", "Build and list the kernel images."),
+        "images": ("kernelgate.images.ImagesApp", "Build, list and prune the kernel images."),
         "token": (TokenApp, TokenApp.description),
     }
 

@@ -1,4 +1,4 @@
-"""Build and list the Docker images that kernelgate runs kernels in.
+"""Build, list and prune the Docker images that kernelgate runs kernels in.
 
 Every folder of ``images_dir`` that holds a ``Dockerfile`` and an ``image.json`` is an
 image named after the folder and tagged ``<repository>/<name>:<tag>``.  ``image.json``
@@ -10,8 +10,8 @@ declares the parent: ``{"parent": "base"}`` builds on ``<repository>/base``;
 The tag is a digest of everything that shapes the image (see :meth:`ImageBuilder.reference`),
 so an image whose reference exists in Docker is up to date and is not built again.
 
-Run as ``python -m kernelgate.images build|list`` or, mounted by the main application,
-as ``kernelgate images build|list``.
+Run as ``python -m kernelgate.images build|list|prune`` or, mounted by the main
+application, as ``kernelgate images build|list|prune``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from traitlets import Dict, Unicode, default
+from traitlets import Bool, Dict, Unicode, default
 from traitlets.config import Application, SingletonConfigurable
 
 from kernelgate.paths import shipped_folder
@@ -259,6 +259,36 @@ class ImageBuilder(SingletonConfigurable):
                 }
             )
         return rows
+
+    def prune(self, dry_run: bool = False) -> list[tuple[str, str]]:
+        """Remove the tags of this repository's images that are no longer current.
+
+        Every change to an image folder (or a parent) builds the image under a new tag
+        and leaves the old one behind. Only ``<repository>/<name>`` tags of known images
+        and the root filesystem are looked at, and the current references are kept. A
+        tag whose image a container still uses (a room kernel started before an upgrade,
+        say) is kept too. Returns ``(reference, "removed" | "would remove" | "in use")``
+        for each old tag. Raises docker.errors.DockerException when the engine cannot be
+        reached.
+        """
+        current = {self.reference(name) for name in self.names()} | {self.rootfs_reference()}
+        repositories = {f"{self.repository}/{name}" for name in [*self.names(), ROOTFS]}
+        results = []
+        for image in self.client.api.images():
+            for tag in image.get("RepoTags") or []:
+                if tag.rsplit(":", 1)[0] not in repositories or tag in current:
+                    continue
+                if dry_run:
+                    results.append((tag, "would remove"))
+                    continue
+                try:
+                    self.client.api.remove_image(tag)
+                    results.append((tag, "removed"))
+                except docker.errors.APIError as e:
+                    if e.status_code != 409:  # 409: a container uses it
+                        raise
+                    results.append((tag, "in use"))
+        return sorted(results)
 
     # ------------------------------------------------------------------ build
 
@@ -515,14 +545,40 @@ class ListImagesApp(Application):
             print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
 
 
+class PruneImagesApp(Application):
+    """``prune [--dry-run]``: remove the tags of images that are no longer current."""
+
+    name = "kernelgate-images-prune"
+    description = ("Remove kernelgate's image tags that no image folder produces any more "
+                   "(images a container still uses are kept).")
+    examples = "kernelgate images prune --dry-run"
+    classes = [ImageBuilder]
+    aliases = Dict(_ALIASES)
+    dry_run = Bool(False, config=True, help="Only say what would be removed.")
+    flags = Dict({"dry-run": ({"PruneImagesApp": {"dry_run": True}}, "Only say what would be removed.")})
+
+    def start(self) -> None:
+        builder = ImageBuilder(parent=self)
+        try:
+            results = builder.prune(dry_run=self.dry_run)
+        except (ImageError, docker.errors.DockerException) as e:
+            print(f"error: {e}", file=sys.stderr)
+            self.exit(1)
+        for reference, outcome in results:
+            print(f"{outcome}: {reference}")
+        if not results:
+            print("no old images")
+
+
 class ImagesApp(Application):
-    """``kernelgate images``: build and list the kernel images."""
+    """``kernelgate images``: build, list and prune the kernel images."""
 
     name = "kernelgate-images"
-    description = "Build and list the Docker images kernelgate runs kernels in."
+    description = "Build, list and prune the Docker images kernelgate runs kernels in."
     subcommands = {
         "build": (BuildImagesApp, BuildImagesApp.description),
         "list": (ListImagesApp, ListImagesApp.description),
+        "prune": (PruneImagesApp, PruneImagesApp.description),
     }
 
     def start(self) -> None:

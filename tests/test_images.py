@@ -173,6 +173,38 @@ def test_build_skips_built_images_and_list_reports_them(tiny, docker_client):
     assert rows[name]["size"] >= rows["base"]["size"] > 0
 
 
+def test_prune_removes_old_tags_only(python_image, docker_client):
+    """Old tags of the repository go; the current one, an old image a container still
+    uses and other repositories' images stay. The test's own repository keeps the
+    machine's images out of it."""
+    repository = f"kgprune{uuid.uuid4().hex[:8]}"
+    builder = ImageBuilder(repository=repository)
+    image = docker_client.images.get(python_image)
+    current = builder.reference("python")
+    old, used = f"{repository}/python:000000000000", f"{repository}/python:111111111111"
+    stranger = f"{repository}/not-an-image:000000000000"
+    for ref in (current, old, stranger):
+        image.tag(ref)
+    scratch = docker_client.containers.create(python_image, ["true"])
+    used_image = scratch.commit(repository=f"{repository}/python", tag="111111111111")  # an image of its own
+    user = docker_client.containers.create(used, ["true"])  # e.g. a room kernel from before an upgrade
+    try:
+        assert builder.prune(dry_run=True) == [(old, "would remove"), (used, "would remove")]
+        assert builder.prune() == [(old, "removed"), (used, "in use")]
+        tags = set(docker_client.images.get(python_image).tags)
+        assert {current, stranger} <= tags and old not in tags
+        assert docker_client.images.get(used_image.id).tags == [used]
+    finally:
+        for container in (user, scratch):
+            container.remove(force=True)
+        docker_client.images.remove(used_image.id, force=True)
+        for ref in (current, old, stranger):
+            try:
+                docker_client.images.remove(ref)
+            except docker.errors.ImageNotFound:
+                pass
+
+
 def test_build_failure_names_the_step(images_copy, docker_client):
     add_image(
         images_copy,
