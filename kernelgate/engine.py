@@ -82,13 +82,17 @@ class DockerEngine(SingletonConfigurable):
 
     async def _call(self, fn, *args, **kwargs):
         """Run fn(client, *args, **kwargs) in the pool; engine failures -> EngineUnavailable."""
+        return await self._call_in(self._pool, fn, *args, **kwargs)
+
+    async def _call_in(self, executor, fn, *args, **kwargs):
+        """`_call` in `executor` (None: the loop's default executor)."""
         loop = asyncio.get_running_loop()
 
         def run():
             return fn(self._connect(), *args, **kwargs)
 
         try:
-            return await loop.run_in_executor(self._pool, run)
+            return await loop.run_in_executor(executor, run)
         except (NotFound, ImageNotFound):
             raise
         except (DockerException, OSError) as e:
@@ -219,15 +223,17 @@ class DockerEngine(SingletonConfigurable):
             return None
 
     async def follow_output(self, container_id: str, on_output: Callable[[bytes], None]) -> None:
-        """Call `on_output` (in a pool thread) with each chunk of the container's stdout and
-        stderr, from its start until it stops; returns when the output ends."""
+        """Call `on_output` (in a worker thread) with each chunk of the container's stdout
+        and stderr, from its start until it stops; returns when the output ends. It runs
+        in the loop's default executor: a stream can last minutes, and must not hold one of
+        the threads that start and remove kernels."""
 
         def follow(c):
             for chunk in c.api.logs(container_id, stream=True, follow=True):
                 on_output(chunk)
 
         try:
-            await self._call(follow)
+            await self._call_in(None, follow)
         except NotFound:
             pass
 

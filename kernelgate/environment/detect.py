@@ -21,7 +21,7 @@ SKIP_DIRS = frozenset({
     "vendor", "bower_components", "out",
 })
 #: Languages whose packages an install can put into the workspace.
-INSTALLABLE = ("python", "javascript")
+INSTALLABLE = project.PACKAGE_LANGUAGES
 #: Comparison operators that make a PEP 440 version specifier.
 _PEP440 = ("==", ">=", "<=", "~=", "!=", ">", "<")
 
@@ -54,7 +54,7 @@ class Scan:
 async def scan(tree: Tree, limits: Limits = Limits()) -> Scan:
     """Walk the tree breadth first (sorted names), within the limits."""
     found = Scan()
-    sources: list[tuple[str, int]] = []
+    sources: list[str] = []
     queue = [("", 0)]
     while queue:
         folder, depth = queue.pop(0)
@@ -92,8 +92,8 @@ async def scan(tree: Tree, limits: Limits = Limits()) -> Scan:
                     found.lockfiles.append(path)
                 elif posixpath.splitext(name)[1] in frameworks.SOURCES:
                     if entry.get("size", 0) <= limits.max_source_bytes:
-                        sources.append((path, entry.get("size", 0)))
-    for path, _ in sources[:limits.max_sources]:
+                        sources.append(path)
+    for path in sources[:limits.max_sources]:
         data = await _read(tree, path, limits.max_source_bytes, found)
         if data is None:
             continue

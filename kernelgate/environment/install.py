@@ -87,7 +87,6 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     lines: int = 0
     tails: dict[str, list[str]] = field(default_factory=dict)  # step key -> last lines
-    result: dict | None = None
     task: asyncio.Future | None = None  # the install, referenced while it runs
 
     def progress(self, language: str, step: str, line: str) -> None:
@@ -251,7 +250,6 @@ class EnvironmentService(LoggingConfigurable):
         finally:
             await self._remove_staging(staging)
             result["duration"] = round(time.monotonic() - started, 1)
-            job.result = result
             self._last[job.room_id] = {k: v for k, v in result.items() if k != "type"}
             del self._jobs[job.room_id]
             job.events.put_nowait(result)
@@ -277,10 +275,9 @@ class EnvironmentService(LoggingConfigurable):
     async def _make_staging(self, staging: Path) -> int:
         """The staging folder, a tmpfs of `disk` when the gateway is root; its limit in KiB."""
         await asyncio.to_thread(staging.mkdir, parents=True, mode=0o700)
-        uid = self.uid
         limit = _kib(self.disk)
         if os.geteuid() == 0:
-            options = f"size={self.disk},mode=0700,uid={uid},gid={uid},nosuid,nodev,noexec"
+            options = f"size={self.disk},mode=0700,uid={self.uid},gid={self.uid},nosuid,nodev,noexec"
             process = await asyncio.create_subprocess_exec(
                 "mount", "-t", "tmpfs", "-o", options, "kernelgate-install", str(staging),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -306,11 +303,10 @@ class EnvironmentService(LoggingConfigurable):
             volumes[self.ca_bundle] = {"bind": CA_PATH, "mode": "ro"}
         if self.mirror_dir:
             volumes[self.mirror_dir] = {"bind": MIRROR_PATH, "mode": "ro"}
-        uid = self.uid
         return {
             "name": f"kernelgate-install-{uuid.uuid4().hex[:12]}",
             "hostname": "install",
-            "user": f"{uid}:{uid}",
+            "user": f"{self.uid}:{self.uid}",
             "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", **environment},
             "working_dir": working_dir,
             "labels": {INSTALL_LABEL: job.room_id},
@@ -398,6 +394,7 @@ class EnvironmentService(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         pending = bytearray()
         tail: list[str] = []
+        job.tails[f"{language}/{step}"] = tail  # kept current by take(), even on a timeout
 
         def lines(chunk: bytes) -> None:  # the engine's thread
             loop.call_soon_threadsafe(take, chunk)
@@ -419,8 +416,7 @@ class EnvironmentService(LoggingConfigurable):
         try:
             try:
                 await asyncio.wait_for(engine.follow_output(container, lines), self.timeout)
-            except asyncio.TimeoutError:
-                await engine.remove(container)
+            except asyncio.TimeoutError:  # the finally below removes the container
                 return -1, f"it took longer than {self.timeout:.0f} s"
             state = await engine.inspect_state(container) or {}
             for _ in range(50):
@@ -431,7 +427,6 @@ class EnvironmentService(LoggingConfigurable):
             await asyncio.sleep(0)  # the last output lines, scheduled from the engine's thread
             if pending:
                 take(b"\n")
-            job.tails[f"{language}/{step}"] = tail
             if state.get("OOMKilled"):
                 return -1, f"it ran out of memory ({self.memory // (1024 * 1024)} MiB)"
             code = int(state.get("ExitCode", -1))

@@ -48,15 +48,6 @@ class HostTree:
             raise TreeError(str(e)) from None
 
 
-def read_host_file(root: Path, path: str, limit: int) -> bytes | None:
-    """One small file of a host workspace, blocking: None if it is missing, a link, not
-    a regular file or larger than `limit` bytes."""
-    try:
-        return Workspace(str(root), limit).read(path)
-    except FileError:
-        return None
-
-
 class AgentTree:
     """A sandbox's workspace, through its agent's file requests."""
 

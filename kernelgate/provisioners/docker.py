@@ -32,8 +32,8 @@ from kernelgate.tiers import Tiers
 
 #: Where the container user's writable home (a tmpfs) is mounted.
 HOME = "/home/kernel"
-#: Where a room's shared workspace is mounted.
-WORKSPACE = "/workspace"
+#: Where a room's shared workspace is mounted (install containers mount it there too).
+WORKSPACE = project.MOUNT
 
 
 class DockerProvisioner(KernelProvisionerBase):
