@@ -337,6 +337,7 @@ class RoomService(LoggingConfigurable):
         )
         if not allowed:
             raise NotFound(f"Snapshot not found: {snapshot_id}")
+        self.storage.check_name(snapshot.storage)  # before the room exists
         return snapshot
 
     async def _owner_plan(self, identity: Identity, room: RoomRecord) -> Plan:

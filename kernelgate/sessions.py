@@ -82,6 +82,11 @@ class SessionManager:
             if not isinstance(body["kernel"], dict):
                 raise BadRequest("'kernel' must be an object")
             changes["kernel_id"] = await self._kernel_for(owner, body["kernel"], start)
+            if self._sessions.get(session_id) is None:  # deleted while the kernel started
+                if not body["kernel"].get("id") and changes["kernel_id"] in self.registry.kernels:
+                    await self.registry.shutdown(self.registry.get(changes["kernel_id"]))
+                raise NotFound(f"Session not found: {session_id}")
+            session = self._sessions[session_id]
         old = session.kernel_id
         session = dataclasses.replace(session, **changes)
         await self.store.save_session(session)

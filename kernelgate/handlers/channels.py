@@ -94,7 +94,7 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         """
         connection = self.ws_connection
         if connection is None or connection.is_closing():
-            self.kernel.hub.detach(self)
+            self.kernel.hub.detach(self, batch)  # kept for the session's reconnection
             return
         chunks = []
         for frames in batch:
@@ -106,7 +106,7 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         try:
             connection.stream.write(b"".join(chunks))
         except StreamClosedError:
-            self.kernel.hub.detach(self)
+            self.kernel.hub.detach(self, batch)
 
     def on_close(self):
         if self._expiry is not None:

@@ -125,7 +125,13 @@ class _Socket:
                 self.outbox.append(parts)
         else:
             self.outbox.append(parts)
-        if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        self._check_events()
+
+    def _check_events(self) -> None:
+        """Drain again if the FD's signal may have been used up: a message waits, or the
+        outbox has something and the kernel can take it now."""
+        events = self.sock.getsockopt(zmq.EVENTS)
+        if events & zmq.POLLIN or (self.outbox and events & zmq.POLLOUT):
             self._schedule()
 
     def _schedule(self) -> None:
@@ -134,7 +140,9 @@ class _Socket:
 
     def drain(self) -> None:
         """Send what waits in the outbox, then read up to BATCH messages and hand them on."""
-        self._next = None
+        if self._next is not None:  # called by the reader with a drain already scheduled
+            self._next.cancel()
+            self._next = None
         if self.sock.closed:
             return
         batch: list[list[bytes]] = []
@@ -149,7 +157,8 @@ class _Socket:
                 batch.append(self.sock.recv_multipart(zmq.NOBLOCK))
             self._schedule()  # more may wait: after the other sockets and clients
         except zmq.Again:
-            pass
+            if self.outbox:  # reading may have used up the signal that it can send again
+                self._check_events()
         except zmq.ZMQError as e:  # the socket or its context is closing
             if not self.sock.closed:
                 log.warning("socket error: %s", e)
@@ -219,8 +228,9 @@ class KernelHub:
             if buffer.messages:
                 client.deliver(list(buffer.messages))
 
-    def detach(self, client: Client) -> None:
-        """Detach a client; buffer for its session_id if it gave one."""
+    def detach(self, client: Client, undelivered: list[Frames] | None = None) -> None:
+        """Detach a client; buffer for its session_id if it gave one, starting with
+        `undelivered`, the batch it was being given when it turned out to be closing."""
         if client not in self.clients:
             return
         self.clients.remove(client)
@@ -231,6 +241,8 @@ class KernelHub:
                 self.buffer_seconds, self._buffers.pop, client.session_id, None
             )
             self._buffers[client.session_id] = buffer
+            for frames in undelivered or ():
+                buffer.add(frames)
 
     def send(self, client: Client, frames: Frames) -> None:
         """Sign and forward a client's message to the kernel now."""

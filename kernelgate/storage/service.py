@@ -139,9 +139,14 @@ class RoomStorage(LoggingConfigurable):
             if source is None:
                 await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
             else:
-                backend = self.backends[self.check_name(source.storage)]
-                key = _snapshot_key(source.room_id, source.id)
-                await self._guard(room_id, self._download(backend, key, room_id))
+                await self._download_snapshot(room_id, source)
+
+    async def _download_snapshot(self, room_id: str, snapshot: SnapshotRecord) -> None:
+        """Unpack `snapshot` (of any room, in its backend) as the room's working copy;
+        BadRequest if its backend is not configured (lock held)."""
+        backend = self.backends[self.check_name(snapshot.storage)]
+        key = _snapshot_key(snapshot.room_id, snapshot.id)
+        await self._guard(room_id, self._download(backend, key, room_id))
 
     async def prepare(self, room_id: str, storage: str) -> None:
         """Make sure the working copy exists: restore the durable copy where it is missing
@@ -173,12 +178,11 @@ class RoomStorage(LoggingConfigurable):
         snapshot = await self.store.get_snapshot(snapshot_id)
         if snapshot is None or snapshot.room_id != room_id:
             raise NotFound(f"Snapshot not found: {snapshot_id}")
+        self.check_name(snapshot.storage)  # before anything changes
         async with self._lock(room_id):
             await self._prepare(room_id, storage)
             safety = await self._snapshot(room_id, storage, actor, "before restore")
-            backend = self.backends[snapshot.storage]
-            key = _snapshot_key(snapshot.room_id, snapshot.id)
-            await self._guard(room_id, self._download(backend, key, room_id))
+            await self._download_snapshot(room_id, snapshot)
             self.status(room_id).fingerprint = None
             await self._sync(room_id, storage)
         return safety
