@@ -30,6 +30,7 @@ setup(
         "ipykernel>=6.29",
         "pyzmq>=25",
         "tornado>=6.4",
+        "orjson>=3.9",
         "docker>=7.1",
         "traitlets>=5.14",
         "sqlalchemy>=2.0",

@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CHANNELS = ("shell", "iopub", "stdin", "control")
@@ -47,9 +50,21 @@ class Frames:
         return self.parts[4:]
 
 
-def _object(raw: bytes | str, what: str) -> dict:
+def read_json(raw: bytes | str):
+    """Parse JSON to read fields from it, as `json.loads` would (ValueError if it is not
+    JSON), about five times faster: the gateway reads the header and parent of every
+    kernel message. orjson parses, and json parses what orjson refuses (NaN, lone
+    surrogates). Never for a value the gateway serializes again: orjson reads integers
+    past 64 bits as floats."""
     try:
-        value = json.loads(raw)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def _object(raw: bytes | str, what: str, parse: Callable = json.loads) -> dict:
+    try:
+        value = parse(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise MessageError(f"{what} is not JSON: {e}") from None
     if not isinstance(value, dict):
@@ -150,7 +165,7 @@ def decode_v1(message: bytes) -> Frames:
     except UnicodeDecodeError:
         raise MessageError("v1 channel name is not UTF-8") from None
     parts = [message[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
-    return _checked(channel, _object(parts[0], "header"), parts)
+    return _checked(channel, _object(parts[0], "header", read_json), parts)
 
 
 def encode_v1(frames: Frames) -> bytes:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import DELIM, Session
 
-from kernelgate.kernels.codec import Frames
+from kernelgate.kernels.codec import Frames, read_json
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class _Socket:
     def send(self, parts: list) -> None:
         if not self.outbox:
             try:
-                self.sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+                _send_message(self.sock, parts)
             except zmq.Again:
                 self.outbox.append(parts)
         else:
@@ -139,7 +138,12 @@ class _Socket:
             self._next = self._loop.call_soon(self.drain)
 
     def drain(self) -> None:
-        """Send what waits in the outbox, then read up to BATCH messages and hand them on."""
+        """Send what waits in the outbox, then read up to BATCH messages and hand them on.
+
+        EVENTS is asked before each read (ZeroMQ's documented way to re-arm the FD):
+        reading until `zmq.Again` cost more than the read itself, in building the
+        exception.
+        """
         if self._next is not None:  # called by the reader with a drain already scheduled
             self._next.cancel()
             self._next = None
@@ -148,17 +152,21 @@ class _Socket:
         batch: list[list[bytes]] = []
         try:
             while self.outbox:
-                self.sock.send_multipart(self.outbox[0], zmq.NOBLOCK, copy=False)
+                _send_message(self.sock, self.outbox[0])
                 self.outbox.popleft()
         except zmq.Again:
             pass
         try:
-            while len(batch) < BATCH:
-                batch.append(self.sock.recv_multipart(zmq.NOBLOCK))
-            self._schedule()  # more may wait: after the other sockets and clients
-        except zmq.Again:
-            if self.outbox:  # reading may have used up the signal that it can send again
-                self._check_events()
+            while True:
+                events = self.sock.getsockopt(zmq.EVENTS)
+                if not events & zmq.POLLIN:
+                    if self.outbox and events & zmq.POLLOUT:
+                        self._schedule()  # the kernel can take the outbox again
+                    break
+                if len(batch) == BATCH:
+                    self._schedule()  # more wait: after the other sockets and clients
+                    break
+                batch.append(_receive_message(self.sock))
         except zmq.ZMQError as e:  # the socket or its context is closing
             if not self.sock.closed:
                 log.warning("socket error: %s", e)
@@ -334,7 +342,7 @@ class KernelHub:
             if waited == msg_id:
                 del self._ready_waiters[: i + 1]
                 if not future.done():
-                    future.set_result(json.loads(frames.parts[3]))
+                    future.set_result(read_json(frames.parts[3]))
                 return
 
     def _route(self, frames: Frames, parent_session: str | None) -> None:
@@ -381,6 +389,30 @@ class KernelHub:
         self._ready_waiters.clear()
 
 
+#: Flags as plain ints: pyzmq's send_multipart combines enum flags for every frame.
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+
+
+def _send_message(sock: zmq.Socket, parts: list) -> None:
+    """`send_multipart(parts, NOBLOCK, copy=False)` for the hub's hot path: zmq.Again
+    if the kernel cannot take the message (then no frame of it was sent)."""
+    for part in parts[:-1]:
+        sock.send(part, _MORE, copy=False)
+    sock.send(parts[-1], _LAST, copy=False)
+
+
+def _receive_message(sock: zmq.Socket) -> list[bytes]:
+    """`recv_multipart(NOBLOCK)` for a socket known to have a message waiting, without
+    looking up the RCVMORE option for every frame (each frame says whether more follow)."""
+    parts = []
+    while True:
+        frame = sock.recv(_LAST, copy=False)
+        parts.append(frame.bytes)
+        if not frame.more:
+            return parts
+
+
 def _endpoint(info: dict, channel: str) -> str:
     port = info[f"{channel}_port"]
     if info["transport"] == "ipc":
@@ -401,8 +433,8 @@ def _parse_kernel_message(channel: str, raw: list[bytes], session: Session) -> F
         raise ValueError("too few parts")
     if session.auth is not None and not hmac.compare_digest(session.sign(parts[:4]), signature):
         raise ValueError("bad signature")
-    header = json.loads(parts[0])
-    parent = json.loads(parts[1]) if parts[1] != b"{}" else {}
+    header = read_json(parts[0])
+    parent = read_json(parts[1]) if parts[1] != b"{}" else {}
     if not isinstance(header, dict) or not isinstance(parent, dict):
         raise ValueError("header and parent_header must be objects")
     return Frames(channel, parts, header, parent)

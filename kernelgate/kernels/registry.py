@@ -273,7 +273,7 @@ class KernelRegistry(LoggingConfigurable):
             if await kernel.manager.is_alive():
                 kernel.owner = owner
                 kernel.started = utcnow()
-                kernel.watch.last_activity = kernel.started
+                kernel.watch.active_at = kernel.started.timestamp()
                 return kernel
             await self._dispose(kernel)
         return None

@@ -13,12 +13,12 @@ It is the KernelHub's observer for one kernel:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from kernelgate.clock import utcnow
-from kernelgate.kernels.codec import Frames
+from kernelgate.kernels.codec import Frames, read_json
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,35 @@ class KernelWatch:
         self.max_output = max_output
         self.grace = grace
         self.execution_state = "starting"
-        self.last_activity = utcnow()
+        self.active_at = time.time()  # the last message either way, in epoch seconds (set per message)
         self._requests: dict[str, dict] = {}  # execute_request msg_id -> its header
         self._current: str | None = None  # msg_id of the running execution
         self._output = 0
         self._cut = False
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def last_activity(self) -> datetime:
+        return datetime.fromtimestamp(self.active_at, timezone.utc)
+
     # -- the hub's observer ---------------------------------------------------------
 
     def to_kernel(self, frames: Frames) -> None:
-        self.last_activity = utcnow()
+        self.active_at = time.time()
         if frames.channel == "shell" and frames.msg_type == "execute_request":
             self._requests[frames.header["msg_id"]] = frames.header
 
     def from_kernel(self, frames: Frames) -> bool:
-        self.last_activity = utcnow()
+        self.active_at = time.time()
         if frames.channel != "iopub":
             return True
         parent_id = frames.parent.get("msg_id")
         if frames.msg_type == "status":
-            state = json.loads(frames.parts[3]).get("execution_state")
+            try:
+                content = read_json(frames.parts[3])
+            except ValueError:
+                content = None
+            state = content.get("execution_state") if isinstance(content, dict) else None
             if isinstance(state, str):
                 self.execution_state = state
                 if state == "busy" and parent_id in self._requests:
