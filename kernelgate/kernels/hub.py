@@ -43,6 +43,12 @@ RECONNECT_MS = (10, 50)
 #: How long wait_ready gives iopub after a kernel_info_reply before asking again (s).
 IOPUB_GRACE = 0.05
 
+#: Flags as plain ints: combining pyzmq's enum flags builds a new enum member each time.
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+
 
 def tune_reconnect(sock: zmq.Socket) -> None:
     """Reconnect to a kernel's socket quickly (ipc attempts cost next to nothing)."""
@@ -130,7 +136,7 @@ class _Socket:
         """Drain again if the FD's signal may have been used up: a message waits, or the
         outbox has something and the kernel can take it now."""
         events = self.sock.getsockopt(zmq.EVENTS)
-        if events & zmq.POLLIN or (self.outbox and events & zmq.POLLOUT):
+        if events & _POLLIN or (self.outbox and events & _POLLOUT):
             self._schedule()
 
     def _schedule(self) -> None:
@@ -159,8 +165,8 @@ class _Socket:
         try:
             while True:
                 events = self.sock.getsockopt(zmq.EVENTS)
-                if not events & zmq.POLLIN:
-                    if self.outbox and events & zmq.POLLOUT:
+                if not events & _POLLIN:
+                    if self.outbox and events & _POLLOUT:
                         self._schedule()  # the kernel can take the outbox again
                     break
                 if len(batch) == BATCH:
@@ -387,11 +393,6 @@ class KernelHub:
         for _, future in self._ready_waiters:
             future.cancel()
         self._ready_waiters.clear()
-
-
-#: Flags as plain ints: pyzmq's send_multipart combines enum flags for every frame.
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
-_LAST = int(zmq.NOBLOCK)
 
 
 def _send_message(sock: zmq.Socket, parts: list) -> None:
