@@ -29,7 +29,7 @@ from kernelgate.environment.install import EnvironmentService
 from kernelgate.handlers import routes
 from kernelgate.health import HealthCheck
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
-from kernelgate.images import ImageBuilder
+from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.jwt_auth import JWTIdentityProvider, mint
 from kernelgate.kernels.registry import KernelRegistry
 from kernelgate.kernelspecs import KernelSpecCatalog
@@ -171,11 +171,16 @@ class ServeApp(ConfiguredApp):
         _raise_socket_limits()
         Tiers.instance(parent=self)
         plans = Plans.instance(parent=self)
-        ImageBuilder.instance(parent=self)
+        images = ImageBuilder.instance(parent=self)
         engine = DockerEngine.instance(parent=self)
         local = self.kernels == "local"
         if self.kernels == "auto" and not await engine.ping():
             local = True
+        if not local:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, images.references)
+            except (ImageError, OSError) as e:
+                self.log.warning("Image references not computed: %s", e)
         if self.kernels == "docker" and not await engine.ping():
             self.log.warning("Docker engine not reachable: kernels will fail with 503 until it is")
         if local:

@@ -118,6 +118,7 @@ def test_reference_is_deterministic(images_copy):
         os.utime(path, (later, later))
     touched = ImageBuilder(images_dir=str(images_copy))
     assert touched.reference("python") == original.reference("python")
+    assert ImageBuilder().references() == {name: original.reference(name) for name in original.names()}
 
 
 def test_reference_changes_with_folder_and_parent(images_copy):
