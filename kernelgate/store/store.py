@@ -502,15 +502,12 @@ class Store(LoggingConfigurable):
 
     @staticmethod
     def _users(session: Session) -> list[UserRecord]:
-        return [
-            UserRecord(u.id, u.name, u.tier, u.first_seen, u.last_seen)
-            for u in session.scalars(select(User).order_by(User.id))
-        ]
+        return [_user_record(u) for u in session.scalars(select(User).order_by(User.id))]
 
     @staticmethod
     def _get_user(session: Session, user: str) -> UserRecord | None:
         u = session.get(User, user)
-        return UserRecord(u.id, u.name, u.tier, _utc(u.first_seen), _utc(u.last_seen)) if u else None
+        return _user_record(u) if u else None
 
     @staticmethod
     def _solo_started(session: Session, kernel_id: str, user: str, kernelspec: str) -> None:
@@ -774,6 +771,10 @@ def _room_record(room: Room) -> RoomRecord:
         members=tuple(sorted((MemberRecord(m.user_id, m.role) for m in room.members),
                              key=lambda m: m.user)),
     )
+
+
+def _user_record(user: User) -> UserRecord:
+    return UserRecord(user.id, user.name, user.tier, _utc(user.first_seen), _utc(user.last_seen))
 
 
 def _utc(moment: datetime | None) -> datetime | None:
