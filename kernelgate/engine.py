@@ -121,26 +121,23 @@ class DockerEngine(SingletonConfigurable):
 
         Each item: {"id", "name", "kernel_id", "running"}.
         """
-
-        def list_them(c):
-            labels = [KERNEL_LABEL, f"{GATEWAY_LABEL}={self.gateway_id}"]
-            found = c.api.containers(all=True, filters={"label": labels})
-            return [
-                {
-                    "id": item["Id"],
-                    "name": item["Names"][0].lstrip("/") if item["Names"] else "",
-                    "kernel_id": item["Labels"].get(KERNEL_LABEL, ""),
-                    "running": item["State"] == "running",
-                }
-                for item in found
-            ]
-
-        return await self._call(list_them)
+        return [
+            {
+                "id": item["Id"],
+                "name": item["Names"][0].lstrip("/") if item["Names"] else "",
+                "kernel_id": item["Labels"].get(KERNEL_LABEL, ""),
+                "running": item["State"] == "running",
+            }
+            for item in await self._labelled(KERNEL_LABEL)
+        ]
 
     async def labelled_containers(self, label: str) -> list[str]:
         """Ids of this gateway instance's containers (running or not) carrying `label`."""
+        return [item["Id"] for item in await self._labelled(label)]
+
+    async def _labelled(self, label: str) -> list[dict]:
         filters = {"label": [label, f"{GATEWAY_LABEL}={self.gateway_id}"]}
-        return await self._call(lambda c: [item["Id"] for item in c.api.containers(all=True, filters=filters)])
+        return await self._call(lambda c: c.api.containers(all=True, filters=filters))
 
     # -- container lifecycle ----------------------------------------------------
 
