@@ -2,11 +2,13 @@
 
 The gateway never touches the files itself: every operation is a file_request to the
 agent inside the sandbox, which confines paths to the workspace and follows no links.
-Models are jupyter_server's contents models.
+Models are jupyter_server's contents models. Files can be large (up to the agent's
+`max_file_size`): decoding and encoding their content runs in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -87,19 +89,7 @@ class Contents:
         if not content:
             return model(path, entry)
         entry, (data,) = await self._file("read", path)
-        if _kind(path, entry) == "notebook" and format in (None, "json"):
-            try:
-                return model(path, entry, json.loads(data), "json")
-            except ValueError:
-                raise BadRequest(f"{path} is not a valid notebook") from None
-        if format in (None, "text"):
-            try:
-                return model(path, entry, data.decode("utf-8"), "text", "text/plain")
-            except UnicodeDecodeError:
-                if format == "text":
-                    raise BadRequest(f"{path} is not UTF-8 text") from None
-        mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        return model(path, entry, base64.b64encode(data).decode("ascii"), "base64", mimetype)
+        return await asyncio.to_thread(_file_model, path, entry, data, format)
 
     async def save(self, path: str, body: dict) -> tuple[dict, bool]:
         """PUT: write a file or notebook, or make a directory; (model, created)."""
@@ -109,7 +99,7 @@ class Contents:
             if not existed:
                 await self._file("mkdir", path)
             return await self.get(path, content=False), not existed
-        data = _payload(kind, body)
+        data = await asyncio.to_thread(_payload, kind, body)
         entry, _ = await self._file("write", path, [data])
         return model(path, entry), not existed
 
@@ -149,6 +139,23 @@ class Contents:
             if not await self.exists(candidate):
                 return candidate
         raise Conflict(f"No free name like {name_for(0)} in {directory or 'the workspace'}")
+
+
+def _file_model(path: str, entry: dict, data: bytes, format: str | None) -> dict:
+    """The model of a file read with its content: a notebook as JSON, text, or base64."""
+    if _kind(path, entry) == "notebook" and format in (None, "json"):
+        try:
+            return model(path, entry, json.loads(data), "json")
+        except ValueError:
+            raise BadRequest(f"{path} is not a valid notebook") from None
+    if format in (None, "text"):
+        try:
+            return model(path, entry, data.decode("utf-8"), "text", "text/plain")
+        except UnicodeDecodeError:
+            if format == "text":
+                raise BadRequest(f"{path} is not UTF-8 text") from None
+    mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return model(path, entry, base64.b64encode(data).decode("ascii"), "base64", mimetype)
 
 
 def _payload(kind: str, body: dict) -> bytes:

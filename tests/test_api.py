@@ -59,6 +59,9 @@ async def test_bad_input_gets_clear_errors(local_gateway):
     assert_json_error(await client.request("POST", f"/api/kernels/{unknown}/restart"), 404)
     assert_json_error(await client.request("GET", "/api/sessions/nope"), 404)
     assert_json_error(await client.request("POST", "/api/sessions", {"path": 3}), 400)
+    huge = {"name": "python3", "env": {"KERNEL_X": "x" * 300_000}}  # parsed on the loop: capped
+    assert_json_error(await client.request("POST", "/api/kernels", huge), 413)
+    assert (await client.request("GET", "/api")).status == 200
 
 
 async def test_websocket_to_unknown_kernel_is_404_before_upgrade(local_gateway):

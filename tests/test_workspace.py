@@ -127,6 +127,14 @@ async def test_files_between_contents_api_and_kernel(gateway):
     assert new.body["path"] == "notes/Untitled.ipynb"
     notebook = await client.request("GET", f"{base}/notes/Untitled.ipynb")
     assert notebook.body["type"] == "notebook" and notebook.body["content"]["nbformat"] == 4
+    saved = {"cells": [{"cell_type": "code", "source": "1+1", "metadata": {}, "outputs": [],
+                        "execution_count": None, "id": "c1"}],
+             "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    put = await client.request("PUT", f"{base}/notes/saved.ipynb", {"type": "notebook", "content": saved})
+    assert put.status == 201 and put.body["type"] == "notebook"
+    assert (await client.request("GET", f"{base}/notes/saved.ipynb")).body["content"] == saved
+    bad = await client.request("PUT", f"{base}/notes/bad.ipynb", {"type": "notebook", "content": "x"})
+    assert bad.status == 400 and bad.body["message"]
     assert (await client.request("DELETE", f"{base}/notes/moved.txt")).status == 204
     assert (await client.request("GET", f"{base}/notes/moved.txt")).status == 404
     # 10 MB of binary round-trips byte for byte

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from tornado import web
 
-from kernelgate.errors import BadRequest, GatewayError
+from kernelgate.errors import BadRequest, GatewayError, TooLarge
 from kernelgate.identity import Identity
+
+#: Largest JSON body parsed on the event loop (every request but file contents), bytes.
+SMALL_BODY = 256 * 1024
 
 log = logging.getLogger("kernelgate.web")
 
@@ -89,10 +93,13 @@ class APIHandler(GatewayMixin, web.RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def json_body(self) -> dict:
-        """The request body as a JSON object (empty body = {}); BadRequest otherwise."""
+    def json_body(self, limit: int | None = SMALL_BODY) -> dict:
+        """The request body as a JSON object (empty body = {}); BadRequest otherwise,
+        TooLarge past `limit` bytes (it is parsed on the event loop: see json_body_in_thread)."""
         if not self.request.body:
             return {}
+        if limit is not None and len(self.request.body) > limit:
+            raise TooLarge(f"Request body over {limit} bytes")
         try:
             body = json.loads(self.request.body)
         except (ValueError, UnicodeDecodeError) as e:
@@ -104,6 +111,17 @@ class APIHandler(GatewayMixin, web.RequestHandler):
     def write_json(self, value, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(value))
+
+    async def json_body_in_thread(self) -> dict:
+        """`json_body` parsed in a thread, up to the server's body limit: for bodies that
+        can be large (file contents)."""
+        return await asyncio.to_thread(self.json_body, None)
+
+    async def write_json_in_thread(self, value, status: int = 200) -> None:
+        """`write_json` encoded in a thread: for values that can be large (file contents)."""
+        body = await asyncio.to_thread(json.dumps, value)
+        self.set_status(status)
+        self.finish(body)
 
 class NotFoundHandler(APIHandler):
     """JSON 404 for every path no other handler serves."""

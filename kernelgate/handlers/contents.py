@@ -24,11 +24,11 @@ class ContentsMixin:
         content = self.get_query_argument("content", "1") not in ("0", "false")
         format = self.get_query_argument("format", None)
         contents = await self.contents(workspace_id, "viewer")
-        self.write_json(await contents.get(workspace_path(path), content, format))
+        await self.write_json_in_thread(await contents.get(workspace_path(path), content, format))
 
     async def put(self, workspace_id: str, path: str):
         contents = await self.contents(workspace_id, "participant")
-        saved, created = await contents.save(workspace_path(path), self.json_body())
+        saved, created = await contents.save(workspace_path(path), await self.json_body_in_thread())
         self.write_json(saved, status=201 if created else 200)
 
     async def post(self, workspace_id: str, path: str):

@@ -573,4 +573,6 @@ class KernelRegistry(LoggingConfigurable):
                 await kernel.manager.cleanup_resources()
         except Exception as e:  # noqa: BLE001 - disposal must finish whatever failed
             self.log.warning("Kernel %s: cleanup failed: %s", kernel.id, e)
-        shutil.rmtree(Path(kernel.manager.connection_file).parent, ignore_errors=True)
+        # in a thread: a sandbox can fill the folder when the gateway is not root, and a
+        # local kernel's scratch workspace lives in it
+        await asyncio.to_thread(shutil.rmtree, Path(kernel.manager.connection_file).parent, ignore_errors=True)
