@@ -6,7 +6,7 @@ import json
 import pytest
 from jupyter_client.session import DELIM, Session
 
-from kernelgate.kernels.codec import Frames
+from kernelgate.kernels.codec import Frames, MessageError, decode_legacy, read_json
 from kernelgate.kernels.hub import _parse_kernel_message
 from kernelgate.kernels.watch import KernelWatch
 
@@ -51,7 +51,10 @@ def test_headers_are_read_as_json_reads_them():
         _parse_kernel_message("iopub", resigned(session, raw), session)
 
 
-@pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b'{"execution_state": 3}'])
+DEEP = b"[" * 100_000 + b"]" * 100_000  # past orjson's depth limit and json's recursion
+
+
+@pytest.mark.parametrize("content", [b"not json", b"[1, 2]", b'{"execution_state": 3}', DEEP])
 def test_a_status_with_odd_content_is_forwarded_and_changes_nothing(content):
     watch = KernelWatch(publish=lambda *a: None, interrupt=None, restart=None, tier="low",
                         exec_timeout=0, max_output=0)
@@ -60,3 +63,10 @@ def test_a_status_with_odd_content_is_forwarded_and_changes_nothing(content):
     frames = Frames("iopub", [json.dumps(header).encode(), b"{}", b"{}", content], header, {})
     assert watch.from_kernel(frames) is True
     assert watch.execution_state == "idle"
+
+
+def test_a_client_message_nested_too_deeply_is_a_message_error():
+    with pytest.raises(MessageError, match="nested"):
+        decode_legacy('{"header": ' + DEEP.decode() + "}")
+    with pytest.raises(ValueError):
+        read_json(DEEP)

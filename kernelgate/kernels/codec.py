@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Callable
 
 import orjson
 
@@ -59,14 +58,20 @@ def read_json(raw: bytes | str):
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-def _object(raw: bytes | str, what: str, parse: Callable = json.loads) -> dict:
+        pass
     try:
-        value = parse(raw)
+        return json.loads(raw)
+    except RecursionError:  # nested deeper than json's recursion allows
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _object(raw: bytes | str, what: str) -> dict:
+    try:
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise MessageError(f"{what} is not JSON: {e}") from None
+    except RecursionError:
+        raise MessageError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise MessageError(f"{what} is not a JSON object")
     return value
@@ -165,7 +170,7 @@ def decode_v1(message: bytes) -> Frames:
     except UnicodeDecodeError:
         raise MessageError("v1 channel name is not UTF-8") from None
     parts = [message[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
-    return _checked(channel, _object(parts[0], "header", read_json), parts)
+    return _checked(channel, _object(parts[0], "header"), parts)  # json: a header can become a parent
 
 
 def encode_v1(frames: Frames) -> bytes:

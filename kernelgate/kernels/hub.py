@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -105,9 +106,10 @@ class _Socket:
     """One of the hub's ZeroMQ sockets, read by the event loop without zmq.asyncio.
 
     ZeroMQ's FD signals only that the socket's events may have changed, and only once:
-    it is armed again by reading until EAGAIN, and a send can consume the signal. So the
-    socket is drained whenever the FD signals, after every send if EVENTS says a message
-    is waiting, and again on the next loop turn when BATCH messages were read. Messages
+    it is armed again by reading EVENTS (which `drain` does before every read), and a
+    send can consume the signal. So the socket is drained whenever the FD signals, after
+    every send if EVENTS says a message is waiting, and again on the next loop turn when
+    BATCH messages were read. Messages
     the kernel cannot take yet (its high-water mark) wait in `outbox`, in order, until
     the FD signals that it can.
     """
@@ -348,7 +350,7 @@ class KernelHub:
             if waited == msg_id:
                 del self._ready_waiters[: i + 1]
                 if not future.done():
-                    future.set_result(read_json(frames.parts[3]))
+                    future.set_result(json.loads(frames.parts[3]))  # exact: returned to callers
                 return
 
     def _route(self, frames: Frames, parent_session: str | None) -> None:
@@ -397,15 +399,16 @@ class KernelHub:
 
 def _send_message(sock: zmq.Socket, parts: list) -> None:
     """`send_multipart(parts, NOBLOCK, copy=False)` for the hub's hot path: zmq.Again
-    if the kernel cannot take the message (then no frame of it was sent)."""
+    if the kernel cannot take the message now (ZeroMQ decides on its first frame)."""
     for part in parts[:-1]:
         sock.send(part, _MORE, copy=False)
     sock.send(parts[-1], _LAST, copy=False)
 
 
 def _receive_message(sock: zmq.Socket) -> list[bytes]:
-    """`recv_multipart(NOBLOCK)` for a socket known to have a message waiting, without
-    looking up the RCVMORE option for every frame (each frame says whether more follow)."""
+    """`recv_multipart(NOBLOCK)` for a socket known to have a message waiting (ZeroMQ
+    makes a message readable only once all its frames are there), without pyzmq's
+    Python-level option lookup per frame: each frame says whether more follow."""
     parts = []
     while True:
         frame = sock.recv(_LAST, copy=False)
