@@ -189,6 +189,7 @@ class ServeApp(ConfiguredApp):
                 "container, no limits and full network access. Use only on a trusted machine."
             )
         catalog = KernelSpecCatalog(parent=self, local_kernels=local)
+        await asyncio.get_running_loop().run_in_executor(None, catalog.load)
         registry = KernelRegistry(parent=self, catalog=catalog)
         try:
             identity_provider = self.identity_provider_class(parent=self)

@@ -1,12 +1,14 @@
 """The kernelspecs kernelgate serves: the project's kernelspecs/ folder, nothing else.
 
-The folders are read once, at first use, and kept: requests never read files on the
-event loop. Changing a kernelspec takes a gateway restart.
+The folders are read once, by `load` in a thread at the gateway's start, and kept:
+requests never read files on the event loop. Changing a kernelspec takes a gateway
+restart.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import sys
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -36,6 +38,7 @@ class KernelSpecCatalog(KernelSpecManager):
         super().__init__(**kwargs)
         self._found: dict[str, str] | None = None
         self._specs: dict[str, KernelSpec] = {}
+        self._files: dict[str, list[str]] = {}
 
     @default("kernelspec_dirs")
     def _default_kernelspec_dirs(self):
@@ -86,6 +89,18 @@ class KernelSpecCatalog(KernelSpecManager):
         """The tier the spec's Docker provisioner config names ('' = the default tier)."""
         spec = self._read(kernel_name)
         return spec.metadata.get("kernel_provisioner", {}).get("config", {}).get("tier", "")
+
+    def resource_files(self, kernel_name: str) -> list[str]:
+        """The names of the files in the spec's folder (logos, kernel.js), sorted."""
+        if kernel_name not in self._files:
+            self._files[kernel_name] = sorted(os.listdir(self._read(kernel_name).resource_dir))
+        return self._files[kernel_name]
+
+    def load(self) -> None:
+        """Read every served spec and list its folder now (blocking: the app calls this in
+        a thread at start, so that requests find everything cached)."""
+        for name in self.find_kernel_specs():
+            self.resource_files(name)
 
     def _read(self, kernel_name: str) -> KernelSpec:
         """The spec as its folder says, read once (NoSuchKernel for an unknown name);

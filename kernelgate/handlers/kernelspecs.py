@@ -11,10 +11,11 @@ from kernelgate.errors import NotFound
 from kernelgate.handlers.base import APIHandler, GatewayMixin
 
 
-def spec_model(base_url: str, name: str, spec) -> dict:
-    """jupyter_server's kernelspec model: name, spec (kernel.json) and resource URLs."""
+def spec_model(base_url: str, name: str, spec, files: list[str]) -> dict:
+    """jupyter_server's kernelspec model: name, spec (kernel.json) and the URLs of the
+    resources among `files`, the spec folder's file names."""
     resources = {}
-    for file in sorted(os.listdir(spec.resource_dir)):
+    for file in files:
         stem = os.path.splitext(file)[0]
         if stem.startswith("logo-") or file in ("kernel.js", "kernel.css"):
             resources[stem if stem.startswith("logo-") else file] = (
@@ -38,7 +39,8 @@ class KernelSpecsHandler(AllowedSpecs, APIHandler):
         catalog = self.services.catalog
         base_url = self.settings["base_url"]
         names = self.allowed_names()
-        specs = {name: spec_model(base_url, name, catalog.get_kernel_spec(name)) for name in names}
+        specs = {name: spec_model(base_url, name, catalog.get_kernel_spec(name), catalog.resource_files(name))
+                 for name in names}
         default = catalog.default_kernel_name if catalog.default_kernel_name in names else None
         self.write_json({"default": default, "kernelspecs": specs})
 
@@ -47,8 +49,9 @@ class KernelSpecHandler(AllowedSpecs, APIHandler):
     async def get(self, name: str):
         if name not in self.allowed_names():
             raise NotFound(f"Kernel spec {name} not found")
-        spec = self.services.catalog.get_kernel_spec(name)
-        self.write_json(spec_model(self.settings["base_url"], name, spec))
+        catalog = self.services.catalog
+        self.write_json(spec_model(self.settings["base_url"], name, catalog.get_kernel_spec(name),
+                                   catalog.resource_files(name)))
 
 
 class KernelSpecResourceHandler(GatewayMixin, web.StaticFileHandler):
