@@ -70,3 +70,21 @@ def test_a_client_message_nested_too_deeply_is_a_message_error():
         decode_legacy('{"header": ' + DEEP.decode() + "}")
     with pytest.raises(ValueError):
         read_json(DEEP)
+
+
+def test_the_gateways_own_probes_do_not_change_the_kernels_state():
+    watch = KernelWatch(publish=lambda *a: None, interrupt=None, restart=None, tier="low",
+                        exec_timeout=0, max_output=0, own_session="gateway")
+    watch.execution_state = "idle"
+
+    def status(state: str, parent_session: str) -> Frames:
+        header = {"msg_id": "2", "msg_type": "status", "session": "k"}
+        parent = {"msg_id": "1", "msg_type": "kernel_info_request", "session": parent_session}
+        content = json.dumps({"execution_state": state}).encode()
+        return Frames("iopub", [json.dumps(header).encode(), json.dumps(parent).encode(), b"{}", content],
+                      header, parent)
+
+    assert watch.from_kernel(status("busy", "gateway")) is True  # still forwarded
+    assert watch.execution_state == "idle"
+    watch.from_kernel(status("busy", "a client"))
+    assert watch.execution_state == "busy"

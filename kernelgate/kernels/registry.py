@@ -354,7 +354,7 @@ class KernelRegistry(LoggingConfigurable):
                 interrupt=lambda: self.interrupt(kernel),
                 restart=lambda: self.restart(kernel),
                 tier=tier, exec_timeout=limits.exec_timeout, max_output=self.max_output,
-                grace=self.timeout_grace,
+                grace=self.timeout_grace, own_session=manager.session.session,
             ),
         )
         return kernel

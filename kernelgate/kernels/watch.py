@@ -29,7 +29,8 @@ OUTPUT_TYPES = {"stream", "display_data", "update_display_data", "execute_result
 class KernelWatch:
     def __init__(self, publish: Callable[[str, dict, dict | None], None],
                  interrupt: Callable[[], Awaitable[None]], restart: Callable[[], Awaitable[None]],
-                 tier: str, exec_timeout: float, max_output: int, grace: float = 5.0) -> None:
+                 tier: str, exec_timeout: float, max_output: int, grace: float = 5.0,
+                 own_session: str = "") -> None:
         self.publish = publish
         self.interrupt = interrupt
         self.restart = restart
@@ -37,6 +38,9 @@ class KernelWatch:
         self.exec_timeout = exec_timeout
         self.max_output = max_output
         self.grace = grace
+        #: the session of the gateway's own requests (readiness probes): their busy and
+        #: idle are not the kernel's state (a probe answered after a start said "busy")
+        self.own_session = own_session
         self.execution_state = "starting"
         self.active_at = time.time()  # the last message either way, in epoch seconds (set per message)
         self._requests: dict[str, dict] = {}  # execute_request msg_id -> its header
@@ -62,6 +66,8 @@ class KernelWatch:
             return True
         parent_id = frames.parent.get("msg_id")
         if frames.msg_type == "status":
+            if self.own_session and frames.parent.get("session") == self.own_session:
+                return True
             try:
                 content = read_json(frames.parts[3])
             except ValueError:
