@@ -159,3 +159,22 @@ async def test_many_messages_arrive_complete_and_in_order(gateway):
     legacy.close()
     v1.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_large_and_small_client_messages_keep_their_order(gateway):
+    """A large legacy message is decoded off the event loop; the small one sent right
+    after it must still reach the kernel second."""
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    first = await ws.send("shell", "execute_request", {
+        "code": f"big = '{'x' * 1_000_000}'\nprint(len(big))", "silent": False,
+        "store_history": True, "user_expressions": {}, "allow_stdin": False})
+    second = await ws.send("shell", "execute_request", {
+        "code": "print('after', len(big))", "silent": False,
+        "store_history": True, "user_expressions": {}, "allow_stdin": False})
+    one, two = await ws.collect(first), await ws.collect(second)
+    assert one.stdout == "1000000\n" and two.stdout == "after 1000000\n"
+    assert one.reply["content"]["execution_count"] < two.reply["content"]["execution_count"]
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")

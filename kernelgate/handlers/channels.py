@@ -7,6 +7,7 @@ socket is a client of the kernel's KernelHub.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -31,6 +32,8 @@ from kernelgate.roles import may_send
 
 log = logging.getLogger("kernelgate.channels")
 
+#: A legacy client message larger than this (bytes) is decoded in a thread.
+LARGE_LEGACY = 64 * 1024
 #: Close code when the credentials of an open socket expire or its user leaves the room
 #: (RFC 6455: policy violation).
 CLOSE_EXPIRED = 1008
@@ -72,11 +75,32 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         self.kernel.hub.attach(self)
 
     def on_message(self, message: str | bytes):
+        """Decode a client message and forward it to the kernel.
+
+        The legacy protocol parses the whole message: one over LARGE_LEGACY bytes is
+        decoded in a thread. Tornado reads the next message only once the coroutine
+        returned here is done, so messages keep their order.
+        """
+        if not self._v1 and len(message) > LARGE_LEGACY:
+            return self._forward_large(message)
         try:
             frames = decode_v1(message) if self._v1 else decode_legacy(message)
         except MessageError as e:
             log.warning("kernel %s: dropped a malformed client message: %s", self.kernel.id, e)
+            return None
+        self._forward(frames)
+        return None
+
+    async def _forward_large(self, message: str | bytes) -> None:
+        try:
+            frames = await asyncio.to_thread(decode_legacy, message)
+        except MessageError as e:
+            log.warning("kernel %s: dropped a malformed client message: %s", self.kernel.id, e)
             return
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            self._forward(frames)  # not after the socket (or the kernel) closed meanwhile
+
+    def _forward(self, frames: Frames) -> None:
         role = self.services.rooms.kernel_role(self.identity, self.kernel)  # roles change live
         if role is None:
             self.close(CLOSE_EXPIRED, "No longer a member")
