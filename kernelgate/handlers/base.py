@@ -123,6 +123,7 @@ class APIHandler(GatewayMixin, web.RequestHandler):
         self.set_status(status)
         self.finish(body)
 
+
 class NotFoundHandler(APIHandler):
     """JSON 404 for every path no other handler serves."""
 
