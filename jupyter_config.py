@@ -29,6 +29,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelRegistry.runtime_dir = "/run/kernelgate"   # per-kernel ipc socket directories
 # c.KernelRegistry.startup_timeout = 60.0
 # c.KernelRegistry.buffer_seconds = 60.0     # output kept for a reconnecting session
+# c.KernelRegistry.max_kernel_frame = 64 * 1024 * 1024  # larger kernel messages are dropped unread
 # c.KernelSpecCatalog.default_kernel_name = "python3"
 # c.KernelSpecCatalog.kernelspec_dirs = ["/path/to/kernelgate/kernelspecs"]
 # c.DockerProvisioner.uid = 1000             # the unprivileged user kernels run as

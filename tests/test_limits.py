@@ -87,3 +87,22 @@ async def test_output_is_cut_and_others_stay_served(limited_gateway):
     quiet_ws.close()
     for kernel in (flooding, quiet):
         await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+@pytest.mark.parametrize("mode", ["docker", "local"])
+async def test_a_kernel_frame_over_the_limit_is_never_read(request, start_gateway, mode):
+    """Code in a kernel can send the gateway anything: a message with a frame over
+    max_kernel_frame is dropped unread, and the kernel keeps working."""
+    if mode == "docker":
+        request.getfixturevalue("docker_engine")
+    gateway = start_gateway(f"--kernels={mode}", "--KernelRegistry.max_kernel_frame=1000000",
+                            "--KernelRegistry.max_output=0")
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    big = await ws.execute("print('x' * 2_000_000, flush=True); print('small')")
+    assert big.status == "ok" and big.stdout == "small\n"  # one message each
+    assert (await ws.execute("print('still here')")).stdout == "still here\n"
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+    assert "dropped a kernel message with a frame over 1000000 bytes" in gateway.log()

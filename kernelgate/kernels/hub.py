@@ -114,9 +114,12 @@ class _Socket:
     the FD signals that it can.
     """
 
-    def __init__(self, sock: zmq.Socket, receive: Callable[[list[list[bytes]]], None]) -> None:
+    def __init__(self, sock: zmq.Socket, receive: Callable[[list[list[bytes]]], None],
+                 max_frame: int = 0) -> None:
         self.sock = sock
         self.receive = receive
+        self.max_frame = max_frame
+        self.oversized = 0  # messages dropped for a frame over max_frame
         self.outbox: deque[list] = deque()
         self._loop = asyncio.get_running_loop()
         self._fd = sock.FD
@@ -158,6 +161,7 @@ class _Socket:
         if self.sock.closed:
             return
         batch: list[list[bytes]] = []
+        read = 0
         try:
             while self.outbox:
                 _send_message(self.sock, self.outbox[0])
@@ -171,10 +175,18 @@ class _Socket:
                     if self.outbox and events & _POLLOUT:
                         self._schedule()  # the kernel can take the outbox again
                     break
-                if len(batch) == BATCH:
+                if read == BATCH:
                     self._schedule()  # more wait: after the other sockets and clients
                     break
-                batch.append(_receive_message(self.sock))
+                read += 1
+                message = _receive_message(self.sock, self.max_frame)
+                if message is None:
+                    self.oversized += 1
+                    if self.oversized == 1:  # a kernel can send them in a loop: once is enough
+                        log.warning("dropped a kernel message with a frame over %d bytes (later "
+                                    "ones from this socket are dropped silently)", self.max_frame)
+                else:
+                    batch.append(message)
         except zmq.ZMQError as e:  # the socket or its context is closing
             if not self.sock.closed:
                 log.warning("socket error: %s", e)
@@ -190,7 +202,14 @@ class _Socket:
 
 class KernelHub:
     """Routes messages between one kernel's ZeroMQ sockets and its attached clients,
-    showing each to the `observer` first."""
+    showing each to the `observer` first.
+
+    With `max_frame`, a kernel message with a frame larger than that many bytes is
+    dropped as it is read, with a warning: the code in a kernel can send anything, and
+    the gateway does not verify, decode, buffer or forward what no client could take.
+    (ZeroMQ's own MAXMSGSIZE would drop it earlier, but it also ends the connection for
+    good: it is not reconnected.)
+    """
 
     def __init__(
         self,
@@ -200,6 +219,7 @@ class KernelHub:
         buffer_seconds: float = 60.0,
         buffer_messages: int = 10_000,
         buffer_bytes: int = 32 * 1024 * 1024,
+        max_frame: int = 0,
     ) -> None:
         self.session = session
         self.observer = observer
@@ -224,7 +244,9 @@ class KernelHub:
             else:  # shell and stdin share an identity: the kernel sends input_request
                 sock.setsockopt(zmq.IDENTITY, identity)  # to the shell requester's
             sock.connect(_endpoint(connection_info, channel))
-            self._sockets[channel] = _Socket(sock, lambda batch, c=channel: self._receive(c, batch))
+            self._sockets[channel] = _Socket(
+                sock, lambda batch, c=channel: self._receive(c, batch), max_frame
+            )
 
     # -- clients -----------------------------------------------------------------
 
@@ -405,14 +427,18 @@ def _send_message(sock: zmq.Socket, parts: list) -> None:
     sock.send(parts[-1], _LAST, copy=False)
 
 
-def _receive_message(sock: zmq.Socket) -> list[bytes]:
+def _receive_message(sock: zmq.Socket, max_frame: int = 0) -> list[bytes] | None:
     """`recv_multipart(NOBLOCK)` for a socket known to have a message waiting (ZeroMQ
     makes a message readable only once all its frames are there), without pyzmq's
-    Python-level option lookup per frame: each frame says whether more follow."""
-    parts = []
+    Python-level option lookup per frame: each frame says whether more follow.
+    None, with no frame copied, if a frame is larger than `max_frame` (0: no limit)."""
+    parts: list[bytes] | None = []
     while True:
         frame = sock.recv(_LAST, copy=False)
-        parts.append(frame.bytes)
+        if max_frame and len(frame) > max_frame:
+            parts = None
+        if parts is not None:
+            parts.append(frame.bytes)
         if not frame.more:
             return parts
 

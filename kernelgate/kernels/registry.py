@@ -147,6 +147,12 @@ class KernelRegistry(LoggingConfigurable):
     buffer_seconds = Float(
         60.0, config=True, help="How long a disconnected session's messages are kept."
     )
+    max_kernel_frame = Int(
+        64 * 1024 * 1024, config=True,
+        help="Largest message frame, in bytes, the gateway takes from a kernel (at most "
+        "what a WebSocket carries: ServeApp.max_message_size). A message with a larger "
+        "frame is dropped unread: not verified, decoded, buffered or forwarded. 0: no limit.",
+    )
 
     @default("runtime_dir")
     def _default_runtime_dir(self):
@@ -367,7 +373,7 @@ class KernelRegistry(LoggingConfigurable):
             kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
             kernel.hub = KernelHub(
                 manager.get_connection_info(), manager.session, observer=kernel.watch,
-                buffer_seconds=self.buffer_seconds,
+                buffer_seconds=self.buffer_seconds, max_frame=self.max_kernel_frame,
             )
         except zmq.ZMQError as e:  # out of sockets or file descriptors: a capacity limit
             raise Unavailable(f"The gateway cannot open more kernel connections: {e}") from None
