@@ -277,7 +277,7 @@ class ImageBuilder(SingletonConfigurable):
         for each old tag. Raises docker.errors.DockerException when the engine cannot be
         reached.
         """
-        current = {self.reference(name) for name in self.names()} | {self.rootfs_reference()}
+        current = {*self.references().values(), self.rootfs_reference()}
         repositories = {f"{self.repository}/{name}" for name in [*self.names(), ROOTFS]}
         results = []
         for image in self.client.api.images():
