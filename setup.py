@@ -49,6 +49,8 @@ setup(
             "websocket-client>=1.8",
             "requests>=2.31",
             "moto[server]>=5.0",
+            "jupyterlab>=4.2",
+            "playwright>=1.44",
         ],
     },
     entry_points={

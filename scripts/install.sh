@@ -18,6 +18,10 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)  # the browser tests' browser (Playwright drives it)
+command -v runsc >/dev/null || missing+=(runsc)        # gVisor, the untrusted tier's Docker runtime
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -45,6 +49,18 @@ log "Installing kernelgate into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# The clients (extensions/): the web editor page is built with Vite into
+# extensions/editor/dist (served by the gateway at /editor/); the JupyterLab extension is
+# a pip package whose wheel build runs the JupyterLab extension toolchain.
+if [ -f extensions/editor/package.json ]; then
+  log "Building the web editor (extensions/editor)"
+  (cd extensions/editor && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+fi
+if [ -f extensions/jupyter/pyproject.toml ]; then
+  log "Installing the JupyterLab extension (extensions/jupyter)"
+  .venv/bin/python -m pip install -q ./extensions/jupyter
+fi
 
 if $docker_ok; then
   log "Building kernel images: ${KERNELGATE_IMAGES:-all}"
