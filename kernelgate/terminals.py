@@ -5,12 +5,17 @@ Its output goes to every connected client and into a bounded scrollback, which a
 that (re)connects receives first. Terminals end with their shell, with their kernel's
 sandbox (restart, death, shutdown), on DELETE, or when nobody used them for
 `idle_timeout` seconds.
+
+Names are unguessable (secrets.token_urlsafe), and a terminal takes events only from
+its own kernel's agent: the code in a sandbox holds its kernel's key and can make its
+agent publish output or an exit under any name, which must never reach another
+sandbox's terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Protocol
@@ -21,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 from kernelgate.errors import Forbidden, GatewayError, NotFound, Unavailable
 from kernelgate.identity import Identity
 from kernelgate.clock import iso, utcnow
+from kernelgate.kernels.agent import AgentClient
 from kernelgate.kernels.registry import Kernel, KernelRegistry
 from kernelgate.roles import at_least
 
@@ -63,7 +69,6 @@ class TerminalManager(LoggingConfigurable):
         self.registry = registry
         self.role_of = role_of
         self.terminals: dict[str, Terminal] = {}
-        self._names = itertools.count(1)
         self._culler: asyncio.Future | None = None
         registry.sandbox_gone.append(self._sandbox_gone)
 
@@ -86,7 +91,7 @@ class TerminalManager(LoggingConfigurable):
         """Start a shell in the kernel's sandbox, as its unprivileged user, for `user`."""
         if self._on_event not in kernel.agent.listeners:
             kernel.agent.listeners.append(self._on_event)
-        name = str(next(self._names))
+        name = secrets.token_urlsafe(18)
         reply, _ = await kernel.agent.request(
             "terminal_open_request", {"name": name, "rows": rows, "cols": cols}
         )
@@ -126,10 +131,10 @@ class TerminalManager(LoggingConfigurable):
 
     # -- events ------------------------------------------------------------------
 
-    def _on_event(self, kind: str, content: dict) -> None:
+    def _on_event(self, agent: AgentClient, kind: str, content: dict) -> None:
         terminal = self.terminals.get(str(content.get("name")))
-        if terminal is None:
-            return
+        if terminal is None or terminal.kernel.agent is not agent:
+            return  # not a terminal of the sandbox whose agent sent this
         if kind == "terminal_output":
             data = str(content.get("data", ""))
             terminal.last_activity = utcnow()

@@ -1,7 +1,9 @@
 """AgentClient: the gateway's side of the in-sandbox agent (see kernelgate_agent).
 
 Requests go to the agent's ROUTER and are answered on it; terminal output and exits
-come from its PUB and are handed to the registered listeners. Messages are Jupyter
+come from its PUB and are handed to the registered listeners, with the AgentClient they
+came through: code in the sandbox holds the key too and can make its agent publish any
+event, so a listener trusts an event only for that sandbox's own terminals. Messages are Jupyter
 messages signed with the kernel's session key, exactly as on the kernel's own channels.
 """
 
@@ -21,7 +23,8 @@ from kernelgate_agent.wire import endpoints
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[str, dict], None]
+#: listener(agent, msg_type, content), for each event of the agent's PUB
+Listener = Callable[["AgentClient", str, dict], None]
 
 
 class AgentClient:
@@ -84,7 +87,7 @@ class AgentClient:
 
     def _on_event(self, msg: dict) -> None:
         for listener in list(self.listeners):
-            listener(msg["header"]["msg_type"], msg["content"])
+            listener(self, msg["header"]["msg_type"], msg["content"])
 
     def close(self) -> None:
         for task in self._readers:
