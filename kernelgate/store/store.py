@@ -31,9 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -189,6 +189,26 @@ def migrations_config(connection: Connection) -> Config:
     return config
 
 
+def _transaction(readonly: bool):
+    """Declares a store operation once: `fn(session, *args)` becomes the coroutine method
+    `store.fn(*args)`, run in the store's thread pool in one transaction (read-only or
+    writing), committed if it returns, rolled back if it raises."""
+
+    def declare(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+        @wraps(fn)
+        async def operation(self: "Store", *args, **kwargs) -> T:
+            maker = self._reader if readonly else self._writer
+            return await self._run(_in_transaction, maker, lambda session: fn(session, *args, **kwargs))
+
+        return operation
+
+    return declare
+
+
+reads = _transaction(readonly=True)
+writes = _transaction(readonly=False)
+
+
 class Store(LoggingConfigurable):
     """The gateway's database. See the module docstring for the contract."""
 
@@ -259,9 +279,10 @@ class Store(LoggingConfigurable):
         from several stores at once."""
         await self._run(self._migrate)
 
-    async def ping(self) -> None:
+    @reads
+    def ping(session: Session) -> None:
         """Return if the database answers a query; raise SQLAlchemy's error otherwise."""
-        await self._read(lambda session: session.execute(text("SELECT 1")))
+        session.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         """Wait for running calls, then close every connection. Later calls raise
@@ -273,186 +294,317 @@ class Store(LoggingConfigurable):
 
     # -- users and solo sessions -----------------------------------------------------
 
-    async def touch_user(self, user: str, name: str = "", tier: str = "") -> None:
+    @writes
+    def touch_user(session: Session, user: str, name: str = "", tier: str = "") -> None:
         """Record that `user` was seen now, with the name and tier of their identity."""
-        await self._write(self._touch_user, user, name, tier)
+        now = utcnow()
+        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(User).values(id=user, name=name, tier=tier, first_seen=now, last_seen=now)
+        session.execute(statement.on_conflict_do_update(
+            index_elements=[User.id],
+            set_={"name": statement.excluded.name, "tier": statement.excluded.tier,
+                  "last_seen": statement.excluded.last_seen},
+        ))
 
-    async def users(self) -> list[UserRecord]:
+    @reads
+    def users(session: Session) -> list[UserRecord]:
         """Every user seen so far, by user id."""
-        return await self._read(self._users)
+        return [_user_record(u) for u in session.scalars(select(User).order_by(User.id))]
 
-    async def get_user(self, user: str) -> UserRecord | None:
+    @reads
+    def get_user(session: Session, user: str) -> UserRecord | None:
         """The user as last seen, or None if never seen."""
-        return await self._read(self._get_user, user)
+        u = session.get(User, user)
+        return _user_record(u) if u else None
 
-    async def solo_started(self, kernel_id: str, user: str, kernelspec: str) -> None:
+    @writes
+    def solo_started(session: Session, kernel_id: str, user: str, kernelspec: str) -> None:
         """Record a solo kernel's start; Conflict if the kernel id is already recorded."""
-        await self._write(self._solo_started, kernel_id, user, kernelspec)
+        session.add(SoloSession(kernel_id=kernel_id, user_id=user, kernelspec=kernelspec,
+                                started_at=utcnow()))
+        _flush(session, f"Kernel {kernel_id} already has a solo session")
 
-    async def solo_ended(self, kernel_id: str, reason: str) -> None:
+    @writes
+    def solo_ended(session: Session, kernel_id: str, reason: str) -> None:
         """Record why and when a solo kernel ended ("deleted", "culled", "dead", "gateway
         stopped"...). The first end counts: ending it again changes nothing. NotFound for
         a kernel whose start was never recorded."""
-        await self._write(self._solo_ended, kernel_id, reason)
+        ended = session.execute(
+            update(SoloSession)
+            .where(SoloSession.kernel_id == kernel_id, SoloSession.ended_at.is_(None))
+            .values(ended_at=utcnow(), end_reason=reason)
+        )
+        if not ended.rowcount and session.get(SoloSession, kernel_id) is None:
+            raise NotFound(f"No solo session for kernel {kernel_id}")
 
-    async def end_open_solo_sessions(self, reason: str) -> int:
+    @writes
+    def end_open_solo_sessions(session: Session, reason: str) -> int:
         """End every solo session still open (at start-up: those of a previous run that
         stopped without saying so). Returns how many were ended."""
-        return await self._write(self._end_open_solo_sessions, reason)
+        return session.execute(
+            update(SoloSession).where(SoloSession.ended_at.is_(None))
+            .values(ended_at=utcnow(), end_reason=reason)
+        ).rowcount
 
-    async def solo_sessions(self, user: str | None = None) -> list[SoloRecord]:
+    @reads
+    def solo_sessions(session: Session, user: str | None = None) -> list[SoloRecord]:
         """Solo sessions, of one user or of everyone, oldest first."""
-        return await self._read(self._solo_sessions, user)
+        query = select(SoloSession).order_by(SoloSession.started_at, SoloSession.kernel_id)
+        if user is not None:
+            query = query.where(SoloSession.user_id == user)
+        return [
+            SoloRecord(s.kernel_id, s.user_id, s.kernelspec, s.started_at, s.ended_at, s.end_reason)
+            for s in session.scalars(query)
+        ]
 
     # -- Jupyter sessions ------------------------------------------------------------
 
-    async def save_session(self, session: SessionRecord) -> None:
-        """Record a session, or replace the one with its id."""
-        await self._write(self._save_session, session)
+    @writes
+    def save_session(session: Session, record: SessionRecord) -> None:
+        """Record a Jupyter session, or replace the one with its id."""
+        session.merge(KernelSession(
+            id=record.id, user_id=record.user, path=record.path, name=record.name,
+            type=record.type, kernel_id=record.kernel_id,
+        ))
 
-    async def delete_sessions(self, ids: list[str]) -> None:
-        """Forget these sessions; unknown ids are ignored."""
+    @writes
+    def delete_sessions(session: Session, ids: list[str]) -> None:
+        """Forget these Jupyter sessions; unknown ids are ignored."""
         if ids:
-            await self._write(self._delete_sessions, ids)
+            session.execute(delete(KernelSession).where(KernelSession.id.in_(ids)))
 
-    async def kernel_sessions(self) -> list[SessionRecord]:
-        """Every session, by id."""
-        return await self._read(self._kernel_sessions)
+    @reads
+    def kernel_sessions(session: Session) -> list[SessionRecord]:
+        """Every Jupyter session, by id."""
+        return [
+            SessionRecord(s.id, s.user_id, s.path, s.name, s.type, s.kernel_id)
+            for s in session.scalars(select(KernelSession).order_by(KernelSession.id))
+        ]
 
     # -- rooms -----------------------------------------------------------------------
 
-    async def create_room(self, room_id: str, name: str, owner: str, languages: list[str],
-                          storage: str, expires_at: datetime | None) -> RoomRecord:
+    @writes
+    def create_room(session: Session, room_id: str, name: str, owner: str, languages: list[str],
+                    storage: str, expires_at: datetime | None) -> RoomRecord:
         """Create a room, its owner as member (role "owner") and its languages (duplicates
         collapse), in one transaction; Conflict if the id is taken."""
         _check_aware(expires_at)
-        return await self._write(self._create_room, room_id, name, owner, languages, storage, expires_at)
+        room = Room(
+            id=room_id, name=name, owner_id=owner, storage=storage, created_at=utcnow(),
+            expires_at=expires_at, stopped_at=None,
+            members=[Member(user_id=owner, role="owner")],
+            languages=[RoomLanguage(kernelspec=k) for k in sorted(set(languages))],
+        )
+        session.add(room)
+        _flush(session, f"Room {room_id} already exists")
+        return _room_record(room)
 
-    async def get_room(self, room_id: str) -> RoomRecord | None:
+    @reads
+    def get_room(session: Session, room_id: str) -> RoomRecord | None:
         """The room, or None if there is none with this id."""
-        return await self._read(self._get_room, room_id)
+        room = session.scalars(_rooms_query().where(Room.id == room_id)).one_or_none()
+        return _room_record(room) if room else None
 
-    async def rooms_of(self, user: str) -> list[RoomRecord]:
+    @reads
+    def rooms_of(session: Session, user: str) -> list[RoomRecord]:
         """The rooms `user` is a member of, oldest first."""
-        return await self._read(self._rooms, user)
+        member_of = select(Member.room_id).where(Member.user_id == user)
+        return _rooms(session, _rooms_query().where(Room.id.in_(member_of)))
 
-    async def all_rooms(self) -> list[RoomRecord]:
+    @reads
+    def all_rooms(session: Session) -> list[RoomRecord]:
         """Every room, oldest first."""
-        return await self._read(self._rooms, None)
+        return _rooms(session, _rooms_query())
 
-    async def update_room(self, room_id: str, *, name: str | None = None,
-                          expires_at: datetime | None | object = UNSET,
-                          stopped_at: datetime | None | object = UNSET) -> RoomRecord:
+    @writes
+    def update_room(session: Session, room_id: str, *, name: str | None = None,
+                    expires_at: datetime | None | object = UNSET,
+                    stopped_at: datetime | None | object = UNSET) -> RoomRecord:
         """Change the given fields (name None and UNSET leave a field as it is; None
         clears expires_at or stopped_at)."""
-        for moment in (expires_at, stopped_at):
-            if moment is not UNSET:
-                _check_aware(moment)
-        return await self._write(self._update_room, room_id, name, expires_at, stopped_at)
+        room = _locked_room(session, room_id)
+        if name is not None:
+            room.name = name
+        if expires_at is not UNSET:
+            _check_aware(expires_at)
+            room.expires_at = expires_at
+        if stopped_at is not UNSET:
+            _check_aware(stopped_at)
+            room.stopped_at = stopped_at
+        session.flush()
+        return _room_record(room)
 
-    async def delete_room(self, room_id: str) -> None:
+    @writes
+    def delete_room(session: Session, room_id: str) -> None:
         """Delete the room with its members, languages and kernel records."""
-        await self._write(self._delete_room, room_id)
+        if not session.execute(delete(Room).where(Room.id == room_id)).rowcount:
+            raise NotFound(f"Room not found: {room_id}")
 
-    async def set_languages(self, room_id: str, languages: list[str]) -> RoomRecord:
+    @writes
+    def set_languages(session: Session, room_id: str, languages: list[str]) -> RoomRecord:
         """Make the room's language stack exactly `languages` (duplicates collapse). Its
         kernel records are left alone: stopping kernels is the caller's business."""
-        return await self._write(self._set_languages, room_id, languages)
+        room = _locked_room(session, room_id)
+        wanted = set(languages)
+        for language in [lang for lang in room.languages if lang.kernelspec not in wanted]:
+            room.languages.remove(language)
+        present = {lang.kernelspec for lang in room.languages}
+        room.languages.extend(RoomLanguage(kernelspec=k) for k in sorted(wanted - present))
+        session.flush()
+        return _room_record(room)
 
-    async def set_member(self, room_id: str, user: str, role: str) -> RoomRecord:
+    @writes
+    def set_member(session: Session, room_id: str, user: str, role: str) -> RoomRecord:
         """Add `user` to the room with `role`, or change their role; BadRequest for a role
         outside ROLES."""
         if role not in ROLES:
             raise BadRequest(f"Unknown role {role!r}: one of {', '.join(ROLES)}")
-        return await self._write(self._set_member, room_id, user, role)
+        room = _locked_room(session, room_id)
+        member = next((m for m in room.members if m.user_id == user), None)
+        if member is None:
+            room.members.append(Member(user_id=user, role=role))
+        else:
+            member.role = role
+        session.flush()
+        return _room_record(room)
 
-    async def remove_member(self, room_id: str, user: str) -> RoomRecord:
+    @writes
+    def remove_member(session: Session, room_id: str, user: str) -> RoomRecord:
         """Remove `user` from the room; NotFound if they are not a member."""
-        return await self._write(self._remove_member, room_id, user)
+        room = _locked_room(session, room_id)
+        member = next((m for m in room.members if m.user_id == user), None)
+        if member is None:
+            raise NotFound(f"{user} is not a member of room {room_id}")
+        room.members.remove(member)
+        session.flush()
+        return _room_record(room)
 
-    async def count_owned_rooms(self, user: str) -> int:
+    @reads
+    def count_owned_rooms(session: Session, user: str) -> int:
         """How many rooms `user` owns, stopped or expired ones included."""
-        return await self._read(self._count_owned_rooms, user)
+        return session.scalar(select(func.count()).select_from(Room).where(Room.owner_id == user))
 
     # -- room kernels ----------------------------------------------------------------
 
-    async def save_room_kernel(self, room_id: str, kernelspec: str, kernel_id: str, info: dict) -> None:
+    @writes
+    def save_room_kernel(session: Session, room_id: str, kernelspec: str, kernel_id: str,
+                         info: dict) -> None:
         """Record the room's kernel for `kernelspec`, replacing the one recorded before.
         `started_at` is now for a new kernel id, and kept when only `info` changes.
         `info` must be JSON-serialisable (decode a bytes key first). Conflict if another
         room kernel has this kernel id."""
         _check_json(info, "info")
-        await self._write(self._save_room_kernel, room_id, kernelspec, kernel_id, info)
+        _locked_room(session, room_id)
+        kernel = session.get(RoomKernel, (room_id, kernelspec))
+        if kernel is None:
+            session.add(RoomKernel(room_id=room_id, kernelspec=kernelspec, kernel_id=kernel_id,
+                                   info=info, started_at=utcnow()))
+        else:
+            if kernel.kernel_id != kernel_id:
+                kernel.kernel_id, kernel.started_at = kernel_id, utcnow()
+            kernel.info = info
+        _flush(session, f"Kernel {kernel_id} is already another room kernel")
 
-    async def remove_room_kernel(self, room_id: str, kernelspec: str) -> None:
+    @writes
+    def remove_room_kernel(session: Session, room_id: str, kernelspec: str) -> None:
         """Forget the room's kernel for `kernelspec`; nothing happens if none is recorded."""
-        await self._write(self._remove_room_kernel, room_id, kernelspec)
+        _locked_room(session, room_id)
+        session.execute(
+            delete(RoomKernel).where(RoomKernel.room_id == room_id, RoomKernel.kernelspec == kernelspec)
+        )
 
-    async def room_kernels(self, room_id: str | None = None) -> list[RoomKernelRecord]:
+    @reads
+    def room_kernels(session: Session, room_id: str | None = None) -> list[RoomKernelRecord]:
         """The kernels of one room, or of every room, by room and kernelspec."""
-        return await self._read(self._room_kernels, room_id)
+        query = select(RoomKernel).order_by(RoomKernel.room_id, RoomKernel.kernelspec)
+        if room_id is not None:
+            if session.get(Room, room_id) is None:
+                raise NotFound(f"Room not found: {room_id}")
+            query = query.where(RoomKernel.room_id == room_id)
+        return [
+            RoomKernelRecord(k.room_id, k.kernelspec, k.kernel_id, k.info, k.started_at)
+            for k in session.scalars(query)
+        ]
 
     # -- audit log -------------------------------------------------------------------
 
-    async def audit(self, actor: str, action: str, target: str, details: dict | None = None) -> None:
+    @writes
+    def audit(session: Session, actor: str, action: str, target: str, details: dict | None = None) -> None:
         """Append an entry to the audit log; `details` must be JSON-serialisable."""
         _check_json(details or {}, "details")
-        await self._write(self._audit, actor, action, target, details or {})
+        session.add(AuditEntry(at=utcnow(), actor=actor, action=action, target=target,
+                               details=details or {}))
 
-    async def audit_log(self, limit: int = 100) -> list[AuditRecord]:
+    @reads
+    def audit_log(session: Session, limit: int = 100) -> list[AuditRecord]:
         """The `limit` newest audit entries, newest first; BadRequest for a negative limit."""
         if limit < 0:
             raise BadRequest("limit must not be negative")
-        return await self._read(self._audit_log, limit)
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        return [
+            AuditRecord(e.id, e.at, e.actor, e.action, e.target, e.details)
+            for e in session.scalars(query)
+        ]
 
     # -- room storage ----------------------------------------------------------------
 
-    async def storage_states(self) -> dict[str, tuple[str, datetime]]:
+    @reads
+    def storage_states(session: Session) -> dict[str, tuple[str, datetime]]:
         """room id -> (fingerprint, synced_at) of what each room's durable copy holds."""
-        return await self._read(self._storage_states)
+        return {s.room_id: (s.fingerprint, _utc(s.synced_at)) for s in session.scalars(select(RoomStorageState))}
 
-    async def save_storage_state(self, room_id: str, fingerprint: str, synced_at: datetime) -> None:
+    @writes
+    def save_storage_state(session: Session, room_id: str, fingerprint: str, synced_at: datetime) -> None:
+        """Record what the room's durable copy now holds."""
         _check_aware(synced_at)
-        await self._write(self._save_storage_state, room_id, fingerprint, synced_at)
+        session.merge(RoomStorageState(room_id=room_id, fingerprint=fingerprint, synced_at=synced_at))
 
-    async def delete_storage_state(self, room_id: str) -> None:
+    @writes
+    def delete_storage_state(session: Session, room_id: str) -> None:
         """Forget it; nothing happens if there is none."""
-        await self._write(self._delete_storage_state, room_id)
+        session.execute(delete(RoomStorageState).where(RoomStorageState.room_id == room_id))
 
     # -- snapshots -------------------------------------------------------------------
 
-    async def add_snapshot(self, snapshot: SnapshotRecord) -> None:
+    @writes
+    def add_snapshot(session: Session, snapshot: SnapshotRecord) -> None:
         """Record a snapshot whose archive is stored; Conflict if the id is taken."""
         _check_aware(snapshot.created_at)
         _check_aware(snapshot.expires_at)
-        await self._write(self._add_snapshot, snapshot)
+        session.add(Snapshot(**{f: getattr(snapshot, f) for f in SnapshotRecord.__dataclass_fields__}))
+        _flush(session, f"Snapshot {snapshot.id} exists")
 
-    async def snapshots(self, room_id: str | None = None) -> list[SnapshotRecord]:
+    @reads
+    def snapshots(session: Session, room_id: str | None = None) -> list[SnapshotRecord]:
         """The snapshots of one room (deleted or not), or of every room, oldest first."""
-        return await self._read(self._snapshots, room_id)
+        query = select(Snapshot).order_by(Snapshot.created_at, Snapshot.id)
+        if room_id is not None:
+            query = query.where(Snapshot.room_id == room_id)
+        return [_snapshot_record(s) for s in session.scalars(query)]
 
-    async def get_snapshot(self, snapshot_id: str) -> SnapshotRecord | None:
-        return await self._read(self._get_snapshot, snapshot_id)
+    @reads
+    def get_snapshot(session: Session, snapshot_id: str) -> SnapshotRecord | None:
+        """The snapshot, or None if there is none with this id."""
+        snapshot = session.get(Snapshot, snapshot_id)
+        return _snapshot_record(snapshot) if snapshot else None
 
-    async def delete_snapshot(self, snapshot_id: str) -> None:
+    @writes
+    def delete_snapshot(session: Session, snapshot_id: str) -> None:
         """Forget a snapshot; nothing happens if there is none with this id."""
-        await self._write(self._delete_snapshot, snapshot_id)
+        session.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
 
-    async def expired_snapshots(self, now: datetime) -> list[SnapshotRecord]:
+    @reads
+    def expired_snapshots(session: Session, now: datetime) -> list[SnapshotRecord]:
         """Snapshots whose retention ended at or before `now`, oldest first."""
         _check_aware(now)
-        return await self._read(self._expired_snapshots, now)
+        query = (select(Snapshot).where(Snapshot.expires_at <= now)
+                 .order_by(Snapshot.created_at, Snapshot.id))
+        return [_snapshot_record(s) for s in session.scalars(query)]
 
     # -- running work in the pool ----------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
-
-    async def _write(self, fn: Callable[..., T], *args) -> T:
-        return await self._run(_in_transaction, self._writer, fn, *args)
-
-    async def _read(self, fn: Callable[..., T], *args) -> T:
-        return await self._run(_in_transaction, self._reader, fn, *args)
 
     # -- engine (worker threads) -----------------------------------------------------
 
@@ -487,241 +639,6 @@ class Store(LoggingConfigurable):
         self._executor.shutdown(wait=True)
         self._engine.dispose()
 
-    # -- transactions (worker threads) -----------------------------------------------
-
-    @staticmethod
-    def _touch_user(session: Session, user: str, name: str, tier: str) -> None:
-        now = utcnow()
-        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = insert(User).values(id=user, name=name, tier=tier, first_seen=now, last_seen=now)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=[User.id],
-            set_={"name": statement.excluded.name, "tier": statement.excluded.tier,
-                  "last_seen": statement.excluded.last_seen},
-        ))
-
-    @staticmethod
-    def _users(session: Session) -> list[UserRecord]:
-        return [_user_record(u) for u in session.scalars(select(User).order_by(User.id))]
-
-    @staticmethod
-    def _get_user(session: Session, user: str) -> UserRecord | None:
-        u = session.get(User, user)
-        return _user_record(u) if u else None
-
-    @staticmethod
-    def _solo_started(session: Session, kernel_id: str, user: str, kernelspec: str) -> None:
-        session.add(SoloSession(kernel_id=kernel_id, user_id=user, kernelspec=kernelspec,
-                                started_at=utcnow()))
-        _flush(session, f"Kernel {kernel_id} already has a solo session")
-
-    @staticmethod
-    def _solo_ended(session: Session, kernel_id: str, reason: str) -> None:
-        ended = session.execute(
-            update(SoloSession)
-            .where(SoloSession.kernel_id == kernel_id, SoloSession.ended_at.is_(None))
-            .values(ended_at=utcnow(), end_reason=reason)
-        )
-        if not ended.rowcount and session.get(SoloSession, kernel_id) is None:
-            raise NotFound(f"No solo session for kernel {kernel_id}")
-
-    @staticmethod
-    def _end_open_solo_sessions(session: Session, reason: str) -> int:
-        return session.execute(
-            update(SoloSession).where(SoloSession.ended_at.is_(None))
-            .values(ended_at=utcnow(), end_reason=reason)
-        ).rowcount
-
-    @staticmethod
-    def _solo_sessions(session: Session, user: str | None) -> list[SoloRecord]:
-        query = select(SoloSession).order_by(SoloSession.started_at, SoloSession.kernel_id)
-        if user is not None:
-            query = query.where(SoloSession.user_id == user)
-        return [
-            SoloRecord(s.kernel_id, s.user_id, s.kernelspec, s.started_at, s.ended_at, s.end_reason)
-            for s in session.scalars(query)
-        ]
-
-    @staticmethod
-    def _create_room(session: Session, room_id: str, name: str, owner: str, languages: list[str],
-                     storage: str, expires_at: datetime | None) -> RoomRecord:
-        room = Room(
-            id=room_id, name=name, owner_id=owner, storage=storage, created_at=utcnow(),
-            expires_at=expires_at, stopped_at=None,
-            members=[Member(user_id=owner, role="owner")],
-            languages=[RoomLanguage(kernelspec=k) for k in sorted(set(languages))],
-        )
-        session.add(room)
-        _flush(session, f"Room {room_id} already exists")
-        return _room_record(room)
-
-    @staticmethod
-    def _get_room(session: Session, room_id: str) -> RoomRecord | None:
-        room = session.scalars(_rooms_query().where(Room.id == room_id)).one_or_none()
-        return _room_record(room) if room else None
-
-    @staticmethod
-    def _rooms(session: Session, member: str | None) -> list[RoomRecord]:
-        query = _rooms_query().order_by(Room.created_at, Room.id)
-        if member is not None:
-            query = query.where(Room.id.in_(select(Member.room_id).where(Member.user_id == member)))
-        return [_room_record(room) for room in session.scalars(query)]
-
-    @staticmethod
-    def _update_room(session: Session, room_id: str, name: str | None, expires_at, stopped_at) -> RoomRecord:
-        room = _locked_room(session, room_id)
-        if name is not None:
-            room.name = name
-        if expires_at is not UNSET:
-            room.expires_at = expires_at
-        if stopped_at is not UNSET:
-            room.stopped_at = stopped_at
-        session.flush()
-        return _room_record(room)
-
-    @staticmethod
-    def _delete_room(session: Session, room_id: str) -> None:
-        if not session.execute(delete(Room).where(Room.id == room_id)).rowcount:
-            raise NotFound(f"Room not found: {room_id}")
-
-    @staticmethod
-    def _set_languages(session: Session, room_id: str, languages: list[str]) -> RoomRecord:
-        room = _locked_room(session, room_id)
-        wanted = set(languages)
-        for language in [lang for lang in room.languages if lang.kernelspec not in wanted]:
-            room.languages.remove(language)
-        present = {lang.kernelspec for lang in room.languages}
-        room.languages.extend(RoomLanguage(kernelspec=k) for k in sorted(wanted - present))
-        session.flush()
-        return _room_record(room)
-
-    @staticmethod
-    def _set_member(session: Session, room_id: str, user: str, role: str) -> RoomRecord:
-        room = _locked_room(session, room_id)
-        member = next((m for m in room.members if m.user_id == user), None)
-        if member is None:
-            room.members.append(Member(user_id=user, role=role))
-        else:
-            member.role = role
-        session.flush()
-        return _room_record(room)
-
-    @staticmethod
-    def _remove_member(session: Session, room_id: str, user: str) -> RoomRecord:
-        room = _locked_room(session, room_id)
-        member = next((m for m in room.members if m.user_id == user), None)
-        if member is None:
-            raise NotFound(f"{user} is not a member of room {room_id}")
-        room.members.remove(member)
-        session.flush()
-        return _room_record(room)
-
-    @staticmethod
-    def _count_owned_rooms(session: Session, user: str) -> int:
-        return session.scalar(select(func.count()).select_from(Room).where(Room.owner_id == user))
-
-    @staticmethod
-    def _save_room_kernel(session: Session, room_id: str, kernelspec: str, kernel_id: str,
-                          info: dict) -> None:
-        _locked_room(session, room_id)
-        kernel = session.get(RoomKernel, (room_id, kernelspec))
-        if kernel is None:
-            session.add(RoomKernel(room_id=room_id, kernelspec=kernelspec, kernel_id=kernel_id,
-                                   info=info, started_at=utcnow()))
-        else:
-            if kernel.kernel_id != kernel_id:
-                kernel.kernel_id, kernel.started_at = kernel_id, utcnow()
-            kernel.info = info
-        _flush(session, f"Kernel {kernel_id} is already another room kernel")
-
-    @staticmethod
-    def _remove_room_kernel(session: Session, room_id: str, kernelspec: str) -> None:
-        _locked_room(session, room_id)
-        session.execute(
-            delete(RoomKernel).where(RoomKernel.room_id == room_id, RoomKernel.kernelspec == kernelspec)
-        )
-
-    @staticmethod
-    def _room_kernels(session: Session, room_id: str | None) -> list[RoomKernelRecord]:
-        query = select(RoomKernel).order_by(RoomKernel.room_id, RoomKernel.kernelspec)
-        if room_id is not None:
-            if session.get(Room, room_id) is None:
-                raise NotFound(f"Room not found: {room_id}")
-            query = query.where(RoomKernel.room_id == room_id)
-        return [
-            RoomKernelRecord(k.room_id, k.kernelspec, k.kernel_id, k.info, k.started_at)
-            for k in session.scalars(query)
-        ]
-
-    @staticmethod
-    def _audit(session: Session, actor: str, action: str, target: str, details: dict) -> None:
-        session.add(AuditEntry(at=utcnow(), actor=actor, action=action, target=target, details=details))
-
-    @staticmethod
-    def _audit_log(session: Session, limit: int) -> list[AuditRecord]:
-        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-        return [
-            AuditRecord(e.id, e.at, e.actor, e.action, e.target, e.details)
-            for e in session.scalars(query)
-        ]
-
-    @staticmethod
-    def _save_session(session: Session, record: SessionRecord) -> None:
-        session.merge(KernelSession(
-            id=record.id, user_id=record.user, path=record.path, name=record.name,
-            type=record.type, kernel_id=record.kernel_id,
-        ))
-
-    @staticmethod
-    def _delete_sessions(session: Session, ids: list[str]) -> None:
-        session.execute(delete(KernelSession).where(KernelSession.id.in_(ids)))
-
-    @staticmethod
-    def _kernel_sessions(session: Session) -> list[SessionRecord]:
-        return [
-            SessionRecord(s.id, s.user_id, s.path, s.name, s.type, s.kernel_id)
-            for s in session.scalars(select(KernelSession).order_by(KernelSession.id))
-        ]
-
-    @staticmethod
-    def _storage_states(session: Session) -> dict[str, tuple[str, datetime]]:
-        return {s.room_id: (s.fingerprint, _utc(s.synced_at)) for s in session.scalars(select(RoomStorageState))}
-
-    @staticmethod
-    def _save_storage_state(session: Session, room_id: str, fingerprint: str, synced_at: datetime) -> None:
-        session.merge(RoomStorageState(room_id=room_id, fingerprint=fingerprint, synced_at=synced_at))
-
-    @staticmethod
-    def _delete_storage_state(session: Session, room_id: str) -> None:
-        session.execute(delete(RoomStorageState).where(RoomStorageState.room_id == room_id))
-
-    @staticmethod
-    def _add_snapshot(session: Session, snapshot: SnapshotRecord) -> None:
-        session.add(Snapshot(**{f: getattr(snapshot, f) for f in SnapshotRecord.__dataclass_fields__}))
-        _flush(session, f"Snapshot {snapshot.id} exists")
-
-    @staticmethod
-    def _snapshots(session: Session, room_id: str | None) -> list[SnapshotRecord]:
-        query = select(Snapshot).order_by(Snapshot.created_at, Snapshot.id)
-        if room_id is not None:
-            query = query.where(Snapshot.room_id == room_id)
-        return [_snapshot_record(s) for s in session.scalars(query)]
-
-    @staticmethod
-    def _get_snapshot(session: Session, snapshot_id: str) -> SnapshotRecord | None:
-        snapshot = session.get(Snapshot, snapshot_id)
-        return _snapshot_record(snapshot) if snapshot else None
-
-    @staticmethod
-    def _delete_snapshot(session: Session, snapshot_id: str) -> None:
-        session.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
-
-    @staticmethod
-    def _expired_snapshots(session: Session, now: datetime) -> list[SnapshotRecord]:
-        query = (select(Snapshot).where(Snapshot.expires_at <= now)
-                 .order_by(Snapshot.created_at, Snapshot.id))
-        return [_snapshot_record(s) for s in session.scalars(query)]
-
 
 # -- helpers (worker threads) ----------------------------------------------------------
 
@@ -733,11 +650,11 @@ def _snapshot_record(snapshot: Snapshot) -> SnapshotRecord:
     })
 
 
-def _in_transaction(maker: sessionmaker, fn: Callable[..., T], *args) -> T:
-    """Run fn(session, *args) in one transaction: committed if it returns, rolled back
-    if it raises."""
+def _in_transaction(maker: sessionmaker, fn: Callable[[Session], T]) -> T:
+    """Run fn(session) in one transaction: committed if it returns, rolled back if it
+    raises."""
     with maker.begin() as session:
-        return fn(session, *args)
+        return fn(session)
 
 
 def _flush(session: Session, conflict: str) -> None:
@@ -746,6 +663,10 @@ def _flush(session: Session, conflict: str) -> None:
         session.flush()
     except IntegrityError as e:
         raise Conflict(conflict) from e
+
+
+def _rooms(session: Session, query) -> list[RoomRecord]:
+    return [_room_record(room) for room in session.scalars(query.order_by(Room.created_at, Room.id))]
 
 
 def _rooms_query():
