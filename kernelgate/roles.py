@@ -8,11 +8,12 @@ from kernelgate.kernels.codec import Frames
 ROLES = ("viewer", "participant", "admin", "owner")
 #: Roles a member can be given (the owner is the room's creator).
 GRANTABLE = ("viewer", "participant", "admin")
-#: Shell requests that change nothing, which viewers may send (clients need them).
-READ_ONLY_SHELL = {
-    "kernel_info_request", "comm_info_request", "inspect_request", "complete_request",
-    "history_request", "is_complete_request",
-}
+#: The shell requests a viewer may send: what a client needs to show a kernel. Not
+#: completion, inspection or is_complete: kernels run code to answer them (bash_kernel
+#: hands the token to `compgen`, so completing `$(touch f)` runs it; IRkernel and
+#: ipykernel evaluate expressions in some inspection paths). Not history: it holds code
+#: run before the viewer joined, which they never saw.
+VIEWER_SHELL = frozenset({"kernel_info_request", "comm_info_request"})
 
 
 def at_least(role: str | None, needed: str) -> bool:
@@ -22,9 +23,9 @@ def at_least(role: str | None, needed: str) -> bool:
 def may_send(role: str, frames: Frames) -> bool:
     """Whether a member with `role` may send this message to a kernel.
 
-    Viewers see outputs and may ask read-only questions; they execute nothing, answer
-    no input and send nothing on control.
+    Viewers see outputs and may ask what the kernel is (VIEWER_SHELL); they run no
+    code, answer no input and send nothing on control.
     """
     if at_least(role, "participant"):
         return True
-    return frames.channel == "shell" and frames.msg_type in READ_ONLY_SHELL
+    return frames.channel == "shell" and frames.msg_type in VIEWER_SHELL
