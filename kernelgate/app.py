@@ -20,19 +20,22 @@ from pathlib import Path
 import zmq
 import zmq.asyncio
 from tornado import httpserver, web
-from traitlets import Bool, CaselessStrEnum, Dict, Int, Type, Unicode, validate
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Type, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
 import kernelgate
+from kernelgate.clock import utcnow
 from kernelgate.engine import DockerEngine, EngineUnavailable
 from kernelgate.environment.install import EnvironmentService
 from kernelgate.handlers import routes
+from kernelgate.handlers.base import redacted
 from kernelgate.health import HealthCheck
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
 from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.jwt_auth import JWTIdentityProvider, mint
 from kernelgate.kernels.registry import KernelRegistry
 from kernelgate.kernelspecs import KernelSpecCatalog
+from kernelgate.origins import ANY_ORIGIN, OriginPolicy, is_loopback
 from kernelgate.plans import Plans
 from kernelgate.provisioners.docker import DockerProvisioner
 from kernelgate.sessions import SessionManager
@@ -46,7 +49,6 @@ from kernelgate.tiers import Tiers
 from kernelgate.users import SeenUsers
 
 ENV_PREFIX = "KERNELGATE_"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class ConfiguredApp(Application):
@@ -110,19 +112,50 @@ class ServeApp(ConfiguredApp):
     kernels = CaselessStrEnum(
         ["auto", "docker", "local"], "auto", config=True,
         help="Where kernels run: docker (sandboxed containers), local (unsandboxed "
-        "processes), auto (docker when an engine answers, local otherwise).",
+        "processes of the gateway's user), auto (docker; local only with --no-auth when "
+        "no engine answers). With authentication, auto never runs local kernels: starts "
+        "answer 503 while the engine is unreachable.",
     )
     identity_provider_class = Type(
         JWTIdentityProvider, klass=IdentityProvider, config=True,
         help="Turns a request into the calling user. --no-auth selects "
         "DevIdentityProvider (one user, no credentials, loopback only).",
     )
-    allow_origin = Unicode("", config=True, help="CORS Access-Control-Allow-Origin.")
-    allow_headers = Unicode("", config=True, help="CORS Access-Control-Allow-Headers.")
-    allow_methods = Unicode("", config=True, help="CORS Access-Control-Allow-Methods.")
+    allow_origins = List(
+        Unicode(), config=True,
+        help="Web origins (scheme://host[:port]) other than the gateway's own that may use "
+        "the API from a browser: CORS answers them, and their state-changing requests and "
+        "WebSockets are served. '*': any origin (refused with --no-auth). None by default.",
+    )
+    allow_origin = Unicode(
+        "", config=True,
+        help="Kernel Gateway's single allowed origin; added to allow_origins.",
+    )
+    allow_headers = Unicode(
+        "Authorization, Content-Type, X-XSRFToken, X-Requested-With", config=True,
+        help="CORS Access-Control-Allow-Headers (to allowed origins).",
+    )
+    allow_methods = Unicode(
+        "GET, POST, PUT, PATCH, DELETE, OPTIONS", config=True,
+        help="CORS Access-Control-Allow-Methods (to allowed origins).",
+    )
     allow_credentials = Unicode("", config=True, help="CORS Access-Control-Allow-Credentials.")
-    expose_headers = Unicode("", config=True, help="CORS Access-Control-Expose-Headers.")
-    max_age = Unicode("", config=True, help="CORS Access-Control-Max-Age.")
+    expose_headers = Unicode("Location", config=True, help="CORS Access-Control-Expose-Headers.")
+    max_age = Unicode("", config=True, help="CORS Access-Control-Max-Age (seconds).")
+    allow_remote_access = Bool(
+        config=True,
+        help="Serve requests whatever their Host header. Default: True unless the gateway "
+        "listens on a loopback address; when False, Host must be a loopback address, the "
+        "listening address or one of local_hostnames (stops DNS rebinding).",
+    )
+    local_hostnames = List(
+        Unicode(), ["localhost"], config=True,
+        help="Host names served when allow_remote_access is False.",
+    )
+    idle_connection_timeout = Float(
+        75.0, config=True, help="Seconds a connection may wait for a request's headers.",
+    )
+    body_timeout = Float(300.0, config=True, help="Seconds a request's body may take to arrive.")
     ws_ping_interval = Int(30, config=True, help="Seconds between WebSocket pings (0: off).")
     max_message_size = Int(
         64 * 1024 * 1024, config=True, help="Largest WebSocket message or request body, bytes."
@@ -159,6 +192,10 @@ class ServeApp(ConfiguredApp):
         ImageBuilder, JWTIdentityProvider, DevIdentityProvider, HealthCheck,
     ]
 
+    @default("allow_remote_access")
+    def _remote_unless_loopback(self):
+        return not is_loopback(self.ip)
+
     @validate("base_url")
     def _slashes(self, proposal):
         return "/" + proposal["value"].strip("/") + "/" if proposal["value"].strip("/") else "/"
@@ -173,16 +210,21 @@ class ServeApp(ConfiguredApp):
         plans = Plans.instance(parent=self)
         images = ImageBuilder.instance(parent=self)
         engine = DockerEngine.instance(parent=self)
-        local = self.kernels == "local"
-        if self.kernels == "auto" and not await engine.ping():
-            local = True
+        identity_provider = self._identity_provider()
+        development = isinstance(identity_provider, DevIdentityProvider)
+        engine_answers = self.kernels != "local" and await engine.ping()
+        local = self.kernels == "local" or (self.kernels == "auto" and development and not engine_answers)
         if not local:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, images.references)
             except (ImageError, OSError) as e:
                 self.log.warning("Image references not computed: %s", e)
-        if self.kernels == "docker" and not await engine.ping():
-            self.log.warning("Docker engine not reachable: kernels will fail with 503 until it is")
+        if not local and not engine_answers:
+            self.log.warning(
+                "Docker engine not reachable: kernel starts answer 503 until it is%s",
+                "" if self.kernels == "docker" else
+                " (unsandboxed local kernels only with --kernels=local, or --no-auth)",
+            )
         if local:
             self.log.warning(
                 "LOCAL KERNELS: kernels run as unsandboxed processes of this user, with no "
@@ -191,17 +233,6 @@ class ServeApp(ConfiguredApp):
         catalog = KernelSpecCatalog(parent=self, local_kernels=local)
         await asyncio.get_running_loop().run_in_executor(None, catalog.load)
         registry = KernelRegistry(parent=self, catalog=catalog)
-        try:
-            identity_provider = self.identity_provider_class(parent=self)
-        except ValueError as e:
-            raise SystemExit(f"Cannot authenticate anyone: {e}") from None
-        if isinstance(identity_provider, DevIdentityProvider) and self.ip not in LOOPBACK:
-            raise SystemExit(
-                f"Refusing to listen on {self.ip} without authentication: the development "
-                "identity serves only loopback addresses."
-            )
-        if isinstance(identity_provider, DevIdentityProvider):
-            self.log.warning("No authentication: every request acts as user %r", identity_provider.user)
         store = Store(parent=self)
         await store.migrate()
         await store.end_open_solo_sessions("gateway stopped")
@@ -236,13 +267,19 @@ class ServeApp(ConfiguredApp):
             SeenUsers(store), environment,
             HealthCheck(store, rooms.storage, docker=not catalog.local_kernels, parent=self),
         )
-        cors = {name: getattr(self, name) for name in (
-            "allow_origin", "allow_headers", "allow_methods", "allow_credentials",
-            "expose_headers", "max_age",
-        )}
+        cors = {
+            "Access-Control-Allow-Headers": self.allow_headers,
+            "Access-Control-Allow-Methods": self.allow_methods,
+            "Access-Control-Allow-Credentials": self.allow_credentials,
+            "Access-Control-Expose-Headers": self.expose_headers,
+            "Access-Control-Max-Age": self.max_age,
+        }
         settings = {
             "base_url": self.base_url,
             "kernelgate_services": services,
+            "kernelgate_origins": self._origin_policy(development),
+            "kernelgate_started": utcnow(),
+            "kernelgate_max_body": self.max_message_size,
             "kernelgate_cors": cors,
             "websocket_ping_interval": self.ws_ping_interval or None,
             "websocket_max_message_size": self.max_message_size,
@@ -251,10 +288,41 @@ class ServeApp(ConfiguredApp):
         }
         return web.Application(routes(self.base_url), **settings)
 
+    def _identity_provider(self) -> IdentityProvider:
+        try:
+            identity_provider = self.identity_provider_class(parent=self)
+        except ValueError as e:
+            raise SystemExit(f"Cannot authenticate anyone: {e}") from None
+        if isinstance(identity_provider, DevIdentityProvider):
+            if not is_loopback(self.ip):
+                raise SystemExit(
+                    f"Refusing to listen on {self.ip} without authentication: the development "
+                    "identity serves only loopback addresses."
+                )
+            self.log.warning("No authentication: every request acts as user %r", identity_provider.user)
+        return identity_provider
+
+    def _origin_policy(self, development: bool) -> OriginPolicy:
+        origins = [*self.allow_origins, *([self.allow_origin] if self.allow_origin else [])]
+        if development and ANY_ORIGIN in (o.strip() for o in origins):
+            raise SystemExit(
+                "Refusing allow_origins '*' without authentication: any web page could run "
+                "code on this machine. List the origins that may use the gateway."
+            )
+        if development and self.allow_remote_access:
+            self.log.warning("allow_remote_access without authentication: DNS rebinding is not stopped")
+        try:
+            return OriginPolicy.create(origins, self.allow_remote_access, self.local_hostnames, self.ip)
+        except ValueError as e:
+            raise SystemExit(f"ServeApp.allow_origins: {e}") from None
+
     async def serve(self) -> None:
         """Listen until SIGINT/SIGTERM, then stop every kernel."""
         app = await self.setup()
-        server = httpserver.HTTPServer(app, max_body_size=self.max_message_size, xheaders=False)
+        server = httpserver.HTTPServer(
+            app, max_body_size=self.max_message_size, xheaders=False,
+            idle_connection_timeout=self.idle_connection_timeout, body_timeout=self.body_timeout,
+        )
         server.listen(self.port, self.ip)
         self.log.info(
             "kernelgate %s listening on http://%s:%d%s (%s kernels)",
@@ -277,7 +345,7 @@ class ServeApp(ConfiguredApp):
         level = self.log.info if status < 400 else self.log.warning
         if status >= 500:
             level = self.log.error
-        level("%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
+        level("%d %s %s %.1fms", status, handler.request.method, redacted(handler.request.uri),
               1000.0 * handler.request.request_time())
 
 
@@ -298,7 +366,7 @@ class TokenApp(ConfiguredApp):
     description = "Mint an HS256 JWT for local use."
     user = Unicode("dev", config=True, help="The token's sub claim.")
     tier = Unicode("", config=True, help="The token's tier claim (a plan).")
-    admin = Bool(False, config=True, help="Add roles: [admin].")
+    admin = Bool(False, config=True, help="A platform admin's token (JWTIdentityProvider.admin_claim).")
     expires_in = Int(3600, config=True, help="Seconds until the token expires.")
     classes = [JWTIdentityProvider]
     aliases = {
@@ -314,7 +382,8 @@ class TokenApp(ConfiguredApp):
         if not secret:
             raise SystemExit("No secret: pass --secret or set KERNELGATE_JWT_SECRET "
                              "(JWTIdentityProvider.secret)")
-        print(mint(secret, self.user, self.tier, ["admin"] if self.admin else None,
+        admin = {provider.get("admin_claim", "roles"): [provider.get("admin_value", "admin")]}
+        print(mint(secret, self.user, self.tier, admin if self.admin else None,
                    self.expires_in, provider.get("issuer", ""), provider.get("audience", "")))
 
 

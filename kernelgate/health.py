@@ -3,6 +3,8 @@
 `GET /api/health` needs no credentials (load balancers and orchestrators call it), so
 its answer must not cost a database query, an engine ping and a storage request per call:
 the backends' answers are kept for `cache_seconds` and only one check runs at a time.
+A failed check reads `unavailable`; only `report(details=True)` (for platform admins)
+says why, since error texts can name hosts, buckets and paths.
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ class HealthCheck(LoggingConfigurable):
         self._checked_at = 0.0
         self._running: asyncio.Future | None = None
 
-    async def report(self) -> dict:
-        """`{"status": "ok"|"degraded", "checks": {"store", "docker"?, "storage"}}`."""
+    async def report(self, details: bool = False) -> dict:
+        """`{"status": "ok"|"degraded", "checks": {"store", "docker"?, "storage"}}`; each
+        check is "ok" or "unavailable", followed by `: why` with `details`."""
         checks = dict(await self._backends())
-        storage = {"backends": checks.pop("storage"), "degraded_rooms": len(self.storage.degraded())}
+        backends = checks.pop("storage")
+        if not details:
+            checks = {name: _without_details(value) for name, value in checks.items()}
+            backends = {name: _without_details(value) for name, value in backends.items()}
+        storage = {"backends": backends, "degraded_rooms": len(self.storage.degraded())}
         healthy = (all(v == "ok" for v in checks.values())
                    and all(v == "ok" for v in storage["backends"].values())
                    and not storage["degraded_rooms"])
@@ -62,6 +69,12 @@ class HealthCheck(LoggingConfigurable):
         except Exception as e:  # noqa: BLE001 - any failure of the database is the answer
             checks["store"] = f"unavailable: {e.__class__.__name__}"
         if self.docker:
-            checks["docker"] = "ok" if await DockerEngine.instance().ping() else "unavailable"
+            checks["docker"] = "ok" if await DockerEngine.instance().ping() else (
+                "unavailable: the Docker engine does not answer (DOCKER_HOST, "
+                "DockerEngine.docker_url); kernel starts answer 503")
         checks["storage"] = await self.storage.health()
         return checks
+
+
+def _without_details(check: str) -> str:
+    return check.partition(":")[0]

@@ -10,6 +10,11 @@ that one key can never be used as the other (no HS/RS key confusion, never `none
   a flood of made-up kids cannot hammer the auth service).
 Optionally `introspection_url` is asked, with a short cache, whether the user is still
 active and which tier they have.
+
+A platform admin is a token whose `admin_claim` (default `roles`) is `admin_value`
+(default `admin`) or a list holding it. `iss` and `aud` are checked only when `issuer`
+and `audience` are set; without them any token signed by the key is accepted, including
+one the same auth service issued for another application: a warning says so at start.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ class JWKSCache:
 
 
 class JWTIdentityProvider(IdentityProvider):
-    """Verifies JWTs; `sub` is the user, `tier` the plan, `roles: ["admin"]` an admin."""
+    """Verifies JWTs; `sub` is the user, `tier` the plan, `admin_claim` makes an admin."""
 
     secret = Unicode("", config=True, help="Shared secret for HS256 tokens; empty: none accepted.")
     jwks_url = Unicode("", config=True, help="JWKS URL of the auth service (RS256/ES256 keys).")
@@ -103,6 +108,12 @@ class JWTIdentityProvider(IdentityProvider):
     )
     issuer = Unicode("", config=True, help="Required `iss` claim; empty: not checked.")
     audience = Unicode("", config=True, help="Required `aud` claim; empty: not checked.")
+    admin_claim = Unicode(
+        "roles", config=True,
+        help="The claim naming platform admins: a string or a list of strings holding "
+        "admin_value. Empty: no token makes an admin.",
+    )
+    admin_value = Unicode("admin", config=True, help="The admin_claim value of a platform admin.")
     leeway = Float(30.0, config=True, help="Seconds of clock skew allowed for exp/nbf/iat.")
     jwks_min_refresh = Float(10.0, config=True, help="Least seconds between two JWKS fetches.")
     jwks_ttl = Float(3600.0, config=True, help="Seconds before cached keys are refetched.")
@@ -122,6 +133,14 @@ class JWTIdentityProvider(IdentityProvider):
             )
         self._jwks = JWKSCache(self.jwks_url, self.jwks_min_refresh, self.jwks_ttl) if self.jwks_url else None
         self._introspected: dict[str, tuple[float, dict]] = {}
+        unchecked = [name for name in ("issuer", "audience") if not getattr(self, name)]
+        if unchecked:
+            self.log.warning(
+                "JWT %s NOT CHECKED: any unexpired token signed by this key is accepted, "
+                "also one issued for another service. Set JWTIdentityProvider.%s.",
+                " and ".join({"issuer": "ISSUER (iss)", "audience": "AUDIENCE (aud)"}[n] for n in unchecked),
+                " and .".join(unchecked),
+            )
 
     async def identify(self, request) -> Identity | None:
         token = token_from(request)
@@ -167,17 +186,25 @@ class JWTIdentityProvider(IdentityProvider):
             raise Rejected(str(e) or type(e).__name__) from None
 
     def _identity(self, claims: dict) -> Identity:
-        sub, tier, roles = claims["sub"], claims.get("tier", ""), claims.get("roles", [])
+        sub, tier = claims["sub"], claims.get("tier", "")
         if not isinstance(sub, str) or not sub:
             raise Rejected("sub must be a non-empty string")
         if not isinstance(tier, str):
             raise Rejected("tier must be a string")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise Rejected("roles must be a list of strings")
         return Identity(
-            user=sub, tier=tier, roles=frozenset(roles), name=str(claims.get("name", "")),
-            expires_at=float(claims["exp"]),
+            user=sub, tier=tier, roles=frozenset({"admin"} if self._is_admin(claims) else ()),
+            name=str(claims.get("name", "")), expires_at=float(claims["exp"]),
         )
+
+    def _is_admin(self, claims: dict) -> bool:
+        value = claims.get(self.admin_claim) if self.admin_claim else None
+        if value is None:
+            return False
+        if isinstance(value, str):
+            return value == self.admin_value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return self.admin_value in value
+        raise Rejected(f"{self.admin_claim} must be a string or a list of strings")
 
     async def _introspect(self, identity: Identity, token: str) -> Identity:
         now = time.monotonic()
@@ -204,15 +231,13 @@ class JWTIdentityProvider(IdentityProvider):
         return identity
 
 
-def mint(secret: str, user: str, tier: str = "", roles: list[str] | None = None,
+def mint(secret: str, user: str, tier: str = "", extra: dict | None = None,
          expires_in: float = 3600, issuer: str = "", audience: str = "") -> str:
-    """An HS256 token for local use (`kernelgate token`)."""
+    """An HS256 token for local use (`kernelgate token`); `extra`: more claims."""
     now = int(time.time())
-    claims = {"sub": user, "iat": now, "exp": now + int(expires_in)}
+    claims = {"sub": user, "iat": now, "exp": now + int(expires_in), **(extra or {})}
     if tier:
         claims["tier"] = tier
-    if roles:
-        claims["roles"] = roles
     if issuer:
         claims["iss"] = issuer
     if audience:

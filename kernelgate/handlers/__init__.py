@@ -8,7 +8,7 @@ from kernelgate.handlers.admin import (
     AdminRoomsHandler,
     AdminSnapshotsHandler,
 )
-from kernelgate.handlers.api import APIVersionHandler
+from kernelgate.handlers.api import APIStatusHandler, APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
 from kernelgate.handlers.contents import KernelContentsHandler
@@ -49,6 +49,7 @@ def routes(base_url: str) -> list[tuple]:
     table = [
         (r"api/?", APIVersionHandler),
         (r"api/health/?", HealthHandler),
+        (r"api/status/?", APIStatusHandler),
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (r"api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
         (r"kernelspecs/(?P<name>[^/]+)/(?P<file>[^/]+)", KernelSpecResourceHandler),

@@ -1,46 +1,62 @@
-"""What every kernelgate handler shares: identity, JSON errors, CORS, JSON bodies."""
+"""What every kernelgate handler shares: where a request may come from (OriginPolicy),
+identity, CORS, JSON errors, bounded JSON bodies, and logs that never show a token."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import re
+import time
 
 from tornado import web
+from tornado.ioloop import IOLoop
+from tornado.log import app_log, gen_log
 
-from kernelgate.errors import BadRequest, GatewayError, TooLarge
+from kernelgate.errors import BadRequest, Forbidden, GatewayError, TooLarge
 from kernelgate.identity import Identity
+from kernelgate.origins import OriginPolicy
 
-#: Largest JSON body parsed on the event loop (every request but file contents), bytes.
+#: Largest request body of every route but file contents, bytes (JSON parsed on the loop).
 SMALL_BODY = 256 * 1024
+#: Close code when the credentials of an open socket expire (RFC 6455: policy violation).
+CLOSE_EXPIRED = 1008
 
 log = logging.getLogger("kernelgate.web")
 
-_CORS_HEADERS = {
-    "allow_origin": "Access-Control-Allow-Origin",
-    "allow_headers": "Access-Control-Allow-Headers",
-    "allow_methods": "Access-Control-Allow-Methods",
-    "allow_credentials": "Access-Control-Allow-Credentials",
-    "expose_headers": "Access-Control-Expose-Headers",
-    "max_age": "Access-Control-Max-Age",
-}
+_TOKEN_VALUE = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)
+
+
+def redacted(uri: str) -> str:
+    """`uri` with the value of every `token` query parameter replaced by `[secret]`."""
+    return _TOKEN_VALUE.sub(r"\1[secret]", uri)
 
 
 class GatewayMixin:
-    """Identity and services for both HTTP and WebSocket handlers.
+    """Origin checks, identity and services for both HTTP and WebSocket handlers.
 
-    Settings used: `kernelgate_services` (an object with registry, catalog, sessions,
-    identity_provider) and `kernelgate_cors` (config name -> value).
+    Settings used: `kernelgate_services` (registry, catalog, sessions, identity_provider,
+    ...), `kernelgate_origins` (an OriginPolicy) and `kernelgate_cors` (header -> value,
+    sent to allowed cross-origin callers).
     """
 
     identity: Identity | None = None
     public = False  # True: served without credentials
+    _expiry = None
 
     @property
     def services(self):
         return self.settings["kernelgate_services"]
 
+    @property
+    def origins(self) -> OriginPolicy:
+        return self.settings.get("kernelgate_origins") or OriginPolicy()
+
     async def prepare(self):
+        websocket = self.request.headers.get("Upgrade", "").lower() == "websocket"
+        refusal = self.origins.refusal(self.request.method, self.request.headers, self.request.host, websocket)
+        if refusal:
+            raise Forbidden(refusal)
         if self.request.method == "OPTIONS" or self.public:
             return
         self.identity = await self.services.identity_provider.identify(self.request)
@@ -49,17 +65,30 @@ class GatewayMixin:
         await self.services.users.seen(self.identity)
 
     def set_default_headers(self):
-        for name, header in _CORS_HEADERS.items():
-            value = self.settings.get("kernelgate_cors", {}).get(name)
-            if value:
-                self.set_header(header, str(value))
+        origin = self.request.headers.get("Origin")
+        if self.origins.allowed_origins:
+            self.set_header("Vary", "Origin")
+        if origin and self.origins.cross_origin_allowed(origin) and self.origins.host_allowed(self.request.host):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            for header, value in self.settings.get("kernelgate_cors", {}).items():
+                if value:
+                    self.set_header(header, str(value))
 
     def check_origin(self, origin: str) -> bool:
-        """WebSockets from browsers: allowed for the configured origin, or same host."""
-        allowed = self.settings.get("kernelgate_cors", {}).get("allow_origin")
-        if allowed == "*" or origin == allowed:
-            return True
-        return super().check_origin(origin)
+        """WebSockets from browsers: the gateway's own origin or an allowed one."""
+        return self.origins.origin_allowed(origin, self.request.host)
+
+    def close_at_expiry(self) -> None:
+        """WebSockets: close with 1008 `Token expired` when the caller's credentials
+        expire (call in `open`, and `cancel_expiry` in `on_close`)."""
+        if self.identity is not None and self.identity.expires_at is not None:
+            delay = max(0.0, self.identity.expires_at - time.time())
+            self._expiry = IOLoop.current().call_later(delay, self.close, CLOSE_EXPIRED, "Token expired")
+
+    def cancel_expiry(self) -> None:
+        if self._expiry is not None:
+            IOLoop.current().remove_timeout(self._expiry)
+            self._expiry = None
 
     def write_error(self, status_code: int, **kwargs) -> None:
         reason, message = self._reason, self._reason
@@ -73,15 +102,56 @@ class GatewayMixin:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"reason": reason, "message": message}))
 
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {redacted(self.request.uri)} ({self.request.remote_ip})"
+
     def log_exception(self, typ, value, tb) -> None:
+        """Like tornado's, without the request's repr (its URI may hold a token)."""
         if isinstance(value, GatewayError):
             log.info("%s %s -> %d %s", self.request.method, self.request.path, value.status, value.message)
+        elif isinstance(value, web.HTTPError):
+            if value.log_message:
+                gen_log.warning("%d %s: " + value.log_message, value.status_code,
+                                self._request_summary(), *value.args)
         else:
-            super().log_exception(typ, value, tb)
+            app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
 
 
+@web.stream_request_body
 class APIHandler(GatewayMixin, web.RequestHandler):
-    """Base of the JSON REST handlers: errors are always {"reason", "message"}."""
+    """Base of the JSON REST handlers: errors are always {"reason", "message"}.
+
+    The body is read only once `prepare` has checked the origin and the credentials, and
+    only up to SMALL_BODY bytes, or the `kernelgate_max_body` setting for handlers with
+    `large_body` (file contents): a larger declared body is 413 before a byte of it is
+    read, and a larger chunked one ends the connection.
+    """
+
+    large_body = False
+    _chunks: list[bytes] | None = None
+
+    async def prepare(self):
+        await super().prepare()
+        limit = self.settings.get("kernelgate_max_body", SMALL_BODY) if self.large_body else SMALL_BODY
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise BadRequest("Content-Length is not a number")
+            if int(declared) > limit:
+                raise TooLarge(f"Request body over {limit} bytes")
+        self.request.connection.set_max_body_size(limit)
+        self._chunks = []
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._chunks is not None:  # else refused in prepare: the connection is closing
+            self._chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        """The request body (read once `prepare` is done)."""
+        if self._chunks is not None:
+            self.request.body, self._chunks = b"".join(self._chunks), None
+        return self.request.body
 
     def set_default_headers(self):
         super().set_default_headers()
@@ -96,12 +166,12 @@ class APIHandler(GatewayMixin, web.RequestHandler):
     def json_body(self, limit: int | None = SMALL_BODY) -> dict:
         """The request body as a JSON object (empty body = {}); BadRequest otherwise,
         TooLarge past `limit` bytes (it is parsed on the event loop: see json_body_in_thread)."""
-        if not self.request.body:
+        if not self.body:
             return {}
-        if limit is not None and len(self.request.body) > limit:
+        if limit is not None and len(self.body) > limit:
             raise TooLarge(f"Request body over {limit} bytes")
         try:
-            body = json.loads(self.request.body)
+            body = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"Request body is not valid JSON: {e}") from None
         if not isinstance(body, dict):

@@ -20,6 +20,8 @@ class ContentsMixin:
     Reading needs viewer, changing participant, deleting admin.
     """
 
+    large_body = True  # file contents: up to ServeApp.max_message_size
+
     async def get(self, workspace_id: str, path: str):
         content = self.get_query_argument("content", "1") not in ("0", "false")
         format = self.get_query_argument("format", None)

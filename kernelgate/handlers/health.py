@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from kernelgate.errors import GatewayError
 from kernelgate.handlers.base import APIHandler
 
 
 class HealthHandler(APIHandler):
     """`{"status": "ok"|"degraded", "checks": {"store", "docker"?, "storage"}}`; always
     200, so that a degraded gateway is told apart from one that does not answer. The
-    backends' answers may be up to `HealthCheck.cache_seconds` old."""
+    backends' answers may be up to `HealthCheck.cache_seconds` old. Why a check fails
+    is told to platform admins only (with --no-auth, the one user is one)."""
 
     public = True
 
     async def get(self):
-        self.write_json(await self.services.health.report())
+        try:
+            identity = await self.services.identity_provider.identify(self.request)
+        except GatewayError:  # the auth service is down: answer without details
+            identity = None
+        details = identity is not None and identity.is_admin
+        self.write_json(await self.services.health.report(details))

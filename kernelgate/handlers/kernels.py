@@ -34,14 +34,17 @@ async def start_solo_kernel(handler: APIHandler, name: str, env: dict) -> Kernel
     return await registry.start(name, identity.user, env, owner_limit=plans.of(identity).max_kernels)
 
 
+def kernels_of(services, identity) -> list[Kernel]:
+    """The caller's kernels: their solo kernels and their rooms' kernels."""
+    rooms = {r.id for r in services.rooms.rooms_of(identity)}
+    return [k for k in services.registry.kernels.values()
+            if (k.room is None and k.owner == identity.user) or (k.room and k.room in rooms)]
+
+
 class KernelsHandler(KernelAccess, APIHandler):
     async def get(self):
         """The caller's kernels: their solo kernels and their rooms' kernels."""
-        rooms = self.services.rooms
-        kernels = self.services.registry.kernels.values()
-        self.write_json([k.model() for k in kernels
-                         if (k.room is None and k.owner == self.identity.user)
-                         or (k.room and any(r.id == k.room for r in rooms.rooms_of(self.identity)))])
+        self.write_json([k.model() for k in kernels_of(self.services, self.identity)])
 
     async def post(self):
         """Start a solo kernel: 201 with Location and the kernel model."""

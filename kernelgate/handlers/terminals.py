@@ -53,6 +53,7 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
 
     def open(self, name: str):
         self.set_nodelay(True)
+        self.close_at_expiry()
         self.services.terminals.attach(self.terminal, self)
 
     def on_message(self, message):
@@ -75,5 +76,6 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
             self.services.terminals.detach(self.terminal, self)
 
     def on_close(self):
+        self.cancel_expiry()
         if self.terminal is not None:
             self.services.terminals.detach(self.terminal, self)
