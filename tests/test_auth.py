@@ -8,6 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 
 import jwt
@@ -286,9 +288,6 @@ async def test_unreachable_jwks_is_503_not_a_crash(start_gateway):
 
 
 async def test_token_command_mints_accepted_tokens(authed_gateway):
-    import subprocess
-    import sys
-
     out = subprocess.run(
         [sys.executable, "-m", "kernelgate", "token", f"--secret={SECRET}", "--user=tom", "--tier=pro",
          f"--JWTIdentityProvider.issuer={ISSUER}", f"--JWTIdentityProvider.audience={AUDIENCE}"],
@@ -304,3 +303,61 @@ def test_serving_without_any_key_source_is_refused(tmp_path):
     gateway = GatewayProcess(tmp_path, "--kernels=local", "--JWTIdentityProvider.leeway=1")
     with pytest.raises(RuntimeError, match="Cannot authenticate anyone"):
         gateway.start(timeout=20)
+
+
+async def test_the_admin_claim_is_configurable(start_gateway, tmp_path):
+    """Only the configured claim and value make a platform admin."""
+    default = start_gateway("--kernels=local", f"--jwt-secret={SECRET}")
+    assert (await default.client(hs(roles=["admin"])).request("GET", "/api/admin/kernels")).status == 200
+    assert (await default.client(hs(roles=["user"])).request("GET", "/api/admin/kernels")).status == 403
+    configured = start_gateway(
+        "--kernels=local", f"--jwt-secret={SECRET}", "--JWTIdentityProvider.admin_claim=groups",
+        "--JWTIdentityProvider.admin_value=kg-admins",
+    )
+    admin_paths = [("GET", "/api/admin/kernels"), ("GET", "/api/admin/audit")]
+    for method, path in admin_paths:
+        assert (await configured.client(hs(groups=["staff", "kg-admins"])).request(method, path)).status == 200
+        assert (await configured.client(hs(groups="kg-admins")).request(method, path)).status == 200
+        for not_admin in (hs(roles=["admin"]), hs(groups=["staff"]), hs(groups="admin")):
+            assert (await configured.client(not_admin).request(method, path)).status == 403
+    malformed = await configured.client(hs(groups={"kg-admins": True})).request("GET", "/api/kernels")
+    assert malformed.status == 401
+    out = subprocess.run(
+        [sys.executable, "-m", "kernelgate", "token", f"--secret={SECRET}", "--admin",
+         "--JWTIdentityProvider.admin_claim=groups", "--JWTIdentityProvider.admin_value=kg-admins"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert (await configured.client(out).request("GET", "/api/admin/kernels")).status == 200
+
+
+async def test_start_warns_when_issuer_and_audience_are_unchecked(start_gateway, tmp_path):
+    unchecked = start_gateway("--kernels=local", f"--jwt-secret={SECRET}")
+    assert "ISSUER (iss) and AUDIENCE (aud) NOT CHECKED" in unchecked.log()
+    half = start_gateway("--kernels=local", f"--jwt-secret={SECRET}", f"--JWTIdentityProvider.issuer={ISSUER}")
+    assert "AUDIENCE (aud) NOT CHECKED" in half.log() and "ISSUER" not in half.log()
+    config = tmp_path / "auth_config.py"
+    config.write_text(PLANS_CONFIG.format(issuer=ISSUER, audience=AUDIENCE))
+    checked = start_gateway("--kernels=local", f"--config={config}", f"--jwt-secret={SECRET}")
+    assert "NOT CHECKED" not in checked.log()
+    # the same key, but a token issued for another service
+    assert (await checked.client(hs(aud="another-service")).request("GET", "/api/kernels")).status == 401
+    assert (await unchecked.client(hs(aud="another-service")).request("GET", "/api/kernels")).status == 200
+
+
+async def test_terminal_socket_closes_when_its_token_expires(authed_gateway):
+    token = hs(exp=int(time.time()) + 3)
+    client = authed_gateway.client(token)
+    kernel = await client.start_kernel()
+    opened = await client.request("POST", "/api/terminals", {"kernel": kernel["id"]})
+    assert opened.status == 201, opened.body
+    url = authed_gateway.url.replace("http", "ws") + f"/terminals/websocket/{opened.body['name']}?token={token}"
+    conn = await websocket_connect(url)
+    started = time.monotonic()
+    while await asyncio.wait_for(conn.read_message(), 10) is not None:
+        pass
+    assert conn.close_code == 1008 and "expired" in conn.close_reason.lower()
+    assert time.monotonic() - started < 6
+    with pytest.raises(HTTPClientError) as info:  # and the expired token opens nothing new
+        await websocket_connect(url)
+    assert info.value.code == 401
+    await authed_gateway.client(hs()).request("DELETE", f"/api/kernels/{kernel['id']}")
