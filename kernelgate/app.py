@@ -162,6 +162,11 @@ class ServeApp(ConfiguredApp):
     )
     cull_orphans = Bool(True, config=True, help="Remove kernels an earlier run left behind.")
     tornado_settings = Dict(config=True, help="Extra tornado Application settings.")
+    editor_dir = Unicode(
+        "", config=True,
+        help="Folder of the built web editor served at {base_url}editor/ (default: the "
+        "checkout's extensions/editor/dist).",
+    )
 
     aliases = {
         "ip": "ServeApp.ip",
@@ -284,6 +289,7 @@ class ServeApp(ConfiguredApp):
             "websocket_ping_interval": self.ws_ping_interval or None,
             "websocket_max_message_size": self.max_message_size,
             "log_function": self._log_request,
+            "kernelgate_editor_dir": self.editor_dir,
             **self.tornado_settings,
         }
         return web.Application(routes(self.base_url), **settings)

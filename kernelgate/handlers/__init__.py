@@ -12,6 +12,7 @@ from kernelgate.handlers.api import APIStatusHandler, APIVersionHandler
 from kernelgate.handlers.base import NotFoundHandler
 from kernelgate.handlers.channels import ChannelsHandler
 from kernelgate.handlers.contents import KernelContentsHandler
+from kernelgate.handlers.editor import EditorHandler
 from kernelgate.handlers.environment import (
     KernelEnvironmentHandler,
     RoomEnvironmentHandler,
@@ -82,6 +83,7 @@ def routes(base_url: str) -> list[tuple]:
         (r"api/admin/audit/?", AdminAuditHandler),
         (r"api/sessions/?", SessionsHandler),
         (rf"api/sessions/{_ID.format('session_id')}/?", SessionHandler),
+        (r"editor(?P<path>/.*)?", EditorHandler),
         (r".*", NotFoundHandler),
     ]
     return [(base_url + pattern, handler) for pattern, handler in table]

@@ -54,6 +54,7 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
     def open(self, name: str):
         self.set_nodelay(True)
         self.close_at_expiry()
+        self.send_frame(["setup", {}])  # terminado's first frame: clients wait for it
         self.services.terminals.attach(self.terminal, self)
 
     def on_message(self, message):

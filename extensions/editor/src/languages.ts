@@ -1,0 +1,86 @@
+/**
+ * Syntax highlighting and a first program for each kernelspec language (the `language`
+ * field of a kernelspec: python, bash, c++, ...). Unknown languages get plain text.
+ */
+import { cpp } from '@codemirror/lang-cpp';
+import { go } from '@codemirror/lang-go';
+import { java } from '@codemirror/lang-java';
+import { javascript } from '@codemirror/lang-javascript';
+import { php } from '@codemirror/lang-php';
+import { python } from '@codemirror/lang-python';
+import { rust } from '@codemirror/lang-rust';
+import { sql, SQLite } from '@codemirror/lang-sql';
+import { StreamLanguage } from '@codemirror/language';
+import { kotlin } from '@codemirror/legacy-modes/mode/clike';
+import { lua } from '@codemirror/legacy-modes/mode/lua';
+import { perl } from '@codemirror/legacy-modes/mode/perl';
+import { r } from '@codemirror/legacy-modes/mode/r';
+import { ruby } from '@codemirror/legacy-modes/mode/ruby';
+import { shell } from '@codemirror/legacy-modes/mode/shell';
+import type { Extension } from '@codemirror/state';
+
+const HIGHLIGHTING: Record<string, () => Extension> = {
+  python: () => python(),
+  bash: () => StreamLanguage.define(shell),
+  sh: () => StreamLanguage.define(shell),
+  c: () => cpp(),
+  'c++': () => cpp(),
+  cpp: () => cpp(),
+  go: () => go(),
+  java: () => java(),
+  javascript: () => javascript(),
+  typescript: () => javascript({ typescript: true }),
+  kotlin: () => StreamLanguage.define(kotlin),
+  lua: () => StreamLanguage.define(lua),
+  perl: () => StreamLanguage.define(perl),
+  php: () => php({ plain: true }),
+  r: () => StreamLanguage.define(r),
+  ruby: () => StreamLanguage.define(ruby),
+  rust: () => rust(),
+  sql: () => sql({ dialect: SQLite })
+};
+
+const FIRST_PROGRAM: Record<string, string> = {
+  python: 'print("Hello from Python", 6 * 7)\n',
+  bash: 'echo "Hello from $(basename "$SHELL") in $(pwd)"\n',
+  c: '#include <stdio.h>\n\nint main(void) {\n    printf("Hello from C %d\\n", 6 * 7);\n    return 0;\n}\n',
+  'c++': '#include <iostream>\n\nint main() {\n    std::cout << "Hello from C++ " << 6 * 7 << std::endl;\n}\n',
+  go: 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("Hello from Go", 6*7)\n}\n',
+  java: 'System.out.println("Hello from Java " + 6 * 7);\n',
+  javascript: 'console.log("Hello from JavaScript", 6 * 7);\n',
+  typescript: 'const answer: number = 6 * 7;\nconsole.log("Hello from TypeScript", answer);\n',
+  kotlin: 'println("Hello from Kotlin ${6 * 7}")\n',
+  lua: 'print("Hello from Lua", 6 * 7)\n',
+  perl: 'print "Hello from Perl ", 6 * 7, "\\n";\n',
+  php: 'echo "Hello from PHP " . 6 * 7 . "\\n";\n',
+  r: 'cat("Hello from R", 6 * 7, "\\n")\n',
+  ruby: 'puts "Hello from Ruby #{6 * 7}"\n',
+  rust: 'println!("Hello from Rust {}", 6 * 7);\n',
+  sql: "SELECT 'Hello from SQLite', 6 * 7;\n"
+};
+
+function key(language: string): string {
+  return language.trim().toLowerCase();
+}
+
+/** The CodeMirror extension highlighting `language`; none for unknown languages. */
+export function highlighting(language: string): Extension {
+  const make = HIGHLIGHTING[key(language)];
+  return make ? make() : [];
+}
+
+/** A short program that prints something in `language`. */
+export function firstProgram(language: string): string {
+  return FIRST_PROGRAM[key(language)] ?? '';
+}
+
+/** The language of a file name, for highlighting a file opened from the tree. */
+export function languageOfFile(name: string): string | null {
+  const extension = name.toLowerCase().split('.').pop() ?? '';
+  const byExtension: Record<string, string> = {
+    py: 'python', sh: 'bash', bash: 'bash', c: 'c', h: 'c', cc: 'c++', cpp: 'c++', hpp: 'c++',
+    go: 'go', java: 'java', js: 'javascript', mjs: 'javascript', ts: 'typescript',
+    kt: 'kotlin', lua: 'lua', pl: 'perl', php: 'php', r: 'r', rb: 'ruby', rs: 'rust', sql: 'sql'
+  };
+  return byExtension[extension] ?? null;
+}
