@@ -14,14 +14,33 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.ServeApp.ip = "127.0.0.1"
 # c.ServeApp.port = 8888
 # c.ServeApp.base_url = "/"
-# Browsers on another origin (a web editor) need CORS:
-# c.ServeApp.allow_origin = "https://editor.example.org"
 # c.ServeApp.ws_ping_interval = 30          # seconds; 0 turns pings off
-# c.ServeApp.max_message_size = 64 * 1024 * 1024
+# c.ServeApp.max_message_size = 64 * 1024 * 1024  # WebSocket messages and file contents
+# c.ServeApp.idle_connection_timeout = 75.0  # seconds a connection may wait for headers
+# c.ServeApp.body_timeout = 300.0            # seconds a request body may take
+
+# --- Browsers: origins, hosts, CORS (docs/api.md) ------------------------------------
+# Pages on another origin (a web editor, thebe) that may use the API: CORS answers them,
+# and their POST/PUT/PATCH/DELETE and WebSockets are served; other origins get 403.
+# Requests without an Origin header (curl, GatewayClient) are not affected.
+# c.ServeApp.allow_origins = ["https://editor.example.org"]   # default: none
+# c.ServeApp.allow_origin = ""                # Kernel Gateway's single value, added to the list
+# c.ServeApp.allow_headers = "Authorization, Content-Type, X-XSRFToken, X-Requested-With"
+# c.ServeApp.allow_methods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+# c.ServeApp.allow_credentials = ""
+# c.ServeApp.expose_headers = "Location"
+# c.ServeApp.max_age = ""
+# Against DNS rebinding: unless allow_remote_access, the Host header must be a loopback
+# address, ServeApp.ip or one of local_hostnames. Default: False when listening on a
+# loopback address, True otherwise. Behind a local reverse proxy, list its public name.
+# c.ServeApp.allow_remote_access = False
+# c.ServeApp.local_hostnames = ["localhost"]
 
 # --- Where kernels run -------------------------------------------------------------
 # "docker": one sandboxed container per kernel; "local": unsandboxed processes of the
-# gateway's user (development only); "auto": docker when an engine answers.
+# gateway's user (development only); "auto": docker, except with --no-auth when no
+# engine answers (then local). With authentication, "auto" never runs local kernels:
+# while the engine is unreachable, kernel starts answer 503 and /api/health is degraded.
 # c.ServeApp.kernels = "auto"
 # c.DockerEngine.docker_url = ""             # empty: DOCKER_HOST or the local socket
 # c.DockerEngine.gateway_id = "kernelgate"   # labels this gateway's containers
@@ -61,8 +80,13 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.JWTIdentityProvider.secret = ""            # or KERNELGATE_JWT_SECRET
 # c.JWTIdentityProvider.jwks_url = ""          # or KERNELGATE_JWKS_URL
 # c.JWTIdentityProvider.algorithms = ["HS256", "RS256", "ES256"]
-# c.JWTIdentityProvider.issuer = ""            # checked when set
-# c.JWTIdentityProvider.audience = ""          # checked when set
+# Set both: unchecked, any token signed by the key is accepted, also one issued for
+# another service (a warning at start says so).
+# c.JWTIdentityProvider.issuer = ""            # the required `iss`; checked when set
+# c.JWTIdentityProvider.audience = ""          # the required `aud`; checked when set
+# A platform admin: a token whose admin_claim is admin_value or a list holding it.
+# c.JWTIdentityProvider.admin_claim = "roles"  # "" = no token makes an admin
+# c.JWTIdentityProvider.admin_value = "admin"
 # c.JWTIdentityProvider.leeway = 30.0
 # c.JWTIdentityProvider.jwks_min_refresh = 10.0
 # c.JWTIdentityProvider.introspection_url = "" # POST {"sub"} -> {"active", "tier"?}
@@ -141,5 +165,5 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.ImageBuilder.pip_index_url = ""          # empty: pip's default index
 # c.ImageBuilder.ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
 
-# --- Health (GET /api/health, no credentials) --------------------------------------
+# --- Health (GET /api/health, no credentials; error details for platform admins) ----
 # c.HealthCheck.cache_seconds = 5.0          # how long the backends' answers are reused
