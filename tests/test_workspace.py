@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import os
+import socket
+import subprocess
 import time
 
 import pytest
@@ -29,7 +31,10 @@ class Shell:
         deadline = time.monotonic() + timeout
         while needle not in self.seen:
             self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            frame = json.loads(self.ws.recv())
+            try:
+                frame = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"no {needle!r} in {timeout} s; output so far: {self.seen!r}") from None
             if frame[0] == "stdout":
                 self.seen += frame[1]
             elif frame[0] == "disconnect":
@@ -60,18 +65,19 @@ async def test_terminal_in_the_sandbox(gateway):
     await in_thread(shell.expect, "answer=42")
     shell.type("mkdir -p sub && cd sub && pwd && ls ..\r")
     await in_thread(shell.expect, "/sub")
-    shell.type("read -p 'name? ' who; echo hello-$who\r")
-    await in_thread(shell.expect, "name? ")
+    shell.type("read -p \"name$((1+1))? \" who; echo hello-$who\r")
+    await in_thread(shell.expect, "name2? ")  # the prompt: the typed line has name$((1+1))
     shell.type("ada\r")
     await in_thread(shell.expect, "hello-ada")
     shell.send(["set_size", 41, 123])
     shell.type("stty size\r")
     await in_thread(shell.expect, "41 123")
-    shell.type("sleep 600; echo after-sleep\r")
-    await asyncio.sleep(0.5)
-    shell.type("\x03")  # Ctrl-C
+    # the job itself says it runs (in the foreground process group, which the tty signals)
+    shell.type("sh -c 'echo sleeping-$((2+3)); exec sleep 600'; echo after-sleep\r")
+    await in_thread(shell.expect, "sleeping-5")
+    shell.type("\x03")  # Ctrl-C: the tty sends SIGINT to the foreground job
     shell.type("echo interrupted-$?\r")
-    await in_thread(shell.expect, "interrupted-")
+    await in_thread(shell.expect, "interrupted-130")  # 128 + SIGINT: sleep was interrupted
     assert "\nafter-sleep" not in shell.seen  # only the echo of the typed line
     listed = (await client.request("GET", "/api/terminals")).body
     assert [t["name"] for t in listed] == [name]
@@ -79,8 +85,8 @@ async def test_terminal_in_the_sandbox(gateway):
     await in_thread(shell.close)
     again = await in_thread(Shell, gateway.url.replace("http", "ws") + f"/terminals/websocket/{name}")
     await in_thread(again.expect, "answer=42")
-    again.type("echo still-here\r")
-    await in_thread(again.expect, "still-here")
+    again.type("echo still-$((40+2))-here\r")
+    await in_thread(again.expect, "still-42-here")
     assert (await client.request("DELETE", f"/api/terminals/{name}")).status == 204
     with pytest.raises(ConnectionError):
         await in_thread(again.expect, "never printed", 10)
@@ -88,16 +94,32 @@ async def test_terminal_in_the_sandbox(gateway):
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
 
 
+def host_address() -> str:
+    """One of this host's own global addresses (a container on `network none` has no
+    route to it)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()[3].split("/")[0]
+
+
 async def test_terminal_shares_the_sandbox_limits(docker_gateway):
     client = docker_gateway.client()
     kernel = await client.start_kernel()
     _, shell = await open_terminal(docker_gateway, client, kernel["id"])
-    shell.type("echo uid=$(id -u) nets=$(ls /sys/class/net | tr '\\n' ,) pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)\r")
-    output = await in_thread(shell.expect, "pids=1")
-    assert "uid=1000 nets=lo, pids=128" in output
-    shell.type("touch /usr/x 2>&1 | grep -o Read-only; (exec 3<>/dev/tcp/1.1.1.1/53) 2>&1 | grep -o unreachable\r")
-    output = await in_thread(shell.expect, "unreachable")
-    assert "Read-only" in output
+    shell.type("echo uid=$(id -u) nets=$(ls /sys/class/net | tr '\\n' ,) pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max) end=$((6*7))\r")
+    output = await in_thread(shell.expect, "end=42")
+    assert "uid=1000 nets=lo, pids=128 end=42" in output
+    # a listener of this test's on the host: the sandbox cannot reach it
+    with socket.create_server((host_address(), 0)) as listener:
+        address, port = listener.getsockname()
+        shell.type(f"echo ro=$(( $(touch /usr/x 2>&1 | grep -m1 -c Read-only) + 40 ))"
+                   f" net=$(( $( (exec 3<>/dev/tcp/{address}/{port}) 2>&1 | grep -m1 -c unreachable) + 40 ))"
+                   f" end=$((7*7))\r")
+        output = await in_thread(shell.expect, "end=49")
+        assert "ro=41 net=41 end=49" in output  # each grep found its error
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
     await in_thread(shell.close)
     # the terminal goes when its kernel does
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
