@@ -127,11 +127,18 @@ async def test_two_clients_share_iopub(gateway):
     second = await client.connect(kernel["id"], protocol="v1")
     run = await first.execute("print('to everyone')")
     assert run.stdout == "to everyone\n"
+    asked = run.reply["parent_header"]["msg_id"]
+    # the second client asks something itself: the kernel answers shell requests in order,
+    # and the gateway reads them from one socket, so `first`'s execute_reply came before
+    info_id = await second.send("shell", "kernel_info_request", {})
     seen = []
-    while not seen or seen[-1]["header"]["msg_type"] != "stream":
+    while not (seen and seen[-1]["parent_header"].get("msg_id") == info_id and seen[-1]["channel"] == "shell"):
         seen.append(await second.recv())
-    assert seen[-1]["content"]["text"] == "to everyone\n"
-    assert all(m["channel"] == "iopub" for m in seen)  # the shell reply went to `first` only
+    about_execution = [m for m in seen if m["parent_header"].get("msg_id") == asked]
+    assert [m["content"]["text"] for m in about_execution if m["header"]["msg_type"] == "stream"] == ["to everyone\n"]
+    assert {m["header"]["msg_type"] for m in about_execution} >= {"status", "execute_input", "stream"}
+    assert all(m["channel"] == "iopub" for m in about_execution)  # the reply went to `first` only
+    assert seen[-1]["header"]["msg_type"] == "kernel_info_reply"
     first.close()
     second.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
