@@ -67,7 +67,7 @@ def test_a_status_with_odd_content_is_forwarded_and_changes_nothing(content):
 
 def test_a_client_message_nested_too_deeply_is_a_message_error():
     with pytest.raises(MessageError, match="nested"):
-        decode_legacy('{"header": ' + DEEP.decode() + "}")
+        decode_legacy('{"header": ' + DEEP.decode() + "}", "alice")
     with pytest.raises(ValueError):
         read_json(DEEP)
 

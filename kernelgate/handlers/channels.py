@@ -2,12 +2,15 @@
 
 Speaks the legacy JSON protocol when the client offers no subprotocol (jupyter_server's
 GatewayClient forces it) and `v1.kernel.websocket.jupyter.org` when offered. Each open
-socket is a client of the kernel's KernelHub.
+socket is a client of the kernel's KernelHub, under its `?session_id=` scoped by the
+caller's user name (one user cannot take over another's connection or its replay buffer).
+Every client message is stamped with the caller's user name (`header.username`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import struct
 import time
@@ -57,7 +60,8 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
     async def get(self, kernel_id: str):
         """Authorize and find the kernel before the upgrade (404 as JSON, not a socket)."""
         self.kernel = self.visible_kernel(kernel_id)
-        self.session_id = self.get_query_argument("session_id", "")
+        session_id = self.get_query_argument("session_id", "")
+        self.session_id = json.dumps([self.identity.user, session_id]) if session_id else ""
         await super().get(kernel_id)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
@@ -84,7 +88,8 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         if not self._v1 and len(message) > LARGE_LEGACY:
             return self._forward_large(message)
         try:
-            frames = decode_v1(message) if self._v1 else decode_legacy(message)
+            user = self.identity.user
+            frames = decode_v1(message, user) if self._v1 else decode_legacy(message, user)
         except MessageError as e:
             log.warning("kernel %s: dropped a malformed client message: %s", self.kernel.id, e)
             return None
@@ -93,7 +98,7 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
 
     async def _forward_large(self, message: str | bytes) -> None:
         try:
-            frames = await asyncio.to_thread(decode_legacy, message)
+            frames = await asyncio.to_thread(decode_legacy, message, self.identity.user)
         except MessageError as e:
             log.warning("kernel %s: dropped a malformed client message: %s", self.kernel.id, e)
             return

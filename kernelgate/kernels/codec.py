@@ -11,6 +11,10 @@ WebSocket protocols (jupyter_server's names):
   big-endian uint32 count, uint32 offsets, the JSON, then the buffers.
 - v1 (`v1.kernel.websocket.jupyter.org`): one binary frame: little-endian uint64 count of
   offsets, the offsets, the channel name, then the parts.
+
+A client message's `header.username` is set to the user the gateway identified
+(`username`), whatever the client wrote: in a room, every member sees who ran what in
+`parent_header.username`, and nobody can write another member's name there.
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ def _object(raw: bytes | str, what: str) -> dict:
 
 
 def _checked(channel: str, header: dict, parts: list[bytes]) -> Frames:
-    """Validate a client message's channel and (decoded) header; parts are kept as given.
+    """Validate a client message's channel and (decoded) header; parts are kept as given
+    (the header already carries the caller's username).
 
     Only the header is the gateway's business (routing, roles, limits); the kernel
     validates the other parts, as it does for any client.
@@ -103,8 +108,9 @@ def _dump(value) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-def decode_legacy(message: str | bytes) -> Frames:
-    """A client's legacy frame (text JSON, or binary with buffers) as Frames."""
+def decode_legacy(message: str | bytes, username: str) -> Frames:
+    """A client's legacy frame (text JSON, or binary with buffers) as Frames, sent by
+    `username`. Every part is serialized again here, so the stamp costs nothing."""
     buffers: list[bytes] = []
     if isinstance(message, bytes):
         if len(message) < 8:
@@ -124,6 +130,7 @@ def decode_legacy(message: str | bytes) -> Frames:
     for key, value in zip(("header", "parent_header", "metadata", "content"), values):
         if not isinstance(value, dict):
             raise MessageError(f"{key} is not an object")
+    values[0]["username"] = username
     return _checked(channel, values[0], [_dump(v) for v in values] + buffers)
 
 
@@ -155,8 +162,9 @@ def encode_legacy(frames: Frames) -> tuple[bytes, bool]:
 # -- v1 binary protocol ----------------------------------------------------------
 
 
-def decode_v1(message: bytes) -> Frames:
-    """A client's v1 binary frame as Frames."""
+def decode_v1(message: bytes, username: str) -> Frames:
+    """A client's v1 binary frame as Frames, sent by `username`. Its parts are kept as
+    they came, but for a header naming someone else, which is serialized again."""
     if not isinstance(message, bytes) or len(message) < 8:
         raise MessageError("v1 frames are binary")
     count = int.from_bytes(message[:8], "little")
@@ -170,7 +178,11 @@ def decode_v1(message: bytes) -> Frames:
     except UnicodeDecodeError:
         raise MessageError("v1 channel name is not UTF-8") from None
     parts = [message[offsets[i] : offsets[i + 1]] for i in range(1, count - 1)]
-    return _checked(channel, _object(parts[0], "header"), parts)  # json: a header can become a parent
+    header = _object(parts[0], "header")  # json, not orjson: a header becomes a parent
+    if header.get("username") != username:
+        header["username"] = username
+        parts[0] = _dump(header)
+    return _checked(channel, header, parts)
 
 
 def encode_v1(frames: Frames) -> bytes:

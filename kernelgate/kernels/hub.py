@@ -11,7 +11,12 @@ client), and each client gets them in one `deliver` call:
   parent session.
 A client that disconnects with a `session_id` leaves a bounded buffer behind; a client
 that reconnects with the same `session_id` within `buffer_seconds` receives what it
-missed, in order.
+missed, in order. A client that attaches with the `session_id` of a client still
+attached replaces it: it takes over the old client's Jupyter sessions (the replies to
+requests sent on the old connection come to it) and the old client is closed. A
+reconnecting client often arrives before its old connection is seen to close, and some
+old connections never close (jupyter_server's GatewayWebSocketConnection leaks the
+connection it was still opening when its browser socket went away).
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ BATCH = 64
 RECONNECT_MS = (10, 50)
 #: How long wait_ready gives iopub after a kernel_info_reply before asking again (s).
 IOPUB_GRACE = 0.05
+
+#: Close code of a client replaced by a newer connection of its session (RFC 6455's
+#: normal closure: clients such as JupyterLab do not reconnect after it).
+REPLACED = 1000
 
 #: Flags as plain ints: combining pyzmq's enum flags builds a new enum member each time.
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
@@ -251,14 +260,20 @@ class KernelHub:
     # -- clients -----------------------------------------------------------------
 
     def attach(self, client: Client) -> None:
-        """Attach a client; replay what its session missed while it was away."""
+        """Attach a client, in place of an attached client with its session_id; replay
+        what its session missed while it was away."""
+        sessions: set[str] = set()
+        for old in [c for c in self.clients if client.session_id and c.session_id == client.session_id]:
+            self.clients.remove(old)
+            sessions |= self._client_sessions.pop(id(old))
+            old.close(REPLACED, "Replaced by a newer connection of its session")
         self.clients.append(client)
-        self._client_sessions[id(client)] = set()
+        self._client_sessions[id(client)] = sessions
         buffer = self._buffers.pop(client.session_id, None) if client.session_id else None
         if buffer is not None:
             if buffer.expiry:
                 buffer.expiry.cancel()
-            self._client_sessions[id(client)] = buffer.sessions
+            sessions |= buffer.sessions
             if buffer.dropped:
                 log.warning(
                     "session %s: %d buffered messages dropped", client.session_id, buffer.dropped
@@ -283,8 +298,11 @@ class KernelHub:
                 buffer.add(frames)
 
     def send(self, client: Client, frames: Frames) -> None:
-        """Sign and forward a client's message to the kernel now."""
-        self._client_sessions[id(client)].add(frames.header["session"])
+        """Sign and forward a client's message to the kernel now (from a client that was
+        just replaced too: its replies go to no one, its iopub to everyone)."""
+        sessions = self._client_sessions.get(id(client))
+        if sessions is not None:
+            sessions.add(frames.header["session"])
         self.observer.to_kernel(frames)
         self.send_to_kernel(frames)
 
