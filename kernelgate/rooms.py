@@ -289,11 +289,29 @@ class RoomService(LoggingConfigurable):
     async def kernels(self, identity: Identity, room_id: str, needed: str = "viewer") -> list[Kernel]:
         """The room's kernels, started where they are not running (Conflict if expired)."""
         room = self.get(identity, room_id, needed)
-        if self.expired(room):
-            raise Conflict(f"Room {room_id} expired at {iso(room.expires_at)}; an admin can extend it")
+        self._check_active(room)
         async with self._lock(room_id):
             await self._start_kernels(room, list(room.languages))
         return self._room_kernels(room_id)
+
+    async def client_kernel(self, identity: Identity, room_id: str, name: str | None) -> Kernel:
+        """The room's kernel of kernelspec `name` (default: the room's first) for a client
+        that runs code (`POST /api/kernels` with KERNEL_ROOM): participants and above.
+
+        A kernelspec the room does not run is added to the room's languages when the
+        caller is an admin; others get Forbidden, naming the room's languages. NotFound
+        for an unknown kernelspec or a room the caller cannot see, Conflict if expired.
+        """
+        room = self.get(identity, room_id, "participant")
+        self._check_active(room)
+        name = name or room.languages[0]
+        if name not in room.languages:
+            self.registry.tier_of(name)  # NotFound for an unknown kernelspec
+            if not at_least(self.role(identity, room), "admin"):
+                raise Forbidden(f"Room {room_id} runs {', '.join(room.languages)}, not {name}; "
+                                "a room admin can add it")
+            await self.set_languages(identity, room_id, {"languages": [*room.languages, name]})
+        return await self.kernel_for(identity, room_id, name, "participant")
 
     async def kernel_for(self, identity: Identity, room_id: str, language: str | None,
                          needed: str) -> Kernel:
@@ -305,6 +323,10 @@ class RoomService(LoggingConfigurable):
         raise BadRequest(f"The room has no {language!r} kernel")
 
     # -- internals ---------------------------------------------------------------------
+
+    def _check_active(self, room: RoomRecord) -> None:
+        if self.expired(room):
+            raise Conflict(f"Room {room.id} expired at {iso(room.expires_at)}; an admin can extend it")
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         return self._locks.setdefault(room_id, asyncio.Lock())

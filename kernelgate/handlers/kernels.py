@@ -1,4 +1,9 @@
-"""The Jupyter kernels REST API (Kernel Gateway compatible): /api/kernels..."""
+"""The Jupyter kernels REST API (Kernel Gateway compatible): /api/kernels...
+
+`POST /api/kernels` with `env.KERNEL_ROOM` answers with that room's kernel instead of a
+new solo kernel (JupyterLab with `--gateway-url` opens a room's notebooks this way), and
+`DELETE` of a room kernel leaves it running for the room's other members.
+"""
 
 from __future__ import annotations
 
@@ -47,15 +52,22 @@ class KernelsHandler(KernelAccess, APIHandler):
         self.write_json([k.model() for k in kernels_of(self.services, self.identity)])
 
     async def post(self):
-        """Start a solo kernel: 201 with Location and the kernel model."""
+        """Start a solo kernel, or give the room's kernel (`env.KERNEL_ROOM`): 201 with
+        Location and the kernel model."""
         body = self.json_body()
-        name = body.get("name") or self.services.catalog.default_kernel_name
-        if not isinstance(name, str):
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
             raise BadRequest("'name' must be a string")
         env = body.get("env", {})
         if not isinstance(env, dict):
             raise BadRequest("'env' must be an object")
-        kernel = await start_solo_kernel(self, name, env)
+        room_id = env.get("KERNEL_ROOM")
+        if room_id is not None and not isinstance(room_id, str):
+            raise BadRequest("'env.KERNEL_ROOM' must be a string (a room id)")
+        if room_id:
+            kernel = await self.services.rooms.client_kernel(self.identity, room_id, name or None)
+        else:
+            kernel = await start_solo_kernel(self, name or self.services.catalog.default_kernel_name, env)
         self.set_header("Location", f"{self.settings['base_url']}api/kernels/{kernel.id}")
         self.write_json(kernel.model(), status=201)
 
@@ -65,10 +77,12 @@ class KernelHandler(KernelAccess, APIHandler):
         self.write_json(self.visible_kernel(kernel_id).model())
 
     async def delete(self, kernel_id: str):
-        """Stop a kernel (a room's needs admin, and starts again on the room's next use)."""
-        kernel = self.services.registry.get(kernel_id)
-        self.visible_kernel(kernel_id, "admin" if kernel.room else "owner")
-        await self.services.registry.shutdown(kernel)
+        """Stop a solo kernel. A room kernel keeps running (other members use it; clients
+        such as JupyterLab shut a notebook's kernel down when it closes): 204 for any
+        member, nothing stops. The room API stops room kernels (PUT .../languages)."""
+        kernel = self.visible_kernel(kernel_id)
+        if kernel.room is None:
+            await self.services.registry.shutdown(kernel)
         self.set_status(204)
         self.finish()
 
