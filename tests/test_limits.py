@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from tests.client import Execution
+
 CONFIG = """
 MiB = 1024 * 1024
 c.Tiers.tiers = {
@@ -67,26 +69,69 @@ async def test_timeout_interrupts_then_restarts(limited_gateway):
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
 
 
+#: Printed by a flooding cell: 168,890 bytes, with no character JSON escapes.
+FLOOD = "for i in range(30000): print(i, end=' ')"
+FLOODED = "".join(f"{i} " for i in range(30000))
+
+
+def assert_cut(stdout: str, messages: int) -> None:
+    """The output is the flood's first bytes, up to the cap of 20000 bytes of content
+    (each message's JSON envelope, `{"name": "stdout", "text": ""}`, counts too)."""
+    assert FLOODED.startswith(stdout), stdout[:200]
+    assert 20000 - 64 * messages <= len(stdout) <= 20000, (len(stdout), messages)
+
+
 async def test_output_is_cut_and_others_stay_served(limited_gateway):
     client = limited_gateway.client()
     flooding = await client.start_kernel()
     quiet = await client.start_kernel()
     flood_ws = await client.connect(flooding["id"])
     quiet_ws = await client.connect(quiet["id"])
-    flood_id = await flood_ws.send("shell", "execute_request", {
-        "code": "for i in range(30000): print(i)", "silent": False})
+    flood_id = await flood_ws.send("shell", "execute_request", {"code": FLOOD, "silent": False})
     # while the flood runs, another kernel's client is served
     for _ in range(5):
         assert (await quiet_ws.execute("1 + 1", timeout=20)).results == ["2"]
     run = await flood_ws.collect(flood_id, timeout=60)
     assert run.status == "ok"
-    assert "Output cut" in notices(run)
-    assert len(run.stdout) <= 20000 + 8192  # the cap, give or take one message
+    streams = [m for m in run.messages if m["header"]["msg_type"] == "stream"]
+    stdout = [i for i, m in enumerate(streams) if m["content"]["name"] == "stdout"]
+    assert_cut(run.stdout, len(stdout))
+    cut = [i for i, m in enumerate(streams) if "Output cut" in m["content"]["text"]]
+    assert len(cut) == 1 and cut[0] > stdout[-1]  # once, after the output kept
     assert (await flood_ws.execute("print('after')")).stdout == "after\n"  # the next cell has its own budget
     flood_ws.close()
     quiet_ws.close()
     for kernel in (flooding, quiet):
         await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_output_of_a_thread_after_its_cell_is_cut_too(limited_gateway):
+    """A thread that prints after its cell ended prints against that cell's budget."""
+    client = limited_gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    started = await ws.execute(
+        "import sys, threading\n"
+        "from IPython.display import clear_output\n"
+        "go = threading.Event()\n"
+        "def flood():\n"
+        "    go.wait()\n"
+        f"    {FLOOD}\n"
+        "    sys.stdout.flush()\n"
+        "    clear_output()  # the end, on iopub after the output\n"
+        "threading.Thread(target=flood).start()"
+    )
+    assert started.status == "ok" and started.stdout == ""
+    run = await ws.execute("go.set()")  # this cell ends at once; the thread prints on
+    messages = list(run.messages)
+    while messages[-1]["header"]["msg_type"] != "clear_output":
+        messages.append(await ws.recv())
+    stdout = [m["content"]["text"] for m in messages
+              if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout"]
+    assert_cut("".join(stdout), len(stdout))
+    assert "Output cut" in notices(Execution({}, messages))
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
 
 
 @pytest.mark.parametrize("mode", ["docker", "local"])

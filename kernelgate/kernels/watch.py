@@ -6,15 +6,22 @@ It is the KernelHub's observer for one kernel:
   1. it interrupts the kernel;
   2. if the execution has not stopped `grace` seconds later, it restarts the kernel;
   3. it tells the clients, on iopub, what it did;
-- it limits each execution's output to `max_output` bytes. Past that, output messages
-  are dropped and the clients are told, once, that the output was cut.
+- it limits each execution's output to `max_output` bytes (of message content): the
+  stream message that crosses the limit is cut to fill it, later output messages are
+  dropped, and the clients are told, once, that the output was cut. The budget is the
+  execution's, not the time it runs: output a background thread sends after its cell
+  ended (with that cell's, or an earlier one's, parent) is counted against that cell,
+  for the last KEPT_BUDGETS executions; output with any other parent shares one budget,
+  renewed when an execution begins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
@@ -24,6 +31,19 @@ log = logging.getLogger(__name__)
 
 #: iopub messages that are an execution's output.
 OUTPUT_TYPES = {"stream", "display_data", "update_display_data", "execute_result"}
+#: Executions whose output budgets are kept after they end (for their background threads).
+KEPT_BUDGETS = 64
+
+
+class _Budget:
+    """The output one execution (or the output with no known execution) has sent."""
+
+    __slots__ = ("parent", "used", "cut")
+
+    def __init__(self, parent: dict | None) -> None:
+        self.parent = parent  # the execute_request's header: the notice's parent
+        self.used = 0
+        self.cut = False
 
 
 class KernelWatch:
@@ -45,8 +65,9 @@ class KernelWatch:
         self.active_at = time.time()  # the last message either way, in epoch seconds (set per message)
         self._requests: dict[str, dict] = {}  # execute_request msg_id -> its header
         self._current: str | None = None  # msg_id of the running execution
-        self._output = 0
-        self._cut = False
+        self._budgets: OrderedDict[str, _Budget] = OrderedDict()  # execution msg_id -> budget
+        self._stray = _Budget(None)  # output whose parent is no kept execution
+        self._cut_notice: tuple[str, dict | None] | None = None  # to publish after a cut message
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -62,6 +83,8 @@ class KernelWatch:
 
     def from_kernel(self, frames: Frames) -> bool:
         self.active_at = time.time()
+        if self._cut_notice is not None:
+            self._publish_cut_notice()
         if frames.channel != "iopub":
             return True
         parent_id = frames.parent.get("msg_id")
@@ -80,21 +103,43 @@ class KernelWatch:
                 elif state == "idle" and parent_id == self._current:
                     self._end()
             return True
-        if frames.msg_type in OUTPUT_TYPES and parent_id == self._current and self.max_output:
-            self._output += len(frames.parts[3])
-            if self._output > self.max_output:
-                if not self._cut:
-                    self._cut = True
-                    self._notice(f"Output cut: this execution printed more than {self.max_output} "
-                                 "bytes. Further output is not shown.")
-                return False
+        if frames.msg_type in OUTPUT_TYPES and self.max_output:
+            return self._spend(self._budgets.get(parent_id, self._stray), frames)
         return True
+
+    def _spend(self, budget: _Budget, frames: Frames) -> bool:
+        """Count an output message against `budget`; False drops it. The stream message
+        that crosses the limit is cut to fit."""
+        if budget.cut:
+            return False
+        size = len(frames.parts[3])
+        if budget.used + size <= self.max_output:
+            budget.used += size
+            return True
+        kept = frames.msg_type == "stream" and _cut_stream(frames, self.max_output - budget.used)
+        budget.used, budget.cut = self.max_output, True
+        self._cut_notice = (f"Output cut: this execution printed more than {self.max_output} "
+                            "bytes. Further output is not shown.", budget.parent)
+        if kept:  # after the part kept: before the kernel's next message, or once routed
+            asyncio.get_running_loop().call_soon(self._publish_cut_notice)
+        else:
+            self._publish_cut_notice()
+        return kept
+
+    def _publish_cut_notice(self) -> None:
+        if self._cut_notice is not None:
+            (text, parent), self._cut_notice = self._cut_notice, None
+            self._notice(text, parent=parent)
 
     # -- executions -------------------------------------------------------------------
 
     def _begin(self, msg_id: str) -> None:
         self._end()
-        self._current, self._output, self._cut = msg_id, 0, False
+        self._current = msg_id
+        self._budgets[msg_id] = _Budget(self._requests.get(msg_id))
+        while len(self._budgets) > KEPT_BUDGETS:
+            self._budgets.popitem(last=False)
+        self._stray = _Budget(None)
         if self.exec_timeout:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(
@@ -113,6 +158,8 @@ class KernelWatch:
         """The kernel restarted: no execution runs and none is pending."""
         self._end()
         self._requests.clear()
+        self._budgets.clear()
+        self._stray = _Budget(None)
 
     async def _expire(self, msg_id: str) -> None:
         self._notice(f"Execution stopped: it ran longer than {self.exec_timeout:g} s, the limit "
@@ -127,6 +174,29 @@ class KernelWatch:
                          "kernel. Its variables are lost.", msg_id)
             await self.restart()
 
-    def _notice(self, text: str, msg_id: str | None = None) -> None:
-        parent = self._requests.get(msg_id or self._current or "")
+    def _notice(self, text: str, msg_id: str | None = None, parent: dict | None = None) -> None:
+        if parent is None:
+            parent = self._requests.get(msg_id or self._current or "")
         self.publish("stream", {"name": "stderr", "text": f"[kernelgate] {text}\n"}, parent)
+
+
+def _cut_stream(frames: Frames, room: int) -> bool:
+    """Shorten a stream message's text so that its content takes at most `room` bytes;
+    False if no text fits (or the content is not a stream's)."""
+    try:
+        content = json.loads(frames.parts[3])  # json, not orjson: it is serialized again
+    except ValueError:
+        return False
+    text = content.get("text") if isinstance(content, dict) else None
+    if not isinstance(text, str):
+        return False
+    encoded = text.encode("utf-8", "surrogatepass")
+    keep = len(encoded)
+    while keep > 0:
+        content["text"] = encoded[:keep].decode("utf-8", "ignore")
+        packed = json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        if len(packed) <= room:
+            frames.parts[3] = packed
+            return True
+        keep -= len(packed) - room  # escapes make the JSON longer than the text
+    return False
