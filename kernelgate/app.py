@@ -28,7 +28,7 @@ from kernelgate.clock import utcnow
 from kernelgate.engine import DockerEngine, EngineUnavailable
 from kernelgate.environment.install import EnvironmentService
 from kernelgate.handlers import routes
-from kernelgate.handlers.base import redacted
+from kernelgate.handlers.base import SMALL_BODY, redacted
 from kernelgate.health import HealthCheck
 from kernelgate.identity import DevIdentityProvider, IdentityProvider
 from kernelgate.images import ImageBuilder, ImageError
@@ -325,8 +325,8 @@ class ServeApp(ConfiguredApp):
     async def serve(self) -> None:
         """Listen until SIGINT/SIGTERM, then stop every kernel."""
         app = await self.setup()
-        server = httpserver.HTTPServer(
-            app, max_body_size=self.max_message_size, xheaders=False,
+        server = httpserver.HTTPServer(  # APIHandler raises the body limit of file contents
+            app, max_body_size=SMALL_BODY, xheaders=False,
             idle_connection_timeout=self.idle_connection_timeout, body_timeout=self.body_timeout,
         )
         server.listen(self.port, self.ip)

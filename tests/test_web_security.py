@@ -240,6 +240,11 @@ async def test_a_large_body_is_refused_before_it_is_read(start_gateway):
     assert answer.startswith(b"HTTP/1.1 401"), answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["reason"] == "Unauthorized"
     assert took < 2
+    socket_head = (f"GET /terminals/websocket/x HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\n"
+                   "Content-Length: 10000000\r\n\r\n").encode()
+    answer, took = raw_exchange(gateway.port, socket_head)  # routes that take no body at all
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert took < 2
     authed = head + f"Authorization: Bearer {token()}\r\n\r\n".encode()
     answer, took = raw_exchange(gateway.port, authed)  # known caller, but not a file: 256 KiB at most
     assert answer.startswith(b"HTTP/1.1 413"), answer
