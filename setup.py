@@ -57,6 +57,7 @@ setup(
         "console_scripts": ["kernelgate = kernelgate.app:main"],
         "jupyter_client.kernel_provisioners": [
             "docker-provisioner = kernelgate.provisioners.docker:DockerProvisioner",
+            "kernelgate-local-provisioner = kernelgate.provisioners.base:LocalKernelProvisioner",
         ],
     },
 )

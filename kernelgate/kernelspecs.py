@@ -16,14 +16,14 @@ from traitlets import Bool, List, Unicode, default
 
 from kernelgate.paths import shipped_folder
 
-LOCAL_PROVISIONER = {"provisioner_name": "local-provisioner", "config": {}}
+LOCAL_PROVISIONER = {"provisioner_name": "kernelgate-local-provisioner", "config": {}}
 
 
 class KernelSpecCatalog(KernelSpecManager):
     """Kernelspecs from `kernelspec_dirs` only (never the host's installed kernels).
 
-    With `local_kernels` set, every spec's provisioner becomes jupyter_client's local
-    provisioner: the fallback when no Docker engine is available.
+    With `local_kernels` set, every spec's provisioner becomes the local one
+    (kernelgate.provisioners.base): the fallback when no Docker engine is available.
     """
 
     kernelspec_dirs = List(
@@ -65,7 +65,7 @@ class KernelSpecCatalog(KernelSpecManager):
         return dict(self._found)
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        """The named spec. In local mode its provisioner is jupyter_client's local one and
+        """The named spec. In local mode its provisioner is the local one and
         its argv runs under the agent, in the working directory the launcher is given."""
         read = self._read(kernel_name)
         spec = KernelSpec(resource_dir=read.resource_dir, **copy.deepcopy(read.to_dict()))

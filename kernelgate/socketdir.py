@@ -1,8 +1,16 @@
-"""Per-kernel socket folders on a small tmpfs of their own.
+"""A kernel's folder on the host, and the socket folder in it that its sandbox writes.
 
-A kernel's socket folder is bind-mounted, writable, into its container. On the host's
-own filesystem a kernel could fill it (and with it /run or the disk). When the gateway
-is root, the folder is a tmpfs of its own with a small size and inode limit instead.
+    runtime_dir/<kernel id>/            the gateway's, mode 700; no sandbox sees it
+        connection.json                 written by the gateway; bind-mounted read-only
+        ipc/                            SOCKETS: the kernel's ipc sockets; bind-mounted
+                                        writable (the sandbox binds its sockets here)
+
+Host-side code never opens, chowns or chmods a path inside the socket folder. When the
+gateway is root, the socket folder is a tmpfs of its own, small (size and inode limits,
+so a kernel cannot fill /run or the disk) and `nosymfollow`: a link a kernel leaves
+there is never followed by the host, not even by the gateway's ZeroMQ connects. Each new
+sandbox gets a new, empty socket folder (`renew`): nothing a kernel left there reaches
+its successor.
 """
 
 from __future__ import annotations
@@ -10,8 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 
 log = logging.getLogger(__name__)
+
+#: Name of the socket folder inside a kernel's folder.
+SOCKETS = "ipc"
 
 
 async def _run(*argv: str) -> bool:
@@ -23,13 +35,31 @@ async def _run(*argv: str) -> bool:
     return process.returncode == 0
 
 
-async def confine(path: str, uid: int, size: str = "1m", inodes: int = 64) -> bool:
-    """Mount a tmpfs of `size` and `inodes` on the (empty) folder, owned by uid, mode 700.
-    False (and nothing changed) when not root or the mount fails."""
-    if os.geteuid() != 0 or os.path.ismount(path):
-        return os.path.ismount(path)
-    options = f"size={size},nr_inodes={inodes},mode=0700,uid={uid},gid={uid},nosuid,nodev,noexec"
-    return await _run("mount", "-t", "tmpfs", "-o", options, "kernelgate-sockets", path)
+async def renew(path: str, uid: int, size: str = "1m", inodes: int = 64) -> bool:
+    """Give the socket folder `path` (whose parent is the gateway's) fresh, empty contents
+    the sandbox's `uid` can write: a new tmpfs of `size` and `inodes` (mode 700, owned
+    by uid, nosymfollow) when root; else a new folder of mode 777. True if it is a tmpfs."""
+    await release(path)
+    if os.geteuid() == 0:
+        if not os.path.isdir(path):
+            os.mkdir(path, 0o700)
+        options = (f"size={size},nr_inodes={inodes},mode=0700,uid={uid},gid={uid},"
+                   "nosuid,nodev,noexec,nosymfollow")
+        if await _run("mount", "-t", "tmpfs", "-o", options, "kernelgate-sockets", path):
+            return True
+    await asyncio.to_thread(_new_folder, path)
+    return False
+
+
+def _new_folder(path: str) -> None:
+    """An empty folder the container's user (not ours) can enter and bind sockets in."""
+    shutil.rmtree(path, ignore_errors=True)  # rmtree never follows links
+    os.mkdir(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchmod(fd, 0o777)
+    finally:
+        os.close(fd)
 
 
 async def release(path: str) -> None:

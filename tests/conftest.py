@@ -136,7 +136,7 @@ def start_gateway(tmp_path):
         gateway.stop()
     for gateway in started:
         _remove_containers(gateway.gateway_id)  # room kernels outlive a gateway by design
-        for folder in gateway.runtime_dir.glob("*"):
+        for folder in gateway.runtime_dir.glob("*/ipc"):
             if os.path.ismount(folder):  # a kernel's socket tmpfs, left with its kernel
                 subprocess.run(["umount", "-l", str(folder)], check=False)
         shutil.rmtree(gateway.runtime_dir, ignore_errors=True)

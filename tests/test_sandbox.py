@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
+import socket
 
 import pytest
 
@@ -16,34 +16,75 @@ def container_of(docker_engine, kernel_id: str):
     return container
 
 
-async def test_container_is_locked_down(docker_gateway, docker_engine):
+#: Kernel code probing its sandbox; PORT is a port the test listens on at the host's loopback.
+PROBE = (
+    "import os, socket\n"
+    "print(os.getuid(), os.getgid())\n"
+    "print(sorted(os.listdir('/sys/class/net')))\n"
+    "print(len(open('/proc/net/route').read().splitlines()) - 1, 'routes')\n"
+    "try:\n"
+    "    socket.create_connection(('127.0.0.1', PORT), timeout=2); print('host loopback: reached')\n"
+    "except OSError as e:\n"
+    "    print('host loopback:', e.strerror)\n"
+    "for path in ('/evil', '/usr/evil'):\n"  # EROFS comes before permissions: a uid alone gives EACCES
+    "    try:\n"
+    "        open(path, 'w'); print(path, 'written')\n"
+    "    except OSError as e:\n"
+    "        print(path, 'errno', e.errno)\n"
+    "root = [line.split() for line in open('/proc/self/mountinfo') if line.split()[4] == '/'][-1]\n"
+    "print('rootfs read-only', 'ro' in root[5].split(','))\n"
+    "status = dict(line.split(':\\t') for line in open('/proc/self/status').read().splitlines())\n"
+    "for field in ('CapBnd', 'CapEff', 'CapPrm', 'NoNewPrivs'):\n"
+    "    print(field, status.get(field, 'absent'))\n"
+    "open('/tmp/scratch', 'w').write('ok'); print(open('/tmp/scratch').read())\n"
+)
+
+
+def probe_sandbox(stdout: str) -> None:
+    """The PROBE's output shows a locked-down sandbox."""
+    assert stdout.splitlines() == [
+        "1000 1000",
+        "['lo']",  # no network interface but its own loopback
+        "0 routes",
+        "host loopback: Connection refused",  # its loopback is not the host's
+        "/evil errno 30",  # EROFS: the root filesystem is read-only
+        "/usr/evil errno 30",
+        "rootfs read-only True",
+        "CapBnd 0000000000000000",  # no capability can ever be gained
+        "CapEff 0000000000000000",
+        "CapPrm 0000000000000000",
+        "NoNewPrivs 1",
+        "ok",  # /tmp is a writable tmpfs
+    ], stdout
+
+
+@pytest.fixture
+def host_listener():
+    """A TCP listener on the host's loopback: (port, whether anything connected)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+
+    def reached() -> bool:
+        try:
+            listener.accept()[0].close()
+            return True
+        except BlockingIOError:
+            return False
+
+    yield listener.getsockname()[1], reached
+    listener.close()
+
+
+async def test_container_is_locked_down(docker_gateway, docker_engine, host_listener):
     client = docker_gateway.client()
     kernel = await client.start_kernel()
     ws = await client.connect(kernel["id"])
-    run = await ws.execute(
-        "import os, socket\n"
-        "print(os.getuid(), os.getgid())\n"
-        "print(sorted(os.listdir('/sys/class/net')))\n"
-        "try:\n"
-        "    socket.create_connection(('1.1.1.1', 53), timeout=2); print('net: yes')\n"
-        "except OSError as e:\n"
-        "    print('net: no')\n"
-        "try:\n"
-        "    open('/usr/evil', 'w'); print('rootfs: writable')\n"
-        "except OSError:\n"
-        "    print('rootfs: read-only')\n"
-        "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
-        "print(open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])\n"
-        "open('/tmp/scratch', 'w').write('ok'); print(open('/tmp/scratch').read())\n"
-    )
-    lines = run.stdout.splitlines()
-    assert lines[0] == "1000 1000"
-    assert lines[1] == "['lo']"
-    assert lines[2] == "net: no"
-    assert lines[3] == "rootfs: read-only"
-    assert lines[4] == "0000000000000000"  # no capabilities
-    assert lines[5] == "1"  # no-new-privileges
-    assert lines[6] == "ok"  # /tmp is a writable tmpfs
+    port, reached = host_listener
+    run = await ws.execute(PROBE.replace("PORT", str(port)))
+    probe_sandbox(run.stdout)
+    assert not reached()
     container = container_of(docker_engine, kernel["id"])
     host = container.attrs["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["Init"]
@@ -153,7 +194,6 @@ async def test_engine_unreachable_answers_503(start_gateway, tmp_path):
     assert response.status == 503, response.body
     assert "Docker" in response.body["message"]
     assert (await client.request("GET", "/api/kernelspecs")).status == 200
-    assert os.path.isdir(tmp_path)
 
 
 async def test_a_kernel_that_cannot_start_is_a_clean_503(start_gateway, docker_engine, tmp_path):
@@ -235,9 +275,9 @@ async def test_socket_folder_cannot_fill_the_host(docker_gateway):
     kernel = await client.start_kernel()
     ws = await client.connect(kernel["id"])
     run = await ws.execute(
-        "import os\n"
+        "import json, os\n"
         "from ipykernel import get_connection_file\n"
-        "folder = os.path.dirname(get_connection_file())\n"
+        "folder = os.path.dirname(json.load(open(get_connection_file()))['ip'])  # the sockets'\n"
         "try:\n"
         "    with open(os.path.join(folder, 'fill'), 'wb') as f:\n"
         "        f.write(b'x' * 8 * 1024 * 1024)\n"
@@ -250,3 +290,43 @@ async def test_socket_folder_cannot_fill_the_host(docker_gateway):
     ws.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
     assert not (docker_gateway.runtime_dir / kernel["id"]).exists()
+
+
+# -- SandboxSpec: the one description of a container's confinement -----------------------
+
+HARDENING = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True}
+
+
+def test_a_tier_makes_a_kernel_sandbox_spec():
+    from kernelgate.sandbox import HOME, Mount, SandboxSpec
+    from kernelgate.tiers import Tier
+
+    tier = Tier(name="t", memory=300 << 20, cpus=0.5, pids=99, exec_timeout=0, idle_timeout=0,
+                tmp_size=10 << 20, runtime="runsc", start_cpus=2.0)
+    spec = SandboxSpec.for_tier(tier, uid=1234, log_size="2m")
+    options = spec.with_mounts(Mount("/host/a", "/a", writable=True), Mount("/host/b", "/b")).run_options()
+    assert {k: options[k] for k in HARDENING} == HARDENING
+    assert options["user"] == "1234:1234" and options["network_mode"] == "none"
+    assert options["mem_limit"] == options["memswap_limit"] == 300 << 20  # no swap
+    assert (options["cpu_quota"], options["cpu_period"]) == (200_000, 100_000)  # the start-up allowance
+    assert options["pids_limit"] == 99 and options["runtime"] == "runsc"
+    assert options["tmpfs"] == {"/tmp": f"size={10 << 20},mode=1777",
+                                HOME: f"size={10 << 20},mode=700,uid=1234,gid=1234,exec"}
+    assert options["volumes"] == {"/host/a": {"bind": "/a", "mode": "rw"}, "/host/b": {"bind": "/b", "mode": "ro"}}
+    assert options["log_config"]["Config"] == {"max-size": "2m", "max-file": "1"}
+    assert "runtime" not in SandboxSpec.for_tier(Tier(**{**tier.__dict__, "runtime": ""})).run_options()
+    with pytest.raises(AttributeError):
+        spec.network = "bridge"  # a value: frozen
+
+
+def test_install_containers_differ_from_kernels_only_in_declared_ways():
+    from kernelgate.environment.install import EnvironmentService
+    from kernelgate.sandbox import SandboxSpec
+    from kernelgate.tiers import Tiers
+
+    kernel = SandboxSpec.for_tier(Tiers().get(None)).run_options()
+    install = EnvironmentService(None, None, None).sandbox_spec("bridge").run_options()
+    assert {k: install[k] for k in HARDENING} == HARDENING
+    declared = {"network_mode", "mem_limit", "memswap_limit", "cpu_quota", "pids_limit", "tmpfs"}
+    assert {k for k in kernel if kernel[k] != install.get(k)} == declared
+    assert install["network_mode"] == "bridge" and install["tmpfs"] == {"/tmp": "size=256m,mode=1777,exec"}

@@ -1,8 +1,9 @@
 """Environments of rooms and solo kernels: detection reports, and package installs in a
 sandbox.
 
-An install runs in two short-lived containers per request, both non-root on a read-only
-root with every capability dropped, no-new-privileges and limits:
+An install runs in two short-lived containers per request, both confined like kernels
+(kernelgate.sandbox: non-root on a read-only root with every capability dropped,
+no-new-privileges), with the install's own limits and declared differences:
 
 1. **fetch** (one per language, the language's image): the only kind of kernelgate
    container with a network (`network`). The workspace is mounted read-only; the package
@@ -29,7 +30,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker.types import LogConfig
 from traitlets import Dict, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -42,6 +42,7 @@ from kernelgate.identity import Identity
 from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.kernels.registry import Kernel, KernelRegistry
 from kernelgate.rooms import RoomService
+from kernelgate.sandbox import Mount, SandboxSpec
 from kernelgate.socketdir import release
 from kernelgate.store import Store
 
@@ -293,35 +294,29 @@ class EnvironmentService(LoggingConfigurable):
             await release(str(staging))
             await asyncio.to_thread(shutil.rmtree, staging, True)
 
+    def sandbox_spec(self, network: str = "none") -> SandboxSpec:
+        """The confinement of install containers (without their mounts): the install's
+        limits, `network`, no home (HOME is /tmp), programs allowed to run from /tmp
+        (builds)."""
+        return SandboxSpec(uid=self.uid, memory=self.memory, cpus=self.cpus, pids=self.pids,
+                           tmp_size=self.tmp_size, network=network, tmp_exec=True)
+
     def _options(self, job: Job, staging: Path, network: str, workspace_mode: str, working_dir: str,
                  environment: dict[str, str]) -> dict:
-        volumes = {
-            str(self.rooms.workspace(job.room_id)): {"bind": project.MOUNT, "mode": workspace_mode},
-            str(staging): {"bind": STAGING_PATH, "mode": "rw" if workspace_mode == "ro" else "ro"},
-        }
+        fetching = workspace_mode == "ro"  # the fetch writes the staging area, the swap the workspace
+        mounts = [Mount(str(self.rooms.workspace(job.room_id)), project.MOUNT, writable=not fetching),
+                  Mount(str(staging), STAGING_PATH, writable=fetching)]
         if self.ca_bundle:
-            volumes[self.ca_bundle] = {"bind": CA_PATH, "mode": "ro"}
+            mounts.append(Mount(self.ca_bundle, CA_PATH))
         if self.mirror_dir:
-            volumes[self.mirror_dir] = {"bind": MIRROR_PATH, "mode": "ro"}
+            mounts.append(Mount(self.mirror_dir, MIRROR_PATH))
         return {
+            **self.sandbox_spec(network).with_mounts(*mounts).run_options(),
             "name": f"kernelgate-install-{uuid.uuid4().hex[:12]}",
             "hostname": "install",
-            "user": f"{self.uid}:{self.uid}",
             "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", **environment},
             "working_dir": working_dir,
             "labels": {INSTALL_LABEL: job.room_id},
-            "network_mode": network,
-            "read_only": True,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "init": True,
-            "mem_limit": self.memory,
-            "memswap_limit": self.memory,
-            "nano_cpus": int(self.cpus * 1e9),
-            "pids_limit": self.pids,
-            "tmpfs": {"/tmp": f"size={self.tmp_size},mode=1777,exec"},
-            "volumes": volumes,
-            "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         }
 
     def _network_env(self) -> dict[str, str]:

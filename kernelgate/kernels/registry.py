@@ -2,8 +2,9 @@
 
 Each kernel is a jupyter_client AsyncKernelManager (its provisioner chosen by the
 kernelspec: Docker by default, local processes as the fallback) plus a KernelHub that
-carries its messages. Every kernel talks over ZeroMQ ipc sockets in a private directory
-`runtime_dir/<kernel id>/`, removed with the kernel.
+carries its messages. Every kernel talks over ZeroMQ ipc sockets in its socket folder
+`runtime_dir/<kernel id>/ipc/`, beside its connection file (kernelgate.socketdir); the
+kernel's folder is removed with the kernel.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from traitlets.config import LoggingConfigurable
 from kernelgate import socketdir
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
+from kernelgate.environment import project
 from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany, Unavailable
 from kernelgate.kernels.agent import AgentClient
 from kernelgate.kernels.hub import KernelHub
@@ -64,6 +66,7 @@ class Kernel:
     language: str
     manager: AsyncKernelManager
     watch: KernelWatch
+    workspace: Path | None = None  # a room's host folder
     hub: KernelHub | None = None
     agent: AgentClient | None = None
     started: datetime = field(default_factory=utcnow)
@@ -161,7 +164,7 @@ class KernelRegistry(LoggingConfigurable):
     @validate("runtime_dir")
     def _short_enough(self, proposal):
         path = os.path.abspath(proposal["value"])
-        if len(os.path.join(path, str(uuid.uuid4()), "k")) > _MAX_IPC_PREFIX:
+        if len(os.path.join(path, str(uuid.uuid4()), socketdir.SOCKETS, "k")) > _MAX_IPC_PREFIX:
             raise TraitError(f"runtime_dir {path} is too long for unix socket paths")
         return path
 
@@ -249,8 +252,9 @@ class KernelRegistry(LoggingConfigurable):
         if workspace is None and self.catalog.local_kernels:
             workspace = kernel_dir / "workspace"  # a local solo kernel's scratch folder
             workspace.mkdir()
-        launch = {"cwd": str(workspace)} if workspace else {}
+        kernel.workspace = workspace
         try:
+            launch = await self._launch_args(kernel)
             await kernel.manager.start_kernel(env=self._kernel_env(env, owner), **launch)
             await self._connect(kernel)
         except BaseException:
@@ -348,7 +352,7 @@ class KernelRegistry(LoggingConfigurable):
             kernel_spec_manager=self.catalog,
             context=zmq.asyncio.Context.instance(),  # one for all kernels, not one (and an I/O thread) each
             transport="ipc",
-            ip=str(kernel_dir / "k"),
+            ip=str(kernel_dir / socketdir.SOCKETS / "k"),
             connection_file=str(kernel_dir / "connection.json"),
         )
         limits = Tiers.instance().get(tier)
@@ -380,8 +384,7 @@ class KernelRegistry(LoggingConfigurable):
         try:
             await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
         except (RuntimeError, TimeoutError) as e:
-            explain = getattr(manager.provisioner, "exit_reason", None)  # Docker's knows
-            why = await explain() if explain and not await manager.is_alive() else ""
+            why = await manager.provisioner.exit_reason() if not await manager.is_alive() else ""
             raise Unavailable(f"Kernel {kernel.name} failed to start: {e}{'; ' + why if why else ''}") from None
         await self._settle(kernel)
         kernel.execution_state = "idle"
@@ -391,13 +394,11 @@ class KernelRegistry(LoggingConfigurable):
         """A new sandbox's kernel answers: its provisioner takes back what it only gave
         for the start (Docker: the start-up CPU allowance), before anyone uses it. If it
         cannot, the sandbox is killed (and the error raised): none keeps the allowance."""
-        settle = getattr(kernel.manager.provisioner, "settle", None)
-        if settle is not None:
-            try:
-                await settle()
-            except BaseException:
-                await kernel.manager.provisioner.kill()
-                raise
+        try:
+            await kernel.manager.provisioner.settle()
+        except BaseException:
+            await kernel.manager.provisioner.kill()
+            raise
 
     def _register(self, kernel: Kernel) -> None:
         self.kernels[kernel.id] = kernel
@@ -410,15 +411,25 @@ class KernelRegistry(LoggingConfigurable):
 
     async def restart(self, kernel: Kernel) -> None:
         """Restart the kernel process inside its sandbox, through the agent: its state is
-        gone, its terminals and files stay. Returns once the kernel answers again."""
+        gone, its terminals and files stay. Returns once the kernel answers again. If it
+        does not (code in the sandbox can break it), the kernel restarts in a fresh
+        sandbox instead; Unavailable if that fails too."""
         async with kernel.lock:
             kernel.execution_state = "restarting"
             kernel.hub.publish_status("restarting")
             kernel.watch.reset()
-            reply, _ = await kernel.agent.request("kernel_restart_request", {}, timeout=self.startup_timeout)
-            if reply.get("status") != "ok":
-                raise Unavailable(f"The kernel could not restart: {reply.get('evalue', '')}")
-            await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+            try:
+                reply, _ = await kernel.agent.request("kernel_restart_request", {}, timeout=self.startup_timeout)
+                if reply.get("status") != "ok":
+                    raise RuntimeError(f"its sandbox refused: {reply.get('evalue', '')}")
+                await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
+            except (Unavailable, RuntimeError, TimeoutError) as e:
+                self.log.warning("Kernel %s did not restart in its sandbox (%s); starting a fresh one",
+                                 kernel.id, e)
+                try:
+                    await self._fresh_sandbox(kernel)
+                except (RuntimeError, TimeoutError) as e:
+                    raise Unavailable(f"Kernel {kernel.name} did not restart: {e}") from None
             kernel.execution_state = "idle"
 
     async def shutdown(self, kernel: Kernel, reason: str = "deleted") -> None:
@@ -468,7 +479,7 @@ class KernelRegistry(LoggingConfigurable):
         if root.is_dir():
             for entry in root.iterdir():
                 if entry.name not in self.kernels and not entry.is_symlink() and entry.is_dir():
-                    await socketdir.release(str(entry))
+                    await socketdir.release(str(entry / socketdir.SOCKETS))
                     shutil.rmtree(entry, ignore_errors=True)
         if removed:
             self.log.info("Removed %d orphaned kernel container(s)", removed)
@@ -481,7 +492,19 @@ class KernelRegistry(LoggingConfigurable):
         root.mkdir(mode=0o711, parents=True, exist_ok=True)
         kernel_dir = root / kernel_id
         kernel_dir.mkdir(mode=0o700)
+        (kernel_dir / socketdir.SOCKETS).mkdir(mode=0o700)
         return kernel_dir
+
+    async def _launch_args(self, kernel: Kernel) -> dict:
+        """What the provisioner is handed at each launch (kernelgate.provisioners.base):
+        the kernel's folder and, for a sandboxed room kernel, its project's prefix, read
+        again at each launch."""
+        if kernel.workspace is None:
+            return {}
+        if self.catalog.local_kernels:
+            return {"cwd": str(kernel.workspace)}
+        return {"cwd": str(kernel.workspace),
+                "kernel_prefix": await project.kernel_prefix_async(kernel.workspace)}
 
     def _kernel_env(self, client_env: dict[str, str], owner: str) -> dict[str, str]:
         env = {k: str(v) for k, v in client_env.items() if k.startswith("KERNEL_")}
@@ -520,8 +543,7 @@ class KernelRegistry(LoggingConfigurable):
             now = time.monotonic()
             kernel.restarts = [t for t in kernel.restarts if now - t < self.restart_window]
             revived = False
-            explain = getattr(kernel.manager.provisioner, "exit_reason", None)  # Docker's knows
-            why = await explain() if explain else ""
+            why = await kernel.manager.provisioner.exit_reason()
             kernel.hub.publish("stream", {
                 "name": "stderr", "text": f"[kernelgate] The kernel died{': ' + why if why else ''}.\n"})
             if len(kernel.restarts) < self.restart_limit:
@@ -554,7 +576,7 @@ class KernelRegistry(LoggingConfigurable):
         kernel.hub.publish_status("restarting")
         self._sandbox_gone(kernel)
         kernel.watch.reset()
-        await kernel.manager.restart_kernel(now=True)
+        await kernel.manager.restart_kernel(now=True, **await self._launch_args(kernel))
         await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
         await self._settle(kernel)
         kernel.execution_state = "idle"

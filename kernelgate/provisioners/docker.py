@@ -7,8 +7,9 @@ A kernelspec selects it through its metadata::
 
 `image` names a folder of images/ (resolved to its content-hashed tag), `tier` a
 configured tier (kernelgate.tiers). The kernel manager has already chosen the ipc
-transport and a private directory for the connection file; that directory is
-bind-mounted into the container at the same path, so the container needs no network.
+transport, the kernel's folder and its socket folder (kernelgate.socketdir): the socket
+folder is bind-mounted writable into the container at the same path, so the container
+needs no network; the connection file beside it, the gateway's, is mounted read-only.
 """
 
 from __future__ import annotations
@@ -16,32 +17,30 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
-from docker.types import LogConfig
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Float, Int, Unicode
 
 from kernelgate import socketdir
-from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing, cpu_quota_options
+from kernelgate.engine import KERNEL_LABEL, OWNER_LABEL, DockerEngine, ImageMissing
 from kernelgate.environment import project
 from kernelgate.images import ImageBuilder, ImageError
+from kernelgate.provisioners.base import KernelgateProvisioner
+from kernelgate.sandbox import HOME, Mount, SandboxSpec
 from kernelgate.tiers import Tiers
 
-#: Where the container user's writable home (a tmpfs) is mounted.
-HOME = "/home/kernel"
 #: Where a room's shared workspace is mounted (install containers mount it there too).
 WORKSPACE = project.MOUNT
 
 
-class DockerProvisioner(KernelProvisionerBase):
+class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
     """Runs the kernel in a Docker container: the reference sandbox of kernelgate.
 
-    The container runs as an unprivileged user on a read-only root filesystem, with all
-    capabilities dropped, no-new-privileges, no network, the tier's memory (no swap),
-    CPU and pids limits, size-limited tmpfs for /tmp and the home directory, and
+    The container is confined by its tier's SandboxSpec (kernelgate.sandbox): an
+    unprivileged user, a read-only root filesystem, no capabilities, no-new-privileges,
+    no network, the tier's limits and runtime, tmpfs for /tmp and the home directory,
     docker-init as PID 1 to reap zombies and forward signals to the kernel. It starts
     with the tier's start-up CPU allowance, which `settle` takes away once the kernel
     answers.
@@ -102,28 +101,31 @@ class DockerProvisioner(KernelProvisionerBase):
         """Ask the kernel to stop with SIGTERM."""
         await self.send_signal(signal.SIGTERM)
 
-    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        """Write the connection file for the container's user and build the command.
+    @property
+    def socket_dir(self) -> str:
+        """The kernel's socket folder (the folder of its ipc endpoints)."""
+        return os.path.dirname(self.parent.ip)
 
-        The command is the agent (kernelgate_agent) followed by the kernelspec's argv
-        with `{connection_file}` substituted. It runs inside the image, so the host-side
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Prepare a new sandbox: a new, empty socket folder, the connection file, the
+        command.
+
+        The connection file is written (once per kernel) by the gateway, in the kernel's
+        folder that no sandbox can write, and made readable for the container's user
+        through a descriptor (never a path lookup that could follow a link). The command
+        is the agent (kernelgate_agent), the `kernel_prefix` launch argument (a room's
+        project, resolved by the caller) and the kernelspec's argv with
+        `{connection_file}` substituted. It runs inside the image, so the host-side
         rewriting of `python` to the gateway's own interpreter must not apply.
         """
         km = self.parent
-        kernel_dir = os.path.dirname(km.connection_file)
-        await socketdir.confine(kernel_dir, self.uid, self.socket_dir_size)
+        await socketdir.renew(self.socket_dir, self.uid, self.socket_dir_size)
         km.write_connection_file()
+        _readable_by_all(km.connection_file)
         self.connection_info = km.get_connection_info()
-        if os.geteuid() == 0:
-            os.chown(kernel_dir, self.uid, self.uid)
-            os.chown(km.connection_file, self.uid, self.uid)
-        else:  # the container's uid is not ours: it needs to enter and bind sockets here
-            os.chmod(kernel_dir, 0o777)
-            os.chmod(km.connection_file, 0o644)
         tier = Tiers.instance().get(self.tier)
         self.workspace = kwargs.pop("cwd", None)  # a room's host folder, or none (solo)
-        # a room kernel gets its project's variables and folder (kernelgate.environment)
-        prefix = await project.kernel_prefix_async(Path(self.workspace)) if self.workspace else []
+        prefix = kwargs.pop("kernel_prefix", None) or []
         cmd = [
             self.agent_python, "-m", "kernelgate_agent", "--connection-file", km.connection_file,
             "--workspace", WORKSPACE if self.workspace else HOME,
@@ -138,41 +140,24 @@ class DockerProvisioner(KernelProvisionerBase):
         """Start the container; raises ImageMissing or EngineUnavailable on failure."""
         km = self.parent
         tier = Tiers.instance().get(self.tier)
-        kernel_dir = os.path.dirname(km.connection_file)
         owner = kwargs["env"].get("KERNEL_USERNAME", "")
+        spec = self.sandbox_spec().with_mounts(
+            Mount(self.socket_dir, self.socket_dir, writable=True),
+            Mount(km.connection_file, km.connection_file),
+            *([Mount(self.workspace, WORKSPACE, writable=True)] if self.workspace else []),
+        )
         options: dict[str, Any] = {
+            **spec.run_options(),  # its CPU limit is lowered to tier.cpus by settle()
             "command": cmd,
             "name": f"kernelgate-{self.kernel_id}",
             "hostname": "kernel",
-            "user": f"{self.uid}:{self.uid}",
             "environment": kwargs["env"],
-            "working_dir": HOME,
+            "working_dir": WORKSPACE if self.workspace else HOME,
             "labels": {
                 KERNEL_LABEL: self.kernel_id,
                 OWNER_LABEL: owner,
             },
-            "network_mode": "none",
-            "read_only": True,
-            "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
-            "init": True,
-            "mem_limit": tier.memory,
-            "memswap_limit": tier.memory,
-            **cpu_quota_options(tier.cpus_at_start),  # lowered to tier.cpus by settle()
-            "pids_limit": tier.pids,
-            "tmpfs": {
-                "/tmp": f"size={tier.tmp_size},mode=1777",
-                HOME: f"size={tier.tmp_size},mode=700,uid={self.uid},gid={self.uid},exec",
-            },
-            "volumes": {kernel_dir: {"bind": kernel_dir, "mode": "rw"}},
-            # what a kernel writes to its stdout/stderr must not fill the host's disk
-            "log_config": LogConfig(type="json-file", config={"max-size": self.log_size, "max-file": "1"}),
         }
-        if self.workspace:
-            options["volumes"][self.workspace] = {"bind": WORKSPACE, "mode": "rw"}
-            options["working_dir"] = WORKSPACE
-        if tier.runtime:
-            options["runtime"] = tier.runtime
         try:
             reference = ImageBuilder.instance().reference(self.image)
         except ImageError as e:
@@ -194,9 +179,12 @@ class DockerProvisioner(KernelProvisionerBase):
         )
         return self.connection_info
 
+    def sandbox_spec(self) -> SandboxSpec:
+        """The confinement of this kernel's containers (without their mounts)."""
+        return SandboxSpec.for_tier(Tiers.instance().get(self.tier), self.uid, self.log_size)
+
     async def settle(self) -> None:
-        """Called by the gateway once the kernel first answers, before anyone can use it:
-        lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
+        """Lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
         EngineUnavailable if the engine refuses; the kernel is then not handed out."""
         self._forget_allowance_timer()
         tier = Tiers.instance().get(self.tier)
@@ -236,7 +224,7 @@ class DockerProvisioner(KernelProvisionerBase):
             await DockerEngine.instance().remove(self.container_id)
             self.container_id = None
         if not restart:
-            await socketdir.release(os.path.dirname(self.parent.connection_file))
+            await socketdir.release(self.socket_dir)
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """Adds the container id, so that a later gateway can re-attach to the kernel."""
@@ -260,3 +248,12 @@ class DockerProvisioner(KernelProvisionerBase):
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
         return recommended
+
+
+def _readable_by_all(path: str) -> None:
+    """Mode 644 for the gateway's connection file: the container's user is not ours."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fchmod(fd, 0o644)
+    finally:
+        os.close(fd)
