@@ -1,4 +1,11 @@
-"""Resource tiers: the limits a kernel's container runs under, defined in configuration."""
+"""Resource tiers: the limits a kernel's container runs under, defined in configuration.
+
+The `untrusted` tier runs its sandboxes under gVisor (the Docker runtime `runsc`, which
+scripts/install.sh registers): the kernel's system calls reach gVisor's own kernel,
+not the host's, at some cost in speed. It is for code nobody vouches for; a kernelspec
+(or a kernelspec override in configuration) names it like any other tier. It has no
+start-up CPU allowance: runsc cannot change a running container's limits.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +57,8 @@ DEFAULT_TIERS = {
                "idle_timeout": 900, "tmp_size": 256 * _MIB, "start_cpus": 2.0},
     "high": {"memory": 1024 * _MIB, "cpus": 2.0, "pids": 512, "exec_timeout": 120,
              "idle_timeout": 1800, "tmp_size": 512 * _MIB},
+    "untrusted": {"memory": 256 * _MIB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,
+                  "idle_timeout": 600, "tmp_size": 64 * _MIB, "runtime": "runsc"},
 }
 
 
