@@ -19,16 +19,12 @@ from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from kernelgate.images import ImageBuildError, ImageBuilder, ImageError
+from kernelgate.sandbox import Mount, SandboxSpec
+from kernelgate.tiers import Tiers
 
 REPO_IMAGES = Path(__file__).resolve().parent.parent / "images"
-SANDBOX = dict(
-    read_only=True,
-    network_mode="none",
-    cap_drop=["ALL"],
-    init=True,
-    security_opt=["no-new-privileges"],
-    tmpfs={"/tmp": "", "/home/kernel": "uid=1000,gid=1000"},
-)
+#: What kernel containers run under (the default tier's sandbox).
+SANDBOX = SandboxSpec.for_tier(Tiers().get(None))
 
 
 @pytest.fixture(scope="session")
@@ -230,7 +226,7 @@ def test_python_image_runs_sandboxed(python_image, docker_client):
         "print(os.getuid(), os.getgid(), sys.prefix, os.getcwd(), os.environ['HOME'])"
     )
     output = docker_client.containers.run(
-        python_image, ["python", "-c", script], remove=True, **SANDBOX
+        python_image, ["python", "-c", script], remove=True, **SANDBOX.run_options()
     ).decode()
     version, ids = output.splitlines()
     assert re.match(r"3\.\d+\.\d+ ", version)
@@ -260,8 +256,7 @@ def test_python_kernel_executes_code_in_sandbox(python_image, docker_client):
             python_image,
             ["python", "-m", "ipykernel_launcher", "-f", connection_file],
             detach=True,
-            volumes={folder: {"bind": folder, "mode": "rw"}},
-            **SANDBOX,
+            **SANDBOX.with_mounts(Mount(folder, folder, writable=True)).run_options(),
         )
         client = BlockingKernelClient(connection_file=connection_file)
         client.load_connection_file()
