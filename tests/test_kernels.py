@@ -185,3 +185,22 @@ async def test_large_and_small_client_messages_keep_their_order(gateway):
     assert one.reply["content"]["execution_count"] < two.reply["content"]["execution_count"]
     ws.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_only_kernel_env_passes_into_a_docker_kernel(docker_engine, start_gateway):
+    """A client's variables other than KERNEL_* never reach the sandbox, KERNEL_USERNAME is
+    the gateway's, and nothing of the gateway's own environment leaks in."""
+    gateway = start_gateway("--kernels=docker", env={"GATEWAY_ONLY_SECRET": "hunter2"})
+    client = gateway.client()
+    kernel = await client.start_kernel(env={
+        "KERNEL_COLOR": "blue", "SECRET": "x", "KERNEL_USERNAME": "mallory", "LD_PRELOAD": "/tmp/x.so",
+    })
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute(
+        "import os; print(os.environ.get('KERNEL_COLOR'), os.environ.get('SECRET'),"
+        " os.environ.get('KERNEL_USERNAME'), os.environ.get('LD_PRELOAD'),"
+        " sum('hunter2' in v for v in os.environ.values()))"
+    )
+    assert run.stdout.split() == ["blue", "None", "dev", "None", "0"]
+    ws.close()
+    assert (await client.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204
