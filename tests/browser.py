@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.ci import IN_CI, require  # noqa: F401 - IN_CI, for the browser tests
 
 
 def _need(problem: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true requires the browser tests to run: {problem}")
-    pytest.skip(problem)
+    require(f"the browser tests need {problem}")
 
 
 def screenshot_dir() -> Path:

@@ -1,7 +1,7 @@
 """Shared fixtures: a real Docker engine, real gateway processes, a real HTTP/WS client.
 
 Docker tests are mandatory when CI=true (a missing engine fails them); locally they skip
-with the reason.
+with the reason (tests/ci.py). Under CI a run with any skipped test fails.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from kernelgate.engine import GATEWAY_LABEL
+from tests.ci import IN_CI, require  # noqa: F401 - IN_CI, for tests that import it from here
 from tests.client import GatewayClient
 from tests.postgres import free_port, postgres_server  # noqa: F401 - fixture for tests/test_store.py
 from tests.s3 import s3_server  # noqa: F401 - the fixture, for the storage tests
 
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _docker_problem() -> str | None:
@@ -47,11 +47,7 @@ def _docker_problem() -> str | None:
 @pytest.fixture(scope="session")
 def docker_engine():
     """A reachable engine with the python image built; fails in CI, skips locally."""
-    problem = _docker_problem()
-    if problem:
-        if IN_CI:
-            pytest.fail(f"CI=true requires Docker: {problem}")
-        pytest.skip(problem)
+    require(_docker_problem())
     return docker.from_env(timeout=60)
 
 
@@ -159,3 +155,28 @@ def docker_gateway(docker_engine, start_gateway):
 @pytest.fixture
 def local_gateway(start_gateway):
     return start_gateway("--kernels=local")
+
+
+_skipped: list[str] = []
+
+
+def pytest_collectreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under CI nothing may be skipped: a run with a skipped test fails."""
+    if IN_CI and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if IN_CI and _skipped:
+        terminalreporter.write_line(
+            f"CI=true: the run fails, {len(_skipped)} skipped: " + ", ".join(_skipped), red=True)

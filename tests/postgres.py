@@ -26,7 +26,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.ci import require
+
 STARTUP_TIMEOUT = 30.0
 
 
@@ -151,10 +152,7 @@ def postgres_server():
     PostgreSQL installed, skips locally)."""
     bindir = postgres_bindir()
     if bindir is None:
-        reason = "PostgreSQL is not installed (Debian package: postgresql)"
-        if IN_CI:
-            pytest.fail(f"CI=true requires PostgreSQL: {reason}")
-        pytest.skip(reason)
+        require("PostgreSQL is not installed (Debian package: postgresql)")
     server = PostgresServer(bindir)
     try:
         yield server.start()

@@ -31,7 +31,8 @@ from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
 from kernelgate.images import ImageBuilder
-from tests.conftest import IN_CI, ROOT, GatewayProcess
+from tests.ci import require
+from tests.conftest import ROOT, GatewayProcess
 
 #: The user tier (plan) whose kernels may use every tier: Java, Kotlin and R are "high".
 PLAN = "team"
@@ -215,9 +216,7 @@ def kernel(request, native_gateway, docker_engine) -> RunningKernel:
         docker_engine.images.get(reference)
     except docker.errors.ImageNotFound:
         problem = f"image {reference} not built (run: kernelgate images build {image})"
-        if IN_CI:
-            pytest.fail(problem)
-        pytest.skip(problem)
+        require(problem)
     url = native_gateway.url
     response = requests.post(url + "/api/kernels", json={"name": language.kernel}, timeout=180)
     assert response.status_code == 201, response.text

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import docker
 import pytest
 
-from tests.conftest import IN_CI, ROOT, GatewayProcess
+from tests.ci import require
+from tests.conftest import ROOT, GatewayProcess
 
 
 def _wrapper_module(name: str):
@@ -266,9 +267,7 @@ def _require_image(engine: docker.DockerClient, name: str) -> None:
         engine.images.get(reference)
     except docker.errors.ImageNotFound:
         problem = f"image {reference} not built (run: kernelgate images build {name})"
-        if IN_CI:
-            pytest.fail(problem)
-        pytest.skip(problem)
+        require(problem)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.kernel for c in CASES])
