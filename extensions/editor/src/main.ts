@@ -151,7 +151,7 @@ async function ensureKernel(): Promise<Kernel.IKernelConnection> {
 }
 
 async function startSoloKernel(spec: string): Promise<Kernel.IKernelConnection> {
-  const connection = await kernels.startNew({ name: spec }, { username: caller.user });
+  const connection = await kernels.startNew({ name: spec });
   adopt(spec, connection);
   await files.show(`api/kernels/${connection.id}/contents`);
   return connection;
@@ -164,13 +164,13 @@ async function connectRoomKernel(spec: string): Promise<Kernel.IKernelConnection
   if (!model) {
     throw new Error(`The room has no ${spec} kernel`);
   }
-  return adopt(spec, kernels.connectTo({ model, username: caller.user }));
+  return adopt(spec, kernels.connectTo({ model }));
 }
 
 function adopt(spec: string, connection: Kernel.IKernelConnection): Kernel.IKernelConnection {
   connections.get(spec)?.dispose();
   connections.set(spec, connection);
-  connection.iopubMessage.connect((_, msg) => output.handle(msg));
+  connection.iopubMessage.connect((_, msg) => output.handle(msg, specs.kernelspecs[spec]?.spec.display_name ?? spec));
   connection.statusChanged.connect(() => spec === selected() && showState());
   connection.connectionStatusChanged.connect(() => spec === selected() && showState());
   connection.disposed.connect(() => {
@@ -509,7 +509,7 @@ async function start(): Promise<void> {
     for (const spec of model.languages) {
       const kernel = model.kernels.find(k => k.name === spec);
       if (kernel) {
-        adopt(spec, kernels.connectTo({ model: kernel, username: caller.user }));
+        adopt(spec, kernels.connectTo({ model: kernel }));
       }
     }
     window.setInterval(() => void refreshRoom(), 15_000);

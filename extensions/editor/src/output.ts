@@ -61,8 +61,10 @@ export class OutputArea {
     this.scroll();
   }
 
-  /** Renders one iopub message (any client's execution). */
-  handle(msg: KernelMessage.IIOPubMessage): void {
+  /** Renders one iopub message (any client's execution) of the kernel named `kernel`. The
+   * runner shown is `parent_header.username`, which the gateway stamps on every client
+   * message with the caller's user name. */
+  handle(msg: KernelMessage.IIOPubMessage, kernel: string): void {
     const parent = msg.parent_header as Partial<KernelMessage.IHeader>;
     const parentId = parent?.msg_id;
     if (!parentId) {
@@ -74,7 +76,7 @@ export class OutputArea {
       const block = this.block(parentId, parent);
       block.root.dataset.count = String(content.execution_count ?? '');
       const code = block.root.querySelector('.code') as HTMLElement;
-      code.textContent = `[${content.execution_count ?? ' '}] ${firstLine(String(content.code ?? ''))}`;
+      code.textContent = `${kernel} [${content.execution_count ?? ' '}] ${firstLine(String(content.code ?? ''))}`;
     } else if (type === 'stream') {
       this.stream(this.block(parentId, parent), String(content.name), String(content.text ?? ''));
     } else if (type === 'execute_result' || type === 'display_data') {
@@ -194,7 +196,6 @@ export class OutputArea {
 }
 
 function firstLine(code: string): string {
-  const lines = code.split('\n');
-  const first = lines.find(line => line.trim() !== '') ?? '';
-  return lines.length > 1 ? `${first} …` : first;
+  const lines = code.split('\n').filter(line => line.trim() !== '');
+  return lines.length > 1 ? `${lines[0]} …` : lines[0] ?? '';
 }
