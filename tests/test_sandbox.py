@@ -86,6 +86,11 @@ async def test_container_is_locked_down(docker_gateway, docker_engine, host_list
     probe_sandbox(run.stdout)
     assert not reached()
     container = container_of(docker_engine, kernel["id"])
+    kernel_dir = docker_gateway.runtime_dir / kernel["id"]
+    # its only host mounts: its socket folder, and the gateway's connection file read-only
+    assert {(m["Source"], m["Destination"], m["RW"]) for m in container.attrs["Mounts"] if m["Type"] == "bind"} == {
+        (str(kernel_dir / "ipc"), str(kernel_dir / "ipc"), True),
+        (str(kernel_dir / "connection.json"), str(kernel_dir / "connection.json"), False)}
     host = container.attrs["HostConfig"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["Init"]
     assert host["Memory"] == 256 * 1024 * 1024 and host["MemorySwap"] == host["Memory"]
