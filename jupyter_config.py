@@ -49,6 +49,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelRegistry.startup_timeout = 60.0
 # c.KernelRegistry.buffer_seconds = 60.0     # output kept for a reconnecting session
 # c.KernelRegistry.max_kernel_frame = 64 * 1024 * 1024  # larger kernel messages are dropped unread
+# c.KernelRegistry.client_backlog = 64 * 1024 * 1024    # a client leaving more unread is dropped
 # c.KernelSpecCatalog.default_kernel_name = "python3"
 # c.KernelSpecCatalog.kernelspec_dirs = ["/path/to/kernelgate/kernelspecs"]
 # c.DockerProvisioner.uid = 1000             # the unprivileged user kernels run as
@@ -70,6 +71,10 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 #                "idle_timeout": 900, "tmp_size": 256 * MiB, "start_cpus": 2.0},
 #     "high": {"memory": 1024 * MiB, "cpus": 2.0, "pids": 512, "exec_timeout": 120,
 #              "idle_timeout": 1800, "tmp_size": 512 * MiB},
+#     # gVisor (runsc, registered by scripts/install.sh); no start_cpus: runsc cannot
+#     # change a running container's limits. A plan must list it in kernel_tiers.
+#     "untrusted": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,
+#                   "idle_timeout": 600, "tmp_size": 64 * MiB, "runtime": "runsc"},
 # }
 # c.Tiers.default_tier = "low"
 
