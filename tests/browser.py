@@ -28,9 +28,11 @@ def screenshot_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's binary, no downloaded browser)."""
+    """Headless Chromium (Debian's binary, no downloaded browser), one per test module:
+    sync Playwright holds an event loop in the main thread while it runs, which breaks
+    the async tests of the modules that come after."""
     executable = shutil.which("chromium")
     if executable is None:
         _need("no chromium on PATH (Debian package 'chromium')")
