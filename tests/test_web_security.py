@@ -265,6 +265,7 @@ async def test_a_large_body_is_refused_before_it_is_read(start_gateway):
 
 
 # -- in a real browser ----------------------------------------------------------------------
+# (last in the module: sync Playwright's event loop would break async tests after them)
 
 class _Page(BaseHTTPRequestHandler):
     html = b""
