@@ -349,3 +349,26 @@ def test_a_listed_origin_uses_the_api_from_a_browser(start_gateway, page_for):
     headers = {"Authorization": f"Bearer {token()}"}
     assert [k["id"] for k in requests.get(gateway.url + "/api/kernels", headers=headers, timeout=10).json()] == [results["id"]]
     requests.delete(f"{gateway.url}/api/kernels/{results['id']}", headers=headers, timeout=30)
+
+
+SAME_ORIGIN_SCRIPT = """async () => {
+  const r = await fetch("/api/kernels", {method: "POST", body: '{"name": "python3"}',
+    headers: {"Content-Type": "application/json"}});
+  const kernel = await r.json();
+  const ws = await new Promise(resolve => {
+    const socket = new WebSocket(location.origin.replace("http", "ws") + "/api/kernels/" + kernel.id + "/channels");
+    socket.onopen = () => { socket.close(); resolve("open"); }; socket.onerror = () => resolve("refused");
+  });
+  return {status: r.status, id: kernel.id, ws};
+}"""
+
+
+def test_the_gateways_own_pages_keep_working_in_a_browser(start_gateway, page_for):
+    """A page of the gateway's origin (as /editor/ is) sends its Origin and is served."""
+    gateway = start_gateway("--kernels=local")
+    page = page_for()
+    for origin in (gateway.url, f"http://localhost:{gateway.port}"):
+        page.page.goto(origin + "/api")
+        results = page.page.evaluate(SAME_ORIGIN_SCRIPT)
+        assert results["status"] == 201 and results["ws"] == "open", (origin, results)
+        assert requests.delete(f"{gateway.url}/api/kernels/{results['id']}", timeout=30).status_code == 204
