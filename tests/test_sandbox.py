@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import signal
 import socket
 
@@ -335,3 +337,34 @@ def test_install_containers_differ_from_kernels_only_in_declared_ways():
     declared = {"network_mode", "mem_limit", "memswap_limit", "cpu_quota", "pids_limit", "tmpfs"}
     assert {k for k in kernel if kernel[k] != install.get(k)} == declared
     assert install["network_mode"] == "bridge" and install["tmpfs"] == {"/tmp": "size=256m,mode=1777,exec"}
+
+
+async def test_each_sandbox_gets_a_new_socket_folder_that_follows_no_link(tmp_path):
+    """socketdir.renew, as the gateway calls it for each new sandbox: what a kernel left in
+    its socket folder is gone, and the host cannot follow a link placed there (as root:
+    a nosymfollow tmpfs); as non-root, an empty folder of mode 777."""
+    import stat
+
+    from kernelgate import socketdir
+
+    (tmp_path / "secret").write_text("host")
+    folder = tmp_path / socketdir.SOCKETS
+    folder.mkdir()
+    tmpfs = await socketdir.renew(str(folder), 1000)
+    try:
+        assert tmpfs == (os.geteuid() == 0)
+        (folder / "left").write_text("by the last sandbox")
+        (folder / "link").symlink_to(tmp_path / "secret")
+        if tmpfs:
+            with pytest.raises(OSError) as refused:
+                (folder / "link").read_text()
+            assert refused.value.errno == errno.ELOOP
+            assert (folder.stat().st_uid, stat.S_IMODE(folder.stat().st_mode)) == (1000, 0o700)
+        assert await socketdir.renew(str(folder), 1000) == tmpfs
+        assert list(folder.iterdir()) == []
+        assert (tmp_path / "secret").read_text() == "host"
+        if not tmpfs:
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o777
+    finally:
+        await socketdir.release(str(folder))
+    assert not os.path.ismount(folder)
