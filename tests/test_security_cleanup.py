@@ -49,3 +49,23 @@ async def test_a_daemonised_process_ends_with_its_kernel(docker_gateway):
             break
         await asyncio.sleep(0.1)
     assert host_processes_with(marker) == []
+
+
+async def test_nothing_a_solo_kernel_leaves_reaches_the_next(docker_gateway):
+    """Files planted in /tmp, /dev/shm and the home folder are gone for the next solo
+    kernel (row 14): each has a fresh container, and those folders go with it."""
+    client = docker_gateway.client()
+    places = ["/tmp/planted", "/dev/shm/planted", "/home/kernel/planted"]
+    first = await client.start_kernel()
+    ws = await client.connect(first["id"])
+    run = await ws.execute(f"for p in {places!r}:\n    open(p, 'w').write('x')\n"
+                           f"import os\nprint(all(os.path.exists(p) for p in {places!r}))")
+    ws.close()
+    assert run.stdout == "True\n", run.stdout
+    await client.request("DELETE", f"/api/kernels/{first['id']}")
+    second = await client.start_kernel()
+    ws = await client.connect(second["id"])
+    run = await ws.execute(f"import os\nprint([p for p in {places!r} if os.path.exists(p)])")
+    ws.close()
+    assert run.stdout == "[]\n", run.stdout
+    await client.request("DELETE", f"/api/kernels/{second['id']}")
