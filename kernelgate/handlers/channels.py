@@ -40,6 +40,9 @@ LARGE_LEGACY = 64 * 1024
 #: Close code when the credentials of an open socket expire or its user leaves the room
 #: (RFC 6455: policy violation).
 CLOSE_EXPIRED = 1008
+#: Close code for a client that left more than KernelRegistry.client_backlog bytes unread
+#: (IANA: Try Again Later): it reconnects with its session_id and gets what it missed.
+CLOSE_TOO_SLOW = 1013
 
 
 def _frame_header(length: int, binary: bool) -> bytes:
@@ -55,6 +58,8 @@ def _frame_header(length: int, binary: bool) -> bytes:
 class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
     kernel: Kernel | None = None
     session_id = ""
+    _unsent = 0  # bytes written to the stream and not yet sent: what the client has not read
+    _whole = 0  # the size of the batch written when nothing was unsent (a replay, a burst)
     _expiry = None
 
     async def get(self, kernel_id: str):
@@ -120,6 +125,11 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         Each message is its own WebSocket frame, as `write_message` would make it; writing
         them together costs one `send` (one wake-up of the client) instead of one each,
         and no per-message future. This relies on compression being off.
+
+        What the client has not read waits in the gateway, up to
+        KernelRegistry.client_backlog bytes beyond the batch it was given when it had
+        read everything (a replay can be larger): a client further behind is disconnected
+        (CLOSE_TOO_SLOW), and what it missed is kept for its session's reconnection.
         """
         connection = self.ws_connection
         if connection is None or connection.is_closing():
@@ -132,10 +142,32 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
             else:
                 payload, binary = encode_legacy(frames)
             chunks += (_frame_header(len(payload), binary), payload)
+        data = b"".join(chunks)
+        backlog = self.services.registry.client_backlog
+        if not self._unsent:
+            self._whole = len(data)  # with nothing unsent, any batch goes whole
+        elif backlog and self._unsent + len(data) > self._whole + backlog:
+            self._drop_slow(batch)
+            return
         try:
-            connection.stream.write(b"".join(chunks))
+            written = connection.stream.write(data)
         except StreamClosedError:
             self.kernel.hub.detach(self, batch)
+            return
+        self._unsent += len(data)
+        # the stream sends in order: once this write is sent, so is everything before it
+        written.add_done_callback(lambda _, size=len(data): self._sent(size))
+
+    def _sent(self, size: int) -> None:
+        self._unsent -= size
+
+    def _drop_slow(self, undelivered: list[Frames]) -> None:
+        """Disconnect a client that leaves too much unread; its session's buffer keeps the
+        rest, for when it comes back."""
+        log.warning("kernel %s: disconnected a client with %d bytes unread (client_backlog: %d)",
+                    self.kernel.id, self._unsent, self.services.registry.client_backlog)
+        self.kernel.hub.detach(self, undelivered)
+        self.close(CLOSE_TOO_SLOW, "Too slow: more output unread than the gateway keeps")
 
     def on_close(self):
         if self._expiry is not None:

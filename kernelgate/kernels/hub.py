@@ -11,12 +11,14 @@ client), and each client gets them in one `deliver` call:
   parent session.
 A client that disconnects with a `session_id` leaves a bounded buffer behind; a client
 that reconnects with the same `session_id` within `buffer_seconds` receives what it
-missed, in order. A client that attaches with the `session_id` of a client still
-attached replaces it: it takes over the old client's Jupyter sessions (the replies to
-requests sent on the old connection come to it) and the old client is closed. A
-reconnecting client often arrives before its old connection is seen to close, and some
-old connections never close (jupyter_server's GatewayWebSocketConnection leaks the
-connection it was still opening when its browser socket went away).
+missed, in order. A kernel keeps at most `max_buffers` such buffers, dropping the oldest
+first (anyone can connect and leave with a new session_id). A client that attaches
+with the `session_id` of a client still attached replaces it: it takes over the old
+client's Jupyter sessions (the replies to requests sent on the old connection come to
+it) and the old client is closed. A reconnecting client often arrives before its old
+connection is seen to close, and some old connections never close (jupyter_server's
+GatewayWebSocketConnection leaks the connection it was still opening when its browser
+socket went away).
 """
 
 from __future__ import annotations
@@ -229,12 +231,14 @@ class KernelHub:
         buffer_messages: int = 10_000,
         buffer_bytes: int = 32 * 1024 * 1024,
         max_frame: int = 0,
+        max_buffers: int = 64,
     ) -> None:
         self.session = session
         self.observer = observer
         self.buffer_seconds = buffer_seconds
         self.buffer_messages = buffer_messages
         self.buffer_bytes = buffer_bytes
+        self.max_buffers = max_buffers
         self.clients: list[Client] = []
         self._client_sessions: dict[int, set[str]] = {}
         self._buffers: dict[str, _Buffer] = {}
@@ -294,8 +298,16 @@ class KernelHub:
                 self.buffer_seconds, self._buffers.pop, client.session_id, None
             )
             self._buffers[client.session_id] = buffer
+            while len(self._buffers) > self.max_buffers:  # dicts keep insertion order
+                self._drop_buffer(next(iter(self._buffers)))
             for frames in undelivered or ():
                 buffer.add(frames)
+
+    def _drop_buffer(self, session_id: str) -> None:
+        buffer = self._buffers.pop(session_id)
+        if buffer.expiry:
+            buffer.expiry.cancel()
+        log.info("session %s: its buffer was dropped for a newer one", session_id)
 
     def send(self, client: Client, frames: Frames) -> None:
         """Sign and forward a client's message to the kernel now (from a client that was

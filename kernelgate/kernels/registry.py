@@ -150,6 +150,12 @@ class KernelRegistry(LoggingConfigurable):
     buffer_seconds = Float(
         60.0, config=True, help="How long a disconnected session's messages are kept."
     )
+    client_backlog = Int(
+        64 * 1024 * 1024, config=True,
+        help="Bytes a kernel WebSocket client may leave unread before it is disconnected "
+        "(close code 1013), its messages kept for its session's reconnection; the kernel "
+        "and its other clients go on. 0: no limit.",
+    )
     max_kernel_frame = Int(
         64 * 1024 * 1024, config=True,
         help="Largest message frame, in bytes, the gateway takes from a kernel (at most "
