@@ -72,6 +72,15 @@ def stdout_line(page, text: str):
     return hook(page, "output").locator(stdout_text(page, text))
 
 
+def printed(page, text: str, timeout: float = SLOW) -> None:
+    """Waits for stdout `text` on the page; a failure tells what the page showed instead."""
+    try:
+        expect(stdout_line(page, text)).to_have_count(1, timeout=timeout)
+    except AssertionError as e:
+        shown = {name: hook(page, name).inner_text() for name in ("state", "notice", "output")}
+        raise AssertionError(f"{text!r} not printed; the page showed {shown}") from e
+
+
 def block_of(page, text: str):
     """The output block (one execution) that printed `text`."""
     return hook(page, "output").locator('[data-testid="output-block"]').filter(has=stdout_text(page, text))
@@ -86,7 +95,7 @@ def test_the_page_runs_python_and_bash_and_shows_a_traceback(docker_gateway, pag
     expect(hook(p, "state")).to_have_text("no kernel")
 
     run_code(p, "print(6*7)")
-    expect(stdout_line(p, "42")).to_have_count(1, timeout=SLOW)
+    printed(p, "42")
     expect(hook(p, "state")).to_have_text("idle")
     kernels = requests.get(docker_gateway.url + "/api/kernels", timeout=10).json()
     assert [k["name"] for k in kernels] == ["python3"]
@@ -99,17 +108,17 @@ def test_the_page_runs_python_and_bash_and_shows_a_traceback(docker_gateway, pag
     assert "\x1b" not in error.inner_text()  # ANSI colours stripped
     type_code(p, "print('Hello from Python', 6 * 7)\nfor i in range(3):\n    print('line', i)")
     hook(p, "run").click()
-    expect(stdout_line(p, "Hello from Python 42\nline 0\nline 1\nline 2")).to_have_count(1, timeout=30_000)
+    printed(p, "Hello from Python 42\nline 0\nline 1\nline 2", 30_000)
     page.screenshot("editor-python")
 
     hook(p, "language").select_option("bash")
     run_code(p, "echo bash-$((6*7))")
-    expect(stdout_line(p, "bash-42")).to_have_count(1, timeout=SLOW)
+    printed(p, "bash-42")
     kernels = requests.get(docker_gateway.url + "/api/kernels", timeout=10).json()
     assert sorted(k["name"] for k in kernels) == ["bash", "python3"]
     hook(p, "language").select_option("python3")  # the same kernel again: its memory is there
     run_code(p, "print('again', check.__name__)")
-    expect(stdout_line(p, "again check")).to_have_count(1, timeout=30_000)
+    printed(p, "again check", 30_000)
     assert len(requests.get(docker_gateway.url + "/api/kernels", timeout=10).json()) == 2
     assert page.errors == []
 
@@ -198,7 +207,7 @@ def test_two_members_see_each_others_output_live(jwt_gateway, page_for):
     # another language of the room: alice's bash run shows on bob's page, though he shows python
     hook(alice.page, "language").select_option("bash")
     run_code(alice.page, "echo shell-$((6*7))")
-    expect(stdout_line(bob.page, "shell-42")).to_have_count(1, timeout=SLOW)
+    printed(bob.page, "shell-42")
     hook(alice.page, "language").select_option("python3")
     alice.screenshot("editor-room-alice")
     bob.screenshot("editor-room-bob")
@@ -223,7 +232,7 @@ def test_a_viewers_page_cannot_run(jwt_gateway, page_for):
     # what the others run still shows on the viewer's page
     alice = open_room(page_for, jwt_gateway, room, "alice")
     run_code(alice.page, "print('for the viewer', 6*7)")
-    expect(stdout_line(p, "for the viewer 42")).to_have_count(1, timeout=SLOW)
+    printed(p, "for the viewer 42")
     assert hook(p, "output").locator('[data-testid="output-block"]').count() == 1  # nothing of vic's
 
     # a viewer watches a room terminal but cannot open or type in one
@@ -268,7 +277,7 @@ def test_files_are_created_saved_and_reopened(docker_gateway, page_for):
     assert stored["content"] == "print('saved', 6 * 7)\n"
 
     run_code(p, "exec(open('hello.py').read())")  # the kernel sees the same file
-    expect(stdout_line(p, "saved 42")).to_have_count(1, timeout=SLOW)
+    printed(p, "saved 42")
 
     hook(p, "file-name").fill("renamed.py")
     hook(p, "file-rename").click()
@@ -292,7 +301,7 @@ def test_the_page_works_under_a_base_url(docker_engine, start_gateway, page_for)
     p = page.page
     assert p.url == gateway.url + "/x/editor/"
     run_code(p, "print(6*7)")
-    expect(stdout_line(p, "42")).to_have_count(1, timeout=SLOW)
+    printed(p, "42")
     assert page.errors == []
 
 
@@ -394,15 +403,15 @@ def test_output_survives_a_network_blip(docker_gateway, page_for):
         page = open_editor(page_for, proxy.url + "/editor/")
         p = page.page
         run_code(p, "print(6*7)")
-        expect(stdout_line(p, "42")).to_have_count(1, timeout=SLOW)
+        printed(p, "42")
         run_code(p, "import time\nfor i in range(6):\n    print('tick', i, flush=True)\n    time.sleep(0.5)")
         expect(hook(p, "output").locator('[data-testid="output-stdout"]').filter(has_text="tick 0")).to_have_count(1)
         proxy.cut()
         expect(hook(p, "state")).to_have_text("reconnecting")
         expect(hook(p, "state")).to_have_text("idle", timeout=60_000)
         # what the kernel printed while the page was away came back, once and in order
-        expect(stdout_line(p, "\n".join(f"tick {i}" for i in range(6)))).to_have_count(1, timeout=30_000)
+        printed(p, "\n".join(f"tick {i}" for i in range(6)), 30_000)
         run_code(p, "print('after', 6*7)")
-        expect(stdout_line(p, "after 42")).to_have_count(1, timeout=30_000)
+        printed(p, "after 42", 30_000)
     finally:
         proxy.close()

@@ -2,7 +2,7 @@
  * The file tree of a workspace through the Jupyter Contents API, with @jupyterlab/services'
  * Drive pointed at the workspace's endpoint: `api/kernels/{id}/contents` (a solo kernel's
  * scratch folder) or `api/rooms/{id}/contents` (a room's shared /workspace). Folders open
- * on click; a file opens in the editor.
+ * on click; a file opens in the editor. Dotfiles are not listed.
  */
 import { Contents, Drive, ServerConnection } from '@jupyterlab/services';
 
@@ -88,7 +88,7 @@ export class FileTree {
 
   private async list(path: string, depth: number): Promise<HTMLElement[]> {
     const listing = await this.need().get(path, { content: true });
-    const entries = (listing.content as Contents.IModel[]).slice().sort(
+    const entries = (listing.content as Contents.IModel[]).filter(e => !e.name.startsWith('.')).sort(
       (a, b) => Number(b.type === 'directory') - Number(a.type === 'directory') || a.name.localeCompare(b.name)
     );
     const rows: HTMLElement[] = [];

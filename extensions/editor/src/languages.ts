@@ -1,43 +1,35 @@
 /**
  * Syntax highlighting and a first program for each kernelspec language (the `language`
- * field of a kernelspec: python, bash, c++, ...). Unknown languages get plain text.
+ * field of a kernelspec: python, bash, c++, ...), loaded on first use. Unknown languages
+ * get plain text.
  */
-import { cpp } from '@codemirror/lang-cpp';
-import { go } from '@codemirror/lang-go';
-import { java } from '@codemirror/lang-java';
-import { javascript } from '@codemirror/lang-javascript';
-import { php } from '@codemirror/lang-php';
-import { python } from '@codemirror/lang-python';
-import { rust } from '@codemirror/lang-rust';
-import { sql, SQLite } from '@codemirror/lang-sql';
 import { StreamLanguage } from '@codemirror/language';
-import { kotlin } from '@codemirror/legacy-modes/mode/clike';
-import { lua } from '@codemirror/legacy-modes/mode/lua';
-import { perl } from '@codemirror/legacy-modes/mode/perl';
-import { r } from '@codemirror/legacy-modes/mode/r';
-import { ruby } from '@codemirror/legacy-modes/mode/ruby';
-import { shell } from '@codemirror/legacy-modes/mode/shell';
 import type { Extension } from '@codemirror/state';
 
-const HIGHLIGHTING: Record<string, () => Extension> = {
-  python: () => python(),
-  bash: () => StreamLanguage.define(shell),
-  sh: () => StreamLanguage.define(shell),
-  c: () => cpp(),
-  'c++': () => cpp(),
-  cpp: () => cpp(),
-  go: () => go(),
-  java: () => java(),
-  javascript: () => javascript(),
-  typescript: () => javascript({ typescript: true }),
-  kotlin: () => StreamLanguage.define(kotlin),
-  lua: () => StreamLanguage.define(lua),
-  perl: () => StreamLanguage.define(perl),
-  php: () => php({ plain: true }),
-  r: () => StreamLanguage.define(r),
-  ruby: () => StreamLanguage.define(ruby),
-  rust: () => rust(),
-  sql: () => sql({ dialect: SQLite })
+// Each language's package is its own chunk, loaded when a page first shows that language.
+const legacy = async (load: () => Promise<unknown>): Promise<Extension> =>
+  StreamLanguage.define((await load()) as Parameters<typeof StreamLanguage.define>[0]);
+
+const HIGHLIGHTING: Record<string, () => Promise<Extension>> = {
+  python: async () => (await import('@codemirror/lang-python')).python(),
+  bash: () => legacy(async () => (await import('@codemirror/legacy-modes/mode/shell')).shell),
+  c: async () => (await import('@codemirror/lang-cpp')).cpp(),
+  'c++': async () => (await import('@codemirror/lang-cpp')).cpp(),
+  go: async () => (await import('@codemirror/lang-go')).go(),
+  java: async () => (await import('@codemirror/lang-java')).java(),
+  javascript: async () => (await import('@codemirror/lang-javascript')).javascript(),
+  typescript: async () => (await import('@codemirror/lang-javascript')).javascript({ typescript: true }),
+  kotlin: () => legacy(async () => (await import('@codemirror/legacy-modes/mode/clike')).kotlin),
+  lua: () => legacy(async () => (await import('@codemirror/legacy-modes/mode/lua')).lua),
+  perl: () => legacy(async () => (await import('@codemirror/legacy-modes/mode/perl')).perl),
+  php: async () => (await import('@codemirror/lang-php')).php({ plain: true }),
+  r: () => legacy(async () => (await import('@codemirror/legacy-modes/mode/r')).r),
+  ruby: () => legacy(async () => (await import('@codemirror/legacy-modes/mode/ruby')).ruby),
+  rust: async () => (await import('@codemirror/lang-rust')).rust(),
+  sql: async () => {
+    const { sql, SQLite } = await import('@codemirror/lang-sql');
+    return sql({ dialect: SQLite });
+  }
 };
 
 const FIRST_PROGRAM: Record<string, string> = {
@@ -64,7 +56,7 @@ function key(language: string): string {
 }
 
 /** The CodeMirror extension highlighting `language`; none for unknown languages. */
-export function highlighting(language: string): Extension {
+export async function highlighting(language: string): Promise<Extension> {
   const make = HIGHLIGHTING[key(language)];
   return make ? make() : [];
 }

@@ -12,7 +12,7 @@ import { FileTree } from './files';
 import { api, callerOf, describe, gatewayRoot, serverSettings, takeToken } from './gateway';
 import { firstProgram, highlighting, languageOfFile } from './languages';
 import { OutputArea } from './output';
-import { TerminalPanel } from './terminal';
+import type { TerminalPanel } from './terminal';
 import './style.css';
 
 interface KernelSpecs {
@@ -112,8 +112,18 @@ function setEditorText(text: string): void {
   editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: text } });
 }
 
+let highlighted = '';
+
+/** Highlights for `language` once its package is loaded, unless another was asked since. */
 function setHighlighting(language: string): void {
-  editor.dispatch({ effects: languageSlot.reconfigure(highlighting(language)) });
+  highlighted = language;
+  highlighting(language)
+    .then(extension => {
+      if (highlighted === language) {
+        editor.dispatch({ effects: languageSlot.reconfigure(extension) });
+      }
+    })
+    .catch(report);
 }
 
 function languageOf(spec: string): string {
@@ -360,8 +370,11 @@ async function refreshRoom(): Promise<void> {
 async function openTerminal(): Promise<void> {
   const panel = document.querySelector<HTMLElement>('.terminal-panel')!;
   panel.hidden = false;
-  terminal ??= new TerminalPanel($('terminal'), settings, state => (ui.terminalState.textContent = state), readOnly());
   try {
+    if (!terminal) {
+      const { TerminalPanel } = await import('./terminal'); // xterm.js: loaded on first use
+      terminal = new TerminalPanel($('terminal'), settings, state => (ui.terminalState.textContent = state), readOnly());
+    }
     const kernelId = await kernelIdForTerminal();
     const running = await api<TerminalModel[]>(settings, 'api/terminals');
     const shared = running.find(t => t.kernel === kernelId);
