@@ -18,6 +18,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.ServeApp.max_message_size = 64 * 1024 * 1024  # WebSocket messages and file contents
 # c.ServeApp.idle_connection_timeout = 75.0  # seconds a connection may wait for headers
 # c.ServeApp.body_timeout = 300.0            # seconds a request body may take
+# c.ServeApp.editor_dir = ""                 # the built web editor at {base_url}editor/; default: extensions/editor/dist
 
 # --- Browsers: origins, hosts, CORS (docs/api.md) ------------------------------------
 # Pages on another origin (a web editor, thebe) that may use the API: CORS answers them,
