@@ -135,6 +135,26 @@ def expect_no_kernels(gateway, timeout_ms: int) -> None:
     pytest.fail("the page's solo kernels were not shut down when it went away")
 
 
+def test_interrupt_and_restart(docker_gateway, page_for):
+    page = open_editor(page_for, docker_gateway.url + "/editor/")
+    p = page.page
+    run_code(p, "kept = 6 * 7\nprint(kept)")
+    printed(p, "42")
+    run_code(p, "import time\nprint('sleeping', flush=True)\ntime.sleep(600)")
+    printed(p, "sleeping", 30_000)
+    expect(hook(p, "state")).to_have_text("busy")
+    hook(p, "interrupt").click()
+    expect(hook(p, "output").locator('[data-testid="output-error"]')).to_contain_text("KeyboardInterrupt", timeout=30_000)
+    expect(hook(p, "state")).to_have_text("idle")
+
+    hook(p, "restart").click()
+    expect(hook(p, "output")).to_contain_text("Restarting the python3 kernel")
+    expect(hook(p, "state")).to_have_text("idle", timeout=60_000)
+    run_code(p, "print('kept' in globals(), 6 * 7)")  # its memory is gone
+    printed(p, "False 42", 60_000)
+    assert page.errors == []
+
+
 def test_a_terminal_runs_a_command(docker_gateway, page_for):
     page = open_editor(page_for, docker_gateway.url + "/editor/")
     p = page.page
