@@ -55,6 +55,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelSpecCatalog.kernelspec_dirs = ["/path/to/kernelgate/kernelspecs"]
 # c.DockerProvisioner.uid = 1000             # the unprivileged user kernels run as
 # c.DockerProvisioner.start_cpus_seconds = 10.0  # longest start-up CPU allowance (tiers' start_cpus)
+# c.DockerProvisioner.tmp_inodes = 65536      # files each kernel tmpfs (/tmp, home) may hold
 
 # --- Tiers: the limits of a kernel's container --------------------------------------
 # Each kernelspec names its tier in metadata.kernel_provisioner.config.tier.

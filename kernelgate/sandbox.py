@@ -39,7 +39,8 @@ class Mount:
 class SandboxSpec:
     """The confinement of one container. memory is bytes (no swap on top), cpus a
     fraction of cores, pids the most processes and threads, tmp_size the size of /tmp
-    (and of the home tmpfs, if `home`), in bytes or tmpfs syntax ("256m")."""
+    (and of the home tmpfs, if `home`), in bytes or tmpfs syntax ("256m"); a tmpfs's
+    files also cost memory, so tmp_inodes caps how many it may hold."""
 
     uid: int
     memory: int
@@ -50,16 +51,18 @@ class SandboxSpec:
     runtime: str = ""  # "" = the engine's default runtime
     home: str = ""  # a private tmpfs home at this path, owned by uid; "" = none
     tmp_exec: bool = False  # whether programs may be run from /tmp
+    tmp_inodes: int = 65536  # files each tmpfs may hold (0 = as many as memory allows)
     log_size: str = "1m"
     mounts: tuple[Mount, ...] = ()
 
     @classmethod
-    def for_tier(cls, tier: Tier, uid: int = 1000, log_size: str = "1m") -> SandboxSpec:
+    def for_tier(cls, tier: Tier, uid: int = 1000, log_size: str = "1m", tmp_inodes: int = 65536) -> SandboxSpec:
         """A kernel's sandbox under `tier`: no network, a tmpfs home, the tier's runtime.
         Its CPU limit is the tier's start-up allowance (`Tier.cpus_at_start`); the
         provisioner lowers it to `cpus` once the kernel answers."""
         return cls(uid=uid, memory=tier.memory, cpus=tier.cpus_at_start, pids=tier.pids,
-                   tmp_size=tier.tmp_size, runtime=tier.runtime, home=HOME, log_size=log_size)
+                   tmp_size=tier.tmp_size, runtime=tier.runtime, home=HOME, log_size=log_size,
+                   tmp_inodes=tmp_inodes)
 
     def with_mounts(self, *mounts: Mount) -> SandboxSpec:
         """This spec with `mounts` added."""
@@ -72,9 +75,10 @@ class SandboxSpec:
     def run_options(self) -> dict[str, Any]:
         """docker SDK `containers.create` options enforcing the spec (no command, name,
         environment, labels or working folder: those are the caller's)."""
-        tmpfs = {"/tmp": f"size={self.tmp_size},mode=1777" + (",exec" if self.tmp_exec else "")}
+        inodes = f",nr_inodes={self.tmp_inodes}" if self.tmp_inodes else ""
+        tmpfs = {"/tmp": f"size={self.tmp_size}{inodes},mode=1777" + (",exec" if self.tmp_exec else "")}
         if self.home:
-            tmpfs[self.home] = f"size={self.tmp_size},mode=700,uid={self.uid},gid={self.uid},exec"
+            tmpfs[self.home] = f"size={self.tmp_size}{inodes},mode=700,uid={self.uid},gid={self.uid},exec"
         options: dict[str, Any] = {
             "user": f"{self.uid}:{self.uid}",
             "network_mode": self.network,

@@ -317,8 +317,8 @@ def test_a_tier_makes_a_kernel_sandbox_spec():
     assert options["mem_limit"] == options["memswap_limit"] == 300 << 20  # no swap
     assert (options["cpu_quota"], options["cpu_period"]) == (200_000, 100_000)  # the start-up allowance
     assert options["pids_limit"] == 99 and options["runtime"] == "runsc"
-    assert options["tmpfs"] == {"/tmp": f"size={10 << 20},mode=1777",
-                                HOME: f"size={10 << 20},mode=700,uid=1234,gid=1234,exec"}
+    assert options["tmpfs"] == {"/tmp": f"size={10 << 20},nr_inodes=65536,mode=1777",
+                                HOME: f"size={10 << 20},nr_inodes=65536,mode=700,uid=1234,gid=1234,exec"}
     assert options["volumes"] == {"/host/a": {"bind": "/a", "mode": "rw"}, "/host/b": {"bind": "/b", "mode": "ro"}}
     assert options["log_config"]["Config"] == {"max-size": "2m", "max-file": "1"}
     assert "runtime" not in SandboxSpec.for_tier(Tier(**{**tier.__dict__, "runtime": ""})).run_options()
@@ -368,3 +368,27 @@ async def test_each_sandbox_gets_a_new_socket_folder_that_follows_no_link(tmp_pa
     finally:
         await socketdir.release(str(folder))
     assert not os.path.ismount(folder)
+
+
+async def test_many_small_files_fill_only_the_sandbox(start_gateway, docker_engine, tmp_path):
+    """Inode exhaustion (checklist row 4): /tmp holds at most tmp_inodes files (here 2000:
+    DockerProvisioner.tmp_inodes), then creating one fails with ENOSPC; the
+    kernel and the gateway go on."""
+    config = tmp_path / "config.py"
+    config.write_text("c.DockerProvisioner.tmp_inodes = 2000\n")
+    client = start_gateway("--kernels=docker", f"--config={config}").client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    run = await ws.execute(
+        "import os\n"
+        "made = 0\n"
+        "try:\n"
+        "    while made < 100000:\n"
+        "        open(f'/tmp/f{made}', 'w').close(); made += 1\n"
+        "except OSError as e:\n"
+        "    print('stopped after', made, 'files:', e.strerror)\n", timeout=120)
+    assert run.stdout.startswith("stopped after") and "No space left on device" in run.stdout, run.stdout
+    assert int(run.stdout.split()[2]) < 2000
+    assert (await ws.execute("print('still fine')")).stdout == "still fine\n"
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")

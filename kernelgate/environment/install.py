@@ -297,9 +297,9 @@ class EnvironmentService(LoggingConfigurable):
     def sandbox_spec(self, network: str = "none") -> SandboxSpec:
         """The confinement of install containers (without their mounts): the install's
         limits, `network`, no home (HOME is /tmp), programs allowed to run from /tmp
-        (builds)."""
+        (builds) and as many files there as its memory allows (package caches)."""
         return SandboxSpec(uid=self.uid, memory=self.memory, cpus=self.cpus, pids=self.pids,
-                           tmp_size=self.tmp_size, network=network, tmp_exec=True)
+                           tmp_size=self.tmp_size, network=network, tmp_exec=True, tmp_inodes=0)
 
     def _options(self, job: Job, staging: Path, network: str, workspace_mode: str, working_dir: str,
                  environment: dict[str, str]) -> dict:

@@ -52,6 +52,10 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
     socket_dir_size = Unicode(
         "1m", help="Size of the tmpfs holding a kernel's sockets (when the gateway is root)."
     ).tag(config=True)
+    tmp_inodes = Int(
+        65536, help="Files each of a kernel's tmpfs (/tmp, home) may hold; 0 = as many as its"
+        " memory allows.",
+    ).tag(config=True)
     log_size = Unicode("1m", help="Largest container log kept by Docker (json-file max-size).").tag(config=True)
     start_cpus_seconds = Float(
         10.0, help="Longest time a new container keeps its tier's start_cpus when its kernel"
@@ -181,7 +185,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
 
     def sandbox_spec(self) -> SandboxSpec:
         """The confinement of this kernel's containers (without their mounts)."""
-        return SandboxSpec.for_tier(Tiers.instance().get(self.tier), self.uid, self.log_size)
+        return SandboxSpec.for_tier(Tiers.instance().get(self.tier), self.uid, self.log_size, self.tmp_inodes)
 
     async def settle(self) -> None:
         """Lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
