@@ -144,7 +144,8 @@ def test_interrupt_and_restart(docker_gateway, page_for):
     printed(p, "sleeping", 30_000)
     expect(hook(p, "state")).to_have_text("busy")
     hook(p, "interrupt").click()
-    expect(hook(p, "output").locator('[data-testid="output-error"]')).to_contain_text("KeyboardInterrupt", timeout=30_000)
+    error = hook(p, "output").locator('[data-testid="output-error"]')
+    expect(error).to_contain_text("KeyboardInterrupt", timeout=30_000)
     expect(hook(p, "state")).to_have_text("idle")
 
     hook(p, "restart").click()
@@ -365,8 +366,8 @@ def test_the_editor_files_are_served_public_typed_and_confined(docker_engine, st
 
 
 class CuttableProxy:
-    """A TCP forwarder on loopback in front of the gateway whose connections the test can
-    cut at once, as a network blip would: the page's sockets break, new ones get through."""
+    """A TCP forwarder on loopback in front of the gateway, as a network the test can break:
+    `cut()` ends every connection and refuses new ones until `mend()`."""
 
     def __init__(self, port: int) -> None:
         self.upstream = port
@@ -375,6 +376,7 @@ class CuttableProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.broken = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -383,6 +385,9 @@ class CuttableProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # closed
+            if self.broken.is_set():
+                client.close()
+                continue
             server = socket.create_connection(("127.0.0.1", self.upstream))
             with self.lock:
                 self.sockets += [client, server]
@@ -403,6 +408,7 @@ class CuttableProxy:
                 pass
 
     def cut(self) -> None:
+        self.broken.set()
         with self.lock:
             cut, self.sockets = self.sockets, []
         for end in cut:
@@ -411,6 +417,9 @@ class CuttableProxy:
             except OSError:
                 pass
             end.close()
+
+    def mend(self) -> None:
+        self.broken.clear()
 
     def close(self) -> None:
         self.listener.close()
@@ -428,6 +437,7 @@ def test_output_survives_a_network_blip(docker_gateway, page_for):
         expect(hook(p, "output").locator('[data-testid="output-stdout"]').filter(has_text="tick 0")).to_have_count(1)
         proxy.cut()
         expect(hook(p, "state")).to_have_text("reconnecting")
+        proxy.mend()
         expect(hook(p, "state")).to_have_text("idle", timeout=60_000)
         # what the kernel printed while the page was away came back, once and in order
         printed(p, "\n".join(f"tick {i}" for i in range(6)), 30_000)

@@ -193,22 +193,24 @@ function adopt(spec: string, connection: Kernel.IKernelConnection): Kernel.IKern
   return connection;
 }
 
-const everConnected = new WeakSet<Kernel.IKernelConnection>();
+/** Kernels this page has seen answer: after that, a lost connection is "reconnecting". */
+const answered = new WeakSet<Kernel.IKernelConnection>();
 
 function showState(): void {
   const kernel = current();
   let state = 'none';
   if (kernel) {
-    if (kernel.connectionStatus === 'connected') {
-      everConnected.add(kernel);
+    const status = kernel.status;
+    if (kernel.connectionStatus === 'connected' && (status === 'idle' || status === 'busy')) {
+      answered.add(kernel);
     }
+    const waiting = answered.has(kernel) ? 'reconnecting' : 'starting';
     if (kernel.connectionStatus === 'connecting') {
-      state = everConnected.has(kernel) ? 'reconnecting' : 'starting';
+      state = waiting;
     } else if (kernel.connectionStatus === 'disconnected') {
       state = 'disconnected';
     } else {
-      const status = kernel.status;
-      state = status === 'unknown' ? 'starting' : status === 'autorestarting' ? 'restarting' : status;
+      state = status === 'unknown' ? waiting : status === 'autorestarting' ? 'restarting' : status;
     }
   } else if (starting.has(selected())) {
     state = 'starting';
