@@ -14,7 +14,8 @@ import platform
 
 import pytest
 
-from tests.conftest import IN_CI, ROOT
+from tests.ci import require
+from tests.conftest import ROOT
 from tests.test_sandbox import PROBE, container_of, host_listener  # noqa: F401 - a fixture
 
 SPEC = {
@@ -28,10 +29,7 @@ SPEC = {
 @pytest.fixture
 def gateway(start_gateway, docker_engine, tmp_path):
     if "runsc" not in docker_engine.info().get("Runtimes", {}):
-        message = "Docker has no runsc runtime (scripts/install.sh registers it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        require("Docker has no runsc runtime (scripts/install.sh registers it)")
     spec = tmp_path / "specs" / "python-untrusted"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps(SPEC))
