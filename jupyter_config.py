@@ -132,6 +132,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.S3Backend.secret_access_key = ""
 # c.TerminalManager.idle_timeout = 3600.0
 # c.TerminalManager.scrollback_bytes = 64 * 1024
+# c.TerminalManager.client_backlog = 16 * 1024 * 1024  # a client leaving more unread is dropped
 
 # --- Kernel supervision and limits ---------------------------------------------------
 # c.KernelRegistry.check_interval = 1.0        # dead-kernel and idle-culling checks

@@ -61,6 +61,11 @@ class TerminalManager(LoggingConfigurable):
         3600.0, config=True, help="Seconds without clients or output before a terminal is closed."
     )
     cull_interval = Float(60.0, config=True, help="Seconds between checks for idle terminals.")
+    client_backlog = Int(
+        16 * 1024 * 1024, config=True,
+        help="Bytes a terminal's WebSocket client may leave unread before it is disconnected "
+        "(close code 1013; it gets the scrollback when it comes back). 0: no limit.",
+    )
 
     def __init__(self, registry: KernelRegistry,
                  role_of: Callable[[Identity, Kernel], str | None], **kwargs) -> None:

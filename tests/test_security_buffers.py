@@ -1,16 +1,18 @@
-"""What the gateway keeps for its clients is bounded: a client that does not read is
-disconnected (not the kernel, not the gateway), and a kernel keeps a bounded number of
-replay buffers for sessions that went away."""
+"""What the gateway keeps for its clients is bounded: a client of a kernel or a terminal
+that does not read is disconnected (not the kernel, not the gateway), and a kernel keeps
+a bounded number of replay buffers for sessions that went away."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests.client import KernelSocket
+from tests.test_workspace import Shell, in_thread
 
 BACKLOG = 4 * 1024 * 1024
 #: 48 MB of output: far more than the backlog and the sockets' own buffers, at a pace a
@@ -89,4 +91,35 @@ async def test_a_kernel_keeps_a_bounded_number_of_replay_buffers(local_gateway):
     assert await replayed(sessions[-1]) == ["missed\n"]  # the newest buffers are kept
     assert await replayed(sessions[0]) == []  # the oldest went first
     live.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_a_terminal_client_that_does_not_read_is_disconnected(docker_engine, start_gateway):
+    gateway = start_gateway("--kernels=docker", f"--TerminalManager.client_backlog={BACKLOG}")
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    opened = await client.request("POST", "/api/terminals", {"kernel": kernel["id"]})
+    assert opened.status == 201, opened.body
+    url = gateway.url.replace("http", "ws", 1) + f"/terminals/websocket/{opened.body['name']}"
+    slow = await websocket_connect(HTTPRequest(url))
+    # 36 MB of output (the tty writes \r\n) to a client that reads none of it
+    await slow.write_message(json.dumps(["stdin", "yes x | head -c 24000000; touch flooded\r"]))
+
+    async def dropped():
+        return "disconnected a terminal client with" in gateway.log()
+
+    await until(dropped)
+    while await asyncio.wait_for(slow.read_message(), 30) is not None:
+        pass
+    assert slow.close_code == 1013 and "Too slow" in slow.close_reason
+
+    async def flooded():
+        return (await client.request("GET", f"/api/kernels/{kernel['id']}/contents/flooded")).status == 200
+
+    await until(flooded)
+    # the terminal goes on, for a client that reads
+    shell = await in_thread(Shell, url)
+    shell.type("echo alive-$((6*7))\r")
+    await in_thread(shell.expect, "alive-42", 60)
+    await in_thread(shell.close)
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")

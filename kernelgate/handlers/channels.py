@@ -19,6 +19,7 @@ from tornado.iostream import StreamClosedError
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketHandler
 
+from kernelgate.handlers.backlog import CLOSE_TOO_SLOW, Backlog
 from kernelgate.handlers.base import GatewayMixin
 from kernelgate.handlers.kernels import KernelAccess
 from kernelgate.kernels.codec import (
@@ -40,9 +41,6 @@ LARGE_LEGACY = 64 * 1024
 #: Close code when the credentials of an open socket expire or its user leaves the room
 #: (RFC 6455: policy violation).
 CLOSE_EXPIRED = 1008
-#: Close code for a client that left more than KernelRegistry.client_backlog bytes unread
-#: (IANA: Try Again Later): it reconnects with its session_id and gets what it missed.
-CLOSE_TOO_SLOW = 1013
 
 
 def _frame_header(length: int, binary: bool) -> bytes:
@@ -58,8 +56,7 @@ def _frame_header(length: int, binary: bool) -> bytes:
 class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
     kernel: Kernel | None = None
     session_id = ""
-    _unsent = 0  # bytes written to the stream and not yet sent: what the client has not read
-    _whole = 0  # the size of the batch written when nothing was unsent (a replay, a burst)
+    backlog: Backlog | None = None
     _expiry = None
 
     async def get(self, kernel_id: str):
@@ -78,6 +75,7 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
     def open(self, kernel_id: str):
         self.set_nodelay(True)
         self._v1 = self.selected_subprotocol == V1_PROTOCOL
+        self.backlog = Backlog(self.services.registry.client_backlog)
         if self.identity.expires_at is not None:
             delay = max(0.0, self.identity.expires_at - time.time())
             self._expiry = IOLoop.current().call_later(delay, self.close, CLOSE_EXPIRED, "Token expired")
@@ -143,29 +141,19 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
                 payload, binary = encode_legacy(frames)
             chunks += (_frame_header(len(payload), binary), payload)
         data = b"".join(chunks)
-        backlog = self.services.registry.client_backlog
-        if not self._unsent:
-            self._whole = len(data)  # with nothing unsent, any batch goes whole
-        elif backlog and self._unsent + len(data) > self._whole + backlog:
+        if not self.backlog.admits(len(data)):
             self._drop_slow(batch)
             return
         try:
-            written = connection.stream.write(data)
+            self.backlog.track(connection.stream.write(data), len(data))
         except StreamClosedError:
             self.kernel.hub.detach(self, batch)
-            return
-        self._unsent += len(data)
-        # the stream sends in order: once this write is sent, so is everything before it
-        written.add_done_callback(lambda _, size=len(data): self._sent(size))
-
-    def _sent(self, size: int) -> None:
-        self._unsent -= size
 
     def _drop_slow(self, undelivered: list[Frames]) -> None:
         """Disconnect a client that leaves too much unread; its session's buffer keeps the
         rest, for when it comes back."""
         log.warning("kernel %s: disconnected a client with %d bytes unread (client_backlog: %d)",
-                    self.kernel.id, self._unsent, self.services.registry.client_backlog)
+                    self.kernel.id, self.backlog.unsent, self.backlog.limit)
         self.kernel.hub.detach(self, undelivered)
         self.close(CLOSE_TOO_SLOW, "Too slow: more output unread than the gateway keeps")
 

@@ -5,12 +5,16 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kernelgate.errors import BadRequest
+from kernelgate.handlers.backlog import CLOSE_TOO_SLOW, Backlog
 from kernelgate.handlers.base import APIHandler, GatewayMixin
 from kernelgate.handlers.kernels import KernelAccess
+
+log = logging.getLogger("kernelgate.terminals")
 
 
 class TerminalsHandler(KernelAccess, APIHandler):
@@ -53,6 +57,7 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
 
     def open(self, name: str):
         self.set_nodelay(True)
+        self.backlog = Backlog(self.services.terminals.client_backlog)
         self.close_at_expiry()
         self.send_frame(["setup", {}])  # terminado's first frame: clients wait for it
         self.services.terminals.attach(self.terminal, self)
@@ -71,8 +76,16 @@ class TerminalSocketHandler(GatewayMixin, WebSocketHandler):
             return  # not a terminado frame: ignored
 
     def send_frame(self, frame: list) -> None:
+        message = json.dumps(frame)  # ASCII: its length is its size
+        if not self.backlog.admits(len(message)):
+            log.warning("kernel %s: disconnected a terminal client with %d bytes unread "
+                        "(client_backlog: %d)", self.terminal.kernel.id, self.backlog.unsent,
+                        self.backlog.limit)
+            self.services.terminals.detach(self.terminal, self)
+            self.close(CLOSE_TOO_SLOW, "Too slow: more output unread than the gateway keeps")
+            return
         try:
-            self.write_message(json.dumps(frame))
+            self.backlog.track(self.write_message(message), len(message))
         except WebSocketClosedError:
             self.services.terminals.detach(self.terminal, self)
 
