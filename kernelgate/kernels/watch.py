@@ -183,15 +183,15 @@ class KernelWatch:
 def _cut_stream(frames: Frames, room: int) -> bool:
     """Shorten a stream message's text so that its content takes at most `room` bytes;
     False if no text fits (or the content is not a stream's)."""
-    try:
-        content = json.loads(frames.parts[3])  # json, not orjson: it is serialized again
+    try:  # orjson: a stream's fields are strings, which it reads exactly
+        content = read_json(frames.parts[3])
     except ValueError:
         return False
     text = content.get("text") if isinstance(content, dict) else None
     if not isinstance(text, str):
         return False
     encoded = text.encode("utf-8", "surrogatepass")
-    keep = len(encoded)
+    keep = min(len(encoded), room)  # never serializes more than the room (a frame can be 64 MiB)
     while keep > 0:
         content["text"] = encoded[:keep].decode("utf-8", "ignore")
         packed = json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")
