@@ -12,6 +12,7 @@ import {
 } from '@jupyterlab/application';
 import { usersIcon } from '@jupyterlab/ui-components';
 
+import { firstRunPlugin } from './firstrun';
 import { RoomsPanel } from './panel';
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -27,4 +28,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, firstRunPlugin];
