@@ -8,7 +8,8 @@ and its durable copy and snapshots in the room's storage backend) belongs to
 by RoomStorage's no-follow archiving.
 
 Room kernels start when the room is created and, after they stopped (gateway restart,
-expiry, death), again on first use. Expired rooms keep their workspace for
+expiry, death), again on first use. Kernel clients (JupyterLab through GatewayClient)
+get a room's kernel with `POST /api/kernels` and `env.KERNEL_ROOM` (`client_kernel`). Expired rooms keep their workspace for
 `expired_retention` seconds; an admin can extend them.
 """
 
