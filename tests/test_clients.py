@@ -167,7 +167,7 @@ async def test_jupyter_server_kernelspecs_come_from_the_gateway(gateway, start_j
     spec, own = response.body["kernelspecs"]["python3"], listing["kernelspecs"]["python3"]
     assert spec["spec"] == own["spec"]
     provisioner = spec["spec"]["metadata"]["kernel_provisioner"]["provisioner_name"]
-    assert provisioner == {"docker": "docker-provisioner", "local": "local-provisioner"}[kernels_mode(gateway)]
+    assert provisioner == {"docker": "docker-provisioner", "local": "kernelgate-local-provisioner"}[kernels_mode(gateway)]
     one = await js.request("GET", "/api/kernelspecs/python3")
     assert one.status == 200 and one.body["spec"] == own["spec"]
     # the logo, proxied by the Jupyter server from the gateway
