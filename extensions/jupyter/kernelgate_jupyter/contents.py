@@ -10,6 +10,9 @@ default manager, or the one the user configured), unchanged. Checkpoints of room
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import posixpath
 from typing import Any
 
@@ -29,6 +32,24 @@ def _checkpoint_path(path: str) -> str:
     folder, name = posixpath.split(path)
     stem, ext = posixpath.splitext(name)
     return posixpath.join(folder, ".ipynb_checkpoints", f"{stem}-checkpoint{ext}")
+
+
+def _content_hash(model: dict) -> dict:
+    """`hash` and `hash_algorithm` of a room file's content (none for a directory).
+
+    Text and base64 files hash their bytes; a notebook hashes its canonical JSON, so a
+    hash changes exactly when what Lab would load changes.
+    """
+    if model["type"] == "directory":
+        return {"hash": None, "hash_algorithm": None}
+    content = model["content"]
+    if model["type"] == "notebook":
+        data = json.dumps(content, sort_keys=True).encode()
+    elif model.get("format") == "base64":
+        data = base64.b64decode(content)
+    else:
+        data = content.encode()
+    return {"hash": hashlib.sha256(data).hexdigest(), "hash_algorithm": "sha256"}
 
 
 class RoomContentsManager(AsyncContentsManager):
@@ -55,9 +76,13 @@ class RoomContentsManager(AsyncContentsManager):
         return gateway.room_path(room, "contents", path.strip("/"))
 
     async def _room_get(self, room: str, path: str, content: bool = True, type: str | None = None,
-                        format: str | None = None) -> dict:
-        query = {"content": "1" if content else "0", "type": type, "format": format}
+                        format: str | None = None, require_hash: bool = False) -> dict:
+        query = {"content": "1" if content or require_hash else "0", "type": type, "format": format}
         model = await gateway.fetch("GET", self._url(room, path), query=query)
+        if require_hash:
+            model.update(_content_hash(model))
+            if not content:
+                model.update(content=None, format=None)
         if model.get("type") == "directory" and isinstance(model.get("content"), list) and not self.allow_hidden:
             model["content"] = [m for m in model["content"] if not m.get("name", "").startswith(".")]
         return model
@@ -82,7 +107,7 @@ class RoomContentsManager(AsyncContentsManager):
         if room is None:
             return await ensure_async(self.local.get(path, content=content, type=type, format=format,
                                                      require_hash=require_hash))
-        return await self._room_get(room, path, content, type, format)
+        return await self._room_get(room, path, content, type, format, require_hash)
 
     async def save(self, model, path=""):
         room = gateway.active_room()
@@ -155,6 +180,11 @@ class RoomContentsManager(AsyncContentsManager):
         if room is None:
             return await ensure_async(self.local.exists(path))
         return not path.strip("/") or await self._room_exists(room, path) is not None
+
+    def get_kernel_path(self, path, model=None):
+        """The folder a notebook's kernel starts in (KERNEL_WORKING_DIR): the local
+        manager's answer; a room's kernels work in its /workspace whatever this says."""
+        return self.local.get_kernel_path(path, model=model)
 
     async def is_hidden(self, path):
         if gateway.active_room() is None:
