@@ -1,8 +1,8 @@
 """JupyterLab against kernelgate with the kernelgate_jupyter extension, in a real Chromium.
 
 One gateway (JWT auth, Docker kernels) and one room (python3 and bash) per module; a real
-`jupyter lab` subprocess in that room (`KERNEL_ROOM` in its environment), and another with
-no room. Lab's notebook, terminal, file browser and rooms panel are driven in the browser;
+`jupyter lab` subprocess in that room (`KERNEL_ROOM` in its environment). Lab's notebook,
+terminal and file browser are driven in the browser;
 what they did is checked against the room through kernelgate's own REST and WebSocket API.
 """
 
