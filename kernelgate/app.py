@@ -24,6 +24,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Type, Unico
 from traitlets.config import Application, catch_config_error
 
 import kernelgate
+from kernelgate import logs, metrics
 from kernelgate.clock import utcnow
 from kernelgate.engine import DockerEngine, EngineUnavailable
 from kernelgate.environment.install import EnvironmentService
@@ -140,7 +141,7 @@ class ServeApp(ConfiguredApp):
         help="CORS Access-Control-Allow-Methods (to allowed origins).",
     )
     allow_credentials = Unicode("", config=True, help="CORS Access-Control-Allow-Credentials.")
-    expose_headers = Unicode("Location", config=True, help="CORS Access-Control-Expose-Headers.")
+    expose_headers = Unicode("Location, X-Request-Id", config=True, help="CORS Access-Control-Expose-Headers.")
     max_age = Unicode("", config=True, help="CORS Access-Control-Max-Age (seconds).")
     allow_remote_access = Bool(
         config=True,
@@ -162,6 +163,25 @@ class ServeApp(ConfiguredApp):
     )
     cull_orphans = Bool(True, config=True, help="Remove kernels an earlier run left behind.")
     tornado_settings = Dict(config=True, help="Extra tornado Application settings.")
+    log_style = CaselessStrEnum(
+        ["text", "json"], "text", config=True,
+        help="Log format: text, or json (one object per line: time, level, logger, event, "
+        "request_id, user, kernel, room when known).",
+    )
+    log_max_length = Int(
+        2000, config=True, help="Characters a log record may have; the rest is cut (kernels "
+        "and clients control much of what is logged).",
+    )
+    log_rate = Float(
+        5.0, config=True, help="Records per second one message template may log once its "
+        "log_burst is spent; the rest are counted and reported as suppressed.",
+    )
+    log_burst = Int(50, config=True, help="Records one message template may log at once.")
+    metrics_token = Unicode(
+        "", config=True,
+        help="Bearer token that may scrape GET /metrics (platform admins always may; with "
+        "--no-auth it is open). Default: none.",
+    )
     editor_dir = Unicode(
         "", config=True,
         help="Folder of the built web editor served at {base_url}editor/ (default: the "
@@ -179,6 +199,8 @@ class ServeApp(ConfiguredApp):
         "gateway-id": "DockerEngine.gateway_id",
         "allow-origin": "ServeApp.allow_origin",
         "log-level": "Application.log_level",
+        "log-format": "ServeApp.log_style",
+        "metrics-token": "ServeApp.metrics_token",
         "data-dir": "Store.data_dir",
         "db-url": "Store.url",
         "jwt-secret": "JWTIdentityProvider.secret",
@@ -211,6 +233,7 @@ class ServeApp(ConfiguredApp):
     async def setup(self) -> web.Application:
         """Build the services and the tornado application (no listening yet)."""
         _raise_socket_limits()
+        logs.configure(self.log, self.log_style, logs.FloodFilter(self.log_max_length, self.log_rate, self.log_burst))
         Tiers.instance(parent=self)
         plans = Plans.instance(parent=self)
         images = ImageBuilder.instance(parent=self)
@@ -266,9 +289,13 @@ class ServeApp(ConfiguredApp):
         self.registry, self.store, self.rooms = registry, store, rooms
         sessions = SessionManager(registry, store)
         await sessions.start()
+        terminals = TerminalManager(registry, rooms.kernel_role, parent=self)
+        metrics.prepare(list(catalog.find_kernel_specs()))
+        metrics.register_state(registry, terminals, rooms)
+        self._loop_watch = asyncio.ensure_future(metrics.watch_event_loop())
         services = Services(
             registry, catalog, sessions, identity_provider, plans,
-            TerminalManager(registry, rooms.kernel_role, parent=self), rooms, store,
+            terminals, rooms, store,
             SeenUsers(store), environment,
             HealthCheck(store, rooms.storage, docker=not catalog.local_kernels, parent=self),
         )
@@ -290,6 +317,7 @@ class ServeApp(ConfiguredApp):
             "websocket_max_message_size": self.max_message_size,
             "log_function": self._log_request,
             "kernelgate_editor_dir": self.editor_dir,
+            "kernelgate_metrics_token": self.metrics_token,
             **self.tornado_settings,
         }
         return web.Application(routes(self.base_url), **settings)
@@ -347,12 +375,19 @@ class ServeApp(ConfiguredApp):
         await self.store.close()
 
     def _log_request(self, handler):
+        """The access log (never a token: query tokens are redacted) and the HTTP metric."""
         status = handler.get_status()
         level = self.log.info if status < 400 else self.log.warning
         if status >= 500:
             level = self.log.error
-        level("%d %s %s %.1fms", status, handler.request.method, redacted(handler.request.uri),
-              1000.0 * handler.request.request_time())
+        duration = handler.request.request_time()
+        rid = getattr(handler, "request_id", "")
+        level("%d %s %s %.1fms %s", status, handler.request.method, redacted(handler.request.uri),
+              1000.0 * duration, rid, extra={
+                  "request_id": rid, "status": status, "method": handler.request.method,
+                  "path": handler.request.path, "duration_ms": round(1000.0 * duration, 1),
+                  "user": handler.identity.user if getattr(handler, "identity", None) else ""})
+        metrics.HTTP_REQUESTS.labels(handler.request.method, type(handler).__name__, str(status)).observe(duration)
 
 
 def _raise_socket_limits() -> None:

@@ -9,6 +9,7 @@ API call (jupyter_client's restarter asks every few seconds, for every kernel).
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from traitlets import Int, Unicode
 from traitlets.config import SingletonConfigurable
 
+from kernelgate import metrics
 from kernelgate.errors import Unavailable
 
 #: Label carried by every container kernelgate starts; its value is the kernel id.
@@ -87,9 +89,12 @@ class DockerEngine(SingletonConfigurable):
     async def _call_in(self, executor, fn, *args, **kwargs):
         """`_call` in `executor` (None: the loop's default executor)."""
         loop = asyncio.get_running_loop()
+        caller = sys._getframe(1)  # the operation: the method that called _call(_in)
+        op = (caller.f_back if caller.f_code.co_name == "_call" else caller).f_code.co_name
 
         def run():
-            return fn(self._connect(), *args, **kwargs)
+            with metrics.DOCKER_API.labels(op).time():
+                return fn(self._connect(), *args, **kwargs)
 
         try:
             return await loop.run_in_executor(executor, run)

@@ -20,6 +20,7 @@ from kernelgate.handlers.environment import (
 )
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from kernelgate.handlers.health import HealthHandler
+from kernelgate.handlers.metrics import MetricsHandler
 from kernelgate.handlers.languages import LanguagesHandler
 from kernelgate.handlers.kernelspecs import (
     KernelSpecHandler,
@@ -50,6 +51,7 @@ def routes(base_url: str) -> list[tuple]:
     table = [
         (r"api/?", APIVersionHandler),
         (r"api/health/?", HealthHandler),
+        (r"metrics/?", MetricsHandler),
         (r"api/status/?", APIStatusHandler),
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (r"api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),

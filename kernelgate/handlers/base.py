@@ -8,11 +8,13 @@ import json
 import logging
 import re
 import time
+import uuid
 
 from tornado import web
 from tornado.ioloop import IOLoop
 from tornado.log import app_log, gen_log
 
+from kernelgate import logs
 from kernelgate.errors import BadRequest, Forbidden, GatewayError, TooLarge
 from kernelgate.identity import Identity
 from kernelgate.origins import OriginPolicy
@@ -25,6 +27,8 @@ CLOSE_EXPIRED = 1008
 log = logging.getLogger("kernelgate.web")
 
 _TOKEN_VALUE = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)
+#: A client's X-Request-Id is kept when it looks like this; otherwise one is made.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def redacted(uri: str) -> str:
@@ -43,6 +47,16 @@ class GatewayMixin:
     identity: Identity | None = None
     public = False  # True: served without credentials
     _expiry = None
+    _request_id = ""
+
+    @property
+    def request_id(self) -> str:
+        """The request's id: the client's X-Request-Id if it is a short token, else a new
+        one; echoed in the X-Request-Id response header and in every log record."""
+        if not self._request_id:
+            sent = self.request.headers.get("X-Request-Id", "")
+            self._request_id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        return self._request_id
 
     @property
     def services(self):
@@ -53,6 +67,7 @@ class GatewayMixin:
         return self.settings.get("kernelgate_origins") or OriginPolicy()
 
     async def prepare(self):
+        logs.request_id.set(self.request_id)
         websocket = self.request.headers.get("Upgrade", "").lower() == "websocket"
         refusal = self.origins.refusal(self.request.method, self.request.headers, self.request.host, websocket)
         if refusal:
@@ -62,9 +77,11 @@ class GatewayMixin:
         self.identity = await self.services.identity_provider.identify(self.request)
         if self.identity is None:
             raise web.HTTPError(401, reason="Unauthorized", log_message="Missing or invalid credentials")
+        logs.user.set(self.identity.user)
         await self.services.users.seen(self.identity)
 
     def set_default_headers(self):
+        self.set_header("X-Request-Id", self.request_id)
         origin = self.request.headers.get("Origin")
         if self.origins.allowed_origins:
             self.set_header("Vary", "Origin")

@@ -28,7 +28,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Dict, Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from kernelgate import socketdir
+from kernelgate import metrics, socketdir
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
@@ -233,17 +233,22 @@ class KernelRegistry(LoggingConfigurable):
             raise TooMany(f"Your plan allows {owner_limit} kernels at once; shut one down first")
         client_env = {k: v for k, v in (env or {}).items() if k.startswith("KERNEL_")}
         kernel = None
+        begun = time.monotonic()
         if room is None and not client_env:
             kernel = await self._take_pooled(name, owner)
         if kernel is None:
             self._starting[owner] = self._starting.get(owner, 0) + 1
             try:
                 kernel = await self._launch(name, owner, client_env, room, workspace)
+            except Exception as e:
+                metrics.kernel_start_failed(name, e)
+                raise
             finally:
                 self._starting[owner] -= 1
                 if not self._starting[owner]:
                     del self._starting[owner]
         self._register(kernel)
+        metrics.kernel_started(name, "pool" if kernel.pooled else "cold", time.monotonic() - begun)
         self.log.info("Kernel %s (%s) started for %s%s", kernel.id, name, room or owner,
                       " from the pool" if kernel.pooled else "")
         for listener in list(self.on_started):
@@ -368,9 +373,9 @@ class KernelRegistry(LoggingConfigurable):
             watch=KernelWatch(
                 publish=lambda *args: kernel.hub.publish(*args),
                 interrupt=lambda: self.interrupt(kernel),
-                restart=lambda: self.restart(kernel),
+                restart=lambda reason: self.restart(kernel, reason),
                 tier=tier, exec_timeout=limits.exec_timeout, max_output=self.max_output,
-                grace=self.timeout_grace, own_session=manager.session.session,
+                grace=self.timeout_grace, own_session=manager.session.session, kernelspec=name,
             ),
         )
         return kernel
@@ -415,11 +420,12 @@ class KernelRegistry(LoggingConfigurable):
         """Interrupt the kernel (signal or message, as its kernelspec says)."""
         await kernel.manager.interrupt_kernel()
 
-    async def restart(self, kernel: Kernel) -> None:
+    async def restart(self, kernel: Kernel, reason: str = "user") -> None:
         """Restart the kernel process inside its sandbox, through the agent: its state is
         gone, its terminals and files stay. Returns once the kernel answers again. If it
         does not (code in the sandbox can break it), the kernel restarts in a fresh
-        sandbox instead; Unavailable if that fails too."""
+        sandbox instead; Unavailable if that fails too. `reason` (user, timeout) is counted."""
+        metrics.kernel_restarted(kernel.name, reason)
         async with kernel.lock:
             kernel.execution_state = "restarting"
             kernel.hub.publish_status("restarting")
@@ -552,6 +558,7 @@ class KernelRegistry(LoggingConfigurable):
             why = await kernel.manager.provisioner.exit_reason()
             kernel.hub.publish("stream", {
                 "name": "stderr", "text": f"[kernelgate] The kernel died{': ' + why if why else ''}.\n"})
+            metrics.kernel_restarted(kernel.name, "oom" if "memory" in why else "crash")
             if len(kernel.restarts) < self.restart_limit:
                 kernel.restarts.append(now)
                 self.log.warning("Kernel %s died (%s); restarting it", kernel.id, why or "no reason known")

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
+from kernelgate import metrics
 from kernelgate.kernels.codec import Frames, read_json
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,9 @@ class _Budget:
 
 class KernelWatch:
     def __init__(self, publish: Callable[[str, dict, dict | None], None],
-                 interrupt: Callable[[], Awaitable[None]], restart: Callable[[], Awaitable[None]],
+                 interrupt: Callable[[], Awaitable[None]], restart: Callable[[str], Awaitable[None]],
                  tier: str, exec_timeout: float, max_output: int, grace: float = 5.0,
-                 own_session: str = "") -> None:
+                 own_session: str = "", kernelspec: str = "") -> None:
         self.publish = publish
         self.interrupt = interrupt
         self.restart = restart
@@ -69,6 +70,8 @@ class KernelWatch:
         self._stray = _Budget(None)  # output whose parent is no kept execution
         self._cut_notice: tuple[str, dict | None] | None = None  # to publish after a cut message
         self._timer: asyncio.TimerHandle | None = None
+        self._execute_seconds = metrics.EXECUTE.labels(kernelspec)
+        self._sent_at: dict[str, float] = {}  # execute_request msg_id -> monotonic time
 
     @property
     def last_activity(self) -> datetime:
@@ -78,14 +81,21 @@ class KernelWatch:
 
     def to_kernel(self, frames: Frames) -> None:
         self.active_at = time.time()
+        metrics.count_message(frames.channel, "in")
         if frames.channel == "shell" and frames.msg_type == "execute_request":
             self._requests[frames.header["msg_id"]] = frames.header
+            self._sent_at[frames.header["msg_id"]] = time.monotonic()
 
     def from_kernel(self, frames: Frames) -> bool:
         self.active_at = time.time()
+        metrics.count_message(frames.channel, "out")
         if self._cut_notice is not None:
             self._publish_cut_notice()
         if frames.channel != "iopub":
+            if frames.msg_type == "execute_reply":
+                sent = self._sent_at.pop(frames.parent.get("msg_id"), None)
+                if sent is not None:
+                    self._execute_seconds.observe(time.monotonic() - sent)
             return True
         parent_id = frames.parent.get("msg_id")
         if frames.msg_type == "status":
@@ -118,6 +128,7 @@ class KernelWatch:
             return True
         kept = frames.msg_type == "stream" and _cut_stream(frames, self.max_output - budget.used)
         budget.used, budget.cut = self.max_output, True
+        metrics.OUTPUT_TRUNCATED.inc()
         self._cut_notice = (f"Output cut: this execution printed more than {self.max_output} "
                             "bytes. Further output is not shown.", budget.parent)
         if kept:  # after the part kept: before the kernel's next message, or once routed
@@ -158,6 +169,7 @@ class KernelWatch:
         """The kernel restarted: no execution runs and none is pending."""
         self._end()
         self._requests.clear()
+        self._sent_at.clear()
         self._budgets.clear()
         self._stray = _Budget(None)
 
@@ -172,7 +184,7 @@ class KernelWatch:
         if self._current == msg_id:
             self._notice("The execution did not stop after the interrupt: restarting the "
                          "kernel. Its variables are lost.", msg_id)
-            await self.restart()
+            await self.restart("timeout")
 
     def _notice(self, text: str, msg_id: str | None = None, parent: dict | None = None) -> None:
         if parent is None:

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from traitlets import Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from kernelgate import metrics
 from kernelgate.clock import utcnow
 from kernelgate.errors import BadRequest, Conflict, NotFound
 from kernelgate.store.models import (
@@ -198,7 +199,8 @@ def _transaction(readonly: bool):
         @wraps(fn)
         async def operation(self: "Store", *args, **kwargs) -> T:
             maker = self._reader if readonly else self._writer
-            return await self._run(_in_transaction, maker, lambda session: fn(session, *args, **kwargs))
+            with metrics.STORE.labels(fn.__name__).time():
+                return await self._run(_in_transaction, maker, lambda session: fn(session, *args, **kwargs))
 
         return operation
 
