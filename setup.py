@@ -38,6 +38,7 @@ setup(
         "psycopg[binary]>=3.2",
         "pyjwt[crypto]>=2.8",
         "boto3>=1.34",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [
