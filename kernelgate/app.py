@@ -177,6 +177,11 @@ class ServeApp(ConfiguredApp):
         "log_burst is spent; the rest are counted and reported as suppressed.",
     )
     log_burst = Int(50, config=True, help="Records one message template may log at once.")
+    drain_timeout = Float(
+        30.0, config=True, help="On SIGTERM, seconds the executions in flight may take to end "
+        "while new kernels are refused (503, Retry-After); then rooms are synced, solo kernels "
+        "stopped, room containers left for the next run to re-adopt.",
+    )
     metrics_token = Unicode(
         "", config=True,
         help="Bearer token that may scrape GET /metrics (platform admins always may; with "
@@ -293,11 +298,12 @@ class ServeApp(ConfiguredApp):
         metrics.prepare(list(catalog.find_kernel_specs()))
         metrics.register_state(registry, terminals, rooms)
         self._loop_watch = asyncio.ensure_future(metrics.watch_event_loop())
-        services = Services(
+        services = self.services = Services(
             registry, catalog, sessions, identity_provider, plans,
             terminals, rooms, store,
             SeenUsers(store), environment,
-            HealthCheck(store, rooms.storage, docker=not catalog.local_kernels, parent=self),
+            HealthCheck(store, rooms.storage, docker=not catalog.local_kernels,
+                        images=self._kernel_images(catalog, images), parent=self),
         )
         cors = {
             "Access-Control-Allow-Headers": self.allow_headers,
@@ -321,6 +327,17 @@ class ServeApp(ConfiguredApp):
             **self.tornado_settings,
         }
         return web.Application(routes(self.base_url), **settings)
+
+    @staticmethod
+    def _kernel_images(catalog: KernelSpecCatalog, images: ImageBuilder) -> dict[str, str]:
+        """Image -> reference of every Docker kernelspec (references are cached: no I/O)."""
+        if catalog.local_kernels:
+            return {}
+        names = {catalog.image_of(name) for name in catalog.find_kernel_specs()} - {None}
+        try:
+            return {name: images.reference(name) for name in names}
+        except (ImageError, OSError):  # logged at start (references)
+            return {}
 
     def _identity_provider(self) -> IdentityProvider:
         try:
@@ -351,7 +368,7 @@ class ServeApp(ConfiguredApp):
             raise SystemExit(f"ServeApp.allow_origins: {e}") from None
 
     async def serve(self) -> None:
-        """Listen until SIGINT/SIGTERM, then stop every kernel."""
+        """Listen until SIGINT/SIGTERM, then stop every kernel (SIGTERM: after draining)."""
         app = await self.setup()
         server = httpserver.HTTPServer(  # APIHandler raises the body limit of file contents
             app, max_body_size=SMALL_BODY, xheaders=False,
@@ -364,10 +381,17 @@ class ServeApp(ConfiguredApp):
             "local" if self.registry.catalog.local_kernels else "docker",
         )
         stop = asyncio.Event()
+        received: list[int] = []
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda sig=sig: (received.append(sig), stop.set()))
         await stop.wait()
+        if received[0] == signal.SIGTERM and self.drain_timeout > 0:
+            self.log.warning("SIGTERM: draining (new kernels refused) for up to %gs", self.drain_timeout)
+            self.services.health.draining = True
+            left = await self.registry.drain(self.drain_timeout)
+            if left:
+                self.log.warning("Drain timed out with %d execution(s) still running", left)
         self.log.info("Shutting down: stopping %d kernel(s)", len(self.registry.kernels))
         server.stop()
         await self.rooms.stop()

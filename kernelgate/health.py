@@ -25,11 +25,16 @@ class HealthCheck(LoggingConfigurable):
         5.0, config=True, help="How long the backends' answers are reused by /api/health.",
     )
 
-    def __init__(self, store: Store, storage: RoomStorage, docker: bool, **kwargs) -> None:
+    def __init__(self, store: Store, storage: RoomStorage, docker: bool,
+                 images: dict[str, str] | None = None, **kwargs) -> None:
+        """`images`: kernelspec -> image reference, checked by `ready` (Docker only)."""
         super().__init__(**kwargs)
         self.store = store
         self.storage = storage
         self.docker = docker
+        self.images = images or {}
+        #: set when the gateway drains (SIGTERM): it is no longer ready
+        self.draining = False
         self._checks: dict | None = None
         self._checked_at = 0.0
         self._running: asyncio.Future | None = None
@@ -39,6 +44,7 @@ class HealthCheck(LoggingConfigurable):
         check is "ok" or "unavailable", followed by `: why` with `details`."""
         checks = dict(await self._backends())
         backends = checks.pop("storage")
+        checks.pop("images", None)  # readiness only
         if not details:
             checks = {name: _without_details(value) for name, value in checks.items()}
             backends = {name: _without_details(value) for name, value in backends.items()}
@@ -47,6 +53,18 @@ class HealthCheck(LoggingConfigurable):
                    and all(v == "ok" for v in storage["backends"].values())
                    and not storage["degraded_rooms"])
         return {"status": "ok" if healthy else "degraded", "checks": {**checks, "storage": storage}}
+
+    async def ready(self, details: bool = False) -> tuple[bool, dict]:
+        """Readiness: `report`'s checks all ok, every kernelspec's image built, not
+        draining. `images` is "ok" or "unavailable" (with `details`: the missing ones)."""
+        report = await self.report(details)
+        missing = (await self._backends()).get("images", [])
+        report["checks"]["images"] = "ok" if not missing else (
+            "unavailable" + (f": not built: {', '.join(sorted(missing))}" if details else ""))
+        if self.draining:
+            report["status"] = "draining"
+        ready = report["status"] == "ok" and not missing
+        return ready, report
 
     async def _backends(self) -> dict:
         if self._checks is not None and time.monotonic() - self._checked_at < self.cache_seconds:
@@ -73,7 +91,17 @@ class HealthCheck(LoggingConfigurable):
                 "unavailable: the Docker engine does not answer (DOCKER_HOST, "
                 "DockerEngine.docker_url); kernel starts answer 503")
         checks["storage"] = await self.storage.health()
+        engine = DockerEngine.instance()
+        checks["images"] = [name for name, reference in self.images.items()
+                            if self.docker and not await _exists(engine, reference)]
         return checks
+
+
+async def _exists(engine: DockerEngine, reference: str) -> bool:
+    try:
+        return await engine.image_exists(reference)
+    except Exception:  # noqa: BLE001 - an engine down is the docker check's answer
+        return False
 
 
 def _without_details(check: str) -> str:

@@ -19,7 +19,7 @@ from kernelgate.handlers.environment import (
     RoomEnvironmentInstallHandler,
 )
 from kernelgate.handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
-from kernelgate.handlers.health import HealthHandler
+from kernelgate.handlers.health import HealthHandler, ReadyHandler
 from kernelgate.handlers.metrics import MetricsHandler
 from kernelgate.handlers.languages import LanguagesHandler
 from kernelgate.handlers.kernelspecs import (
@@ -51,6 +51,7 @@ def routes(base_url: str) -> list[tuple]:
     table = [
         (r"api/?", APIVersionHandler),
         (r"api/health/?", HealthHandler),
+        (r"api/ready/?", ReadyHandler),
         (r"metrics/?", MetricsHandler),
         (r"api/status/?", APIStatusHandler),
         (r"api/kernelspecs/?", KernelSpecsHandler),

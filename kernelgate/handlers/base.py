@@ -113,6 +113,8 @@ class GatewayMixin:
         if isinstance(exc, GatewayError):
             self.set_status(exc.status, reason=exc.reason)
             reason, message = exc.reason, exc.message
+            if getattr(exc, "retry_after", None):
+                self.set_header("Retry-After", str(exc.retry_after))
         elif isinstance(exc, web.HTTPError):
             reason = exc.reason or self._reason
             message = exc.log_message % exc.args if exc.log_message else reason

@@ -54,6 +54,12 @@ class _ExpectedFailures(logging.Filter):
         return True
 
 
+class Draining(Unavailable):
+    """The gateway is stopping (SIGTERM): no new kernel starts here."""
+
+    retry_after = 30  # seconds: the Retry-After header
+
+
 @dataclass(eq=False)
 class Kernel:
     """A running kernel as the gateway tracks it."""
@@ -192,6 +198,7 @@ class KernelRegistry(LoggingConfigurable):
         self._pools: dict[str, list[Kernel]] = {}
         self._pool_keeper: asyncio.Future | None = None
         self._pool_wanted = asyncio.Event()
+        self.draining = False  # set by `drain`: starts answer Draining (503)
 
     # -- lookups -------------------------------------------------------------------
 
@@ -226,6 +233,8 @@ class KernelRegistry(LoggingConfigurable):
         (EngineUnavailable, ImageMissing) when the sandbox cannot start.
         """
         self.tier_of(name)  # NotFound for an unknown kernelspec
+        if self.draining:
+            raise Draining("The gateway is shutting down; start the kernel again shortly")
         if self.max_kernels and len(self.kernels) + sum(self._starting.values()) >= self.max_kernels:
             raise Capacity(f"Maximum number of kernels ({self.max_kernels}) reached")
         owned = sum(1 for k in self.kernels.values() if k.owner == owner and not k.room)
@@ -453,6 +462,17 @@ class KernelRegistry(LoggingConfigurable):
         self.log.info("Kernel %s shut down (%s)", kernel.id, reason)
         for listener in list(self.on_stopped):
             await listener(kernel, reason)
+
+    async def drain(self, timeout: float) -> int:
+        """Refuse new kernels, then wait up to `timeout` seconds for the executions in
+        flight to end; returns how many still ran when it gave up."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while True:
+            running = sum(1 for k in self.kernels.values() if k.watch.running)
+            if not running or time.monotonic() >= deadline:
+                return running
+            await asyncio.sleep(0.1)
 
     async def shutdown_all(self) -> None:
         """Gateway shutdown: stop every kernel, except the room kernels in containers,

@@ -74,6 +74,11 @@ class KernelWatch:
         self._sent_at: dict[str, float] = {}  # execute_request msg_id -> monotonic time
 
     @property
+    def running(self) -> bool:
+        """An execution was sent and has not ended (the gateway drains until none is)."""
+        return self._current is not None or bool(self._sent_at)
+
+    @property
     def last_activity(self) -> datetime:
         return datetime.fromtimestamp(self.active_at, timezone.utc)
 
