@@ -175,3 +175,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 
 # --- Health (GET /api/health, no credentials; error details for platform admins) ----
 # c.HealthCheck.cache_seconds = 5.0          # how long the backends' answers are reused
+
+# --- Operations (docs/operations.md) -------------------------------------------------
+# c.ServeApp.metrics_token = ""              # Bearer token that may scrape GET /metrics
+# c.ServeApp.log_style = "text"              # --log-format=json: one JSON object per line
+# c.ServeApp.log_max_length = 2000           # characters per log record; the rest is cut
+# c.ServeApp.log_rate = 5.0                  # records/s per message template after its burst
+# c.ServeApp.log_burst = 50
+# c.ServeApp.drain_timeout = 30.0            # SIGTERM: seconds executions in flight may take
