@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 #: The request being served, for log records (set by the handlers).
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="")
+kernel: contextvars.ContextVar[str] = contextvars.ContextVar("kernel", default="")
+room: contextvars.ContextVar[str] = contextvars.ContextVar("room", default="")
 
 #: Templates whose buckets are kept at most (older ones are forgotten first).
 _MAX_TEMPLATES = 4096
@@ -74,11 +76,11 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        for name, var in (("request_id", request_id), ("user", user)):
+        for name, var in (("request_id", request_id), ("user", user), ("kernel", kernel), ("room", room)):
             value = getattr(record, name, None) or var.get()
             if value:
                 entry[name] = value
-        for name in ("kernel", "room", "status", "method", "path", "duration_ms"):
+        for name in ("status", "method", "path", "duration_ms"):
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value

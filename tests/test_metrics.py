@@ -105,6 +105,8 @@ async def test_json_logs_with_request_ids(start_gateway):
     made = await client.request("GET", "/api/kernels", headers={"X-Request-Id": "not <an> id " * 10})
     assert re.fullmatch(r"[0-9a-f]{32}", made.headers["X-Request-Id"])
     await gateway.client().request("GET", f"/api/kernels?token={token}")  # a token in the URL
+    missing = "0d2c1e4a-0000-4000-8000-000000000000"
+    assert (await client.request("GET", f"/api/kernels/{missing}")).status == 404
     await asyncio.sleep(0.5)
     lines = [line for line in gateway.log().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
@@ -112,6 +114,7 @@ async def test_json_logs_with_request_ids(start_gateway):
     access = [e for e in entries if e.get("request_id") == "trace-42"]
     assert access and access[0]["status"] == 200 and access[0]["user"] == "alice"
     assert any(e.get("request_id") == made.headers["X-Request-Id"] for e in entries)
+    assert any(e.get("kernel") == missing and e.get("status") == 404 for e in entries)
     assert token not in gateway.log()
 
 

@@ -68,6 +68,8 @@ class GatewayMixin:
 
     async def prepare(self):
         logs.request_id.set(self.request_id)
+        logs.kernel.set(self.path_kwargs.get("kernel_id", ""))
+        logs.room.set(self.path_kwargs.get("room_id", ""))
         websocket = self.request.headers.get("Upgrade", "").lower() == "websocket"
         refusal = self.origins.refusal(self.request.method, self.request.headers, self.request.host, websocket)
         if refusal:
