@@ -55,6 +55,13 @@ STORE = Histogram(
     "kernelgate_store_seconds", "Store (database) calls, by operation.", ["op"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+STORAGE_SYNC = Histogram(
+    "kernelgate_storage_sync_seconds", "Room workspace syncs that wrote the durable copy, by backend.",
+    ["backend"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+STORAGE_FAILURES = Counter(
+    "kernelgate_storage_failures_total", "Room workspace syncs that failed, by backend.", ["backend"],
+)
 EVENT_LOOP_LAG = Gauge(
     "kernelgate_event_loop_lag_seconds", "How late the event loop last ran a timer.",
 )
@@ -95,6 +102,9 @@ def prepare(kernelspecs: list[str]) -> None:
         EXECUTE.labels(name)
         for reason in RESTART_REASONS:
             KERNEL_RESTARTS.labels(name, reason)
+    for backend in ("local", "s3", "database"):
+        STORAGE_SYNC.labels(backend)
+        STORAGE_FAILURES.labels(backend)
     for channel in CHANNELS:
         for direction in ("in", "out"):
             _messages[(channel, direction)] += 0

@@ -162,3 +162,23 @@ def test_long_records_are_cut():
     assert len(records) == 3
     assert all(len(r) < 1100 for r in records)
     assert "characters cut" in records[0]
+
+
+async def test_room_metrics_and_storage_syncs(start_gateway, docker_engine):
+    gateway = start_gateway("--kernels=docker", "--RoomStorage.sync_interval=1")
+    client = gateway.client()
+    room = await client.request("POST", "/api/rooms", {"name": "metrics", "languages": ["python3"]})
+    assert room.status == 201, room.body
+    ws = await client.connect(room.body["kernels"][0]["id"])
+    assert (await ws.execute("open('/workspace/a.txt', 'w').write('x' * 1000)")).status == "ok"
+    ws.close()
+    for _ in range(60):
+        samples = await scrape(client)
+        if value(samples, "kernelgate_storage_sync_seconds_count", backend="local") >= 1:
+            break
+        await asyncio.sleep(0.5)
+    assert value(samples, "kernelgate_storage_sync_seconds_count", backend="local") >= 1
+    assert value(samples, "kernelgate_storage_failures_total", backend="local") == 0
+    assert value(samples, "kernelgate_rooms", state="running") == 1
+    assert value(samples, "kernelgate_kernels_running", kernelspec="python3", tier="low", kind="room") == 1
+    assert (await client.request("DELETE", f"/api/rooms/{room.body['id']}")).status == 204

@@ -42,6 +42,7 @@ from typing import BinaryIO, Callable, Iterable
 from traitlets import Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from kernelgate import metrics
 from kernelgate.clock import iso, utcnow
 from kernelgate.errors import BadRequest, NotFound
 from kernelgate.storage.archive import ArchiveError, ArchiveStats, fingerprint, pack, unpack
@@ -290,8 +291,10 @@ class RoomStorage(LoggingConfigurable):
         if current == status.fingerprint and status.state == "ok":
             return False
         try:
-            await self._guard(room_id, self._upload(self.backends[storage], _current_key(room_id), working))
+            with metrics.STORAGE_SYNC.labels(storage).time():
+                await self._guard(room_id, self._upload(self.backends[storage], _current_key(room_id), working))
         except StorageUnavailable as e:
+            metrics.STORAGE_FAILURES.labels(storage).inc()
             self.log.warning("Room %s: sync to %s storage failed: %s", room_id, storage, e.message)
             return False
         await self._synced(room_id, current)
