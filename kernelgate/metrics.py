@@ -2,8 +2,9 @@
 
 Names and labels follow jupyter_server and JupyterHub: `http_request_duration_seconds
 {method,handler,code}`, label values created up front, buckets chosen per histogram.
-The gateway is one process, so the metrics live in prometheus_client's default
-registry, with its process collector.
+The metrics live in a registry of their own (`METRICS`, with the process collector), not
+prometheus_client's default one: jupyter_server registers a `http_request_duration_seconds`
+there too, and both may be imported in one process (the JupyterLab extension, tests).
 
 The message path pays nothing measurable: messages are counted in plain integers
 (`count_message`), and what is a state rather than an event (kernels running, pools,
@@ -17,7 +18,10 @@ import asyncio
 import time
 from collections import defaultdict
 
-from prometheus_client import REGISTRY, CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -26,51 +30,67 @@ KINDS = ("solo", "room", "pool")
 SOURCES = ("pool", "cold")
 RESTART_REASONS = ("oom", "crash", "timeout", "user")
 
+METRICS = CollectorRegistry()
+ProcessCollector(registry=METRICS)
+PlatformCollector(registry=METRICS)
+
 KERNEL_START = Histogram(
     "kernelgate_kernel_start_seconds", "From a start request to a kernel answering.",
     ["kernelspec", "source"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+    registry=METRICS,
 )
 KERNEL_START_FAILURES = Counter(
     "kernelgate_kernel_start_failures_total", "Kernel starts that failed, by error class.",
     ["kernelspec", "reason"],
+    registry=METRICS,
 )
 EXECUTE = Histogram(
     "kernelgate_execute_seconds", "execute_request to execute_reply, as the hub sees them.",
     ["kernelspec"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=METRICS,
 )
 KERNEL_RESTARTS = Counter(
     "kernelgate_kernel_restarts_total", "Kernel restarts: oom, crash, timeout, user.",
     ["kernelspec", "reason"],
+    registry=METRICS,
 )
 OUTPUT_TRUNCATED = Counter(
     "kernelgate_output_truncated_total", "Executions whose output was cut at max_output.",
+    registry=METRICS,
 )
 DOCKER_API = Histogram(
     "kernelgate_docker_api_seconds", "Docker SDK calls, by operation.", ["op"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=METRICS,
 )
 STORE = Histogram(
     "kernelgate_store_seconds", "Store (database) calls, by operation.", ["op"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+    registry=METRICS,
 )
 STORAGE_SYNC = Histogram(
     "kernelgate_storage_sync_seconds", "Room workspace syncs that wrote the durable copy, by backend.",
     ["backend"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=METRICS,
 )
 STORAGE_FAILURES = Counter(
     "kernelgate_storage_failures_total", "Room workspace syncs that failed, by backend.", ["backend"],
+    registry=METRICS,
 )
 EVENT_LOOP_LAG = Gauge(
     "kernelgate_event_loop_lag_seconds", "How late the event loop last ran a timer.",
+    registry=METRICS,
 )
 HTTP_REQUESTS = Histogram(
     "http_request_duration_seconds", "HTTP request duration, by method, handler and code.",
     ["method", "handler", "code"],
+    registry=METRICS,
 )
 LOG_SUPPRESSED = Counter(
     "kernelgate_log_messages_suppressed_total", "Log records dropped by the flood limiter.",
+    registry=METRICS,
 )
 
 #: (channel, direction) -> messages; direction "in" (to kernels) or "out" (from kernels)
@@ -165,14 +185,14 @@ def register_state(registry, terminals, rooms) -> None:
     global _collector
     if _collector is None:
         _collector = StateCollector(registry, terminals, rooms)
-        REGISTRY.register(_collector)
+        METRICS.register(_collector)
     else:
         _collector.registry, _collector.terminals, _collector.rooms = registry, terminals, rooms
 
 
 def exposition() -> bytes:
     """The text format of every metric."""
-    return generate_latest(REGISTRY)
+    return generate_latest(METRICS)
 
 
 async def watch_event_loop(interval: float = 1.0) -> None:
