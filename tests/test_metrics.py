@@ -182,3 +182,28 @@ async def test_room_metrics_and_storage_syncs(start_gateway, docker_engine):
     assert value(samples, "kernelgate_rooms", state="running") == 1
     assert value(samples, "kernelgate_kernels_running", kernelspec="python3", tier="low", kind="room") == 1
     assert (await client.request("DELETE", f"/api/rooms/{room.body['id']}")).status == 204
+
+
+async def test_cuts_crashes_and_failed_starts_are_counted(start_gateway, docker_engine):
+    gateway = start_gateway("--kernels=docker", "--KernelRegistry.max_output=1000")
+    client = gateway.client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    assert (await ws.execute("print('x' * 5000)")).status == "ok"
+    assert value(await scrape(client), "kernelgate_output_truncated_total") == 1
+    await ws.send("shell", "execute_request", {"code": "import os; os._exit(3)", "silent": False})
+    for _ in range(120):
+        samples = await scrape(client)
+        if value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="crash"):
+            break
+        await asyncio.sleep(0.5)
+    assert value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="crash") == 1
+    assert value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="user") == 0
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+    broken = start_gateway("--kernels=docker", "--ImageBuilder.repository=kernelgate-test-none")
+    assert (await broken.client().request("POST", "/api/kernels", {"name": "python3"})).status == 503
+    samples = await scrape(broken.client())
+    assert value(samples, "kernelgate_kernel_start_failures_total", kernelspec="python3", reason="ImageMissing") == 1
+    assert value(samples, "kernelgate_kernel_start_seconds_count", kernelspec="python3", source="cold") == 0
