@@ -259,3 +259,21 @@ def test_kernelgate_refusals_reach_lab_as_json_errors(lab):
     assert clash.status_code == 409 and "already exists" in clash.json()["message"], clash.text
     escape = lab.get("/api/contents/..%2F..%2Fetc%2Fpasswd")
     assert escape.status_code == 404 and "root:" not in escape.text
+
+
+def test_rooms_panel_shows_the_room_its_members_and_languages(lab, room, page_for):
+    """The left-area panel (widget kernelgate-rooms) lists alice's room as the active one,
+    with bob as a participant and the room's languages."""
+    page = open_lab(page_for, lab)
+    page.page.evaluate("window.jupyterapp.shell.activateById('kernelgate-rooms')")
+    entry = page.page.locator(f"[data-testid='kg-room-{room['id']}']")
+    entry.wait_for(timeout=UI_TIMEOUT)
+    assert "lab-room" in entry.inner_text()
+    active = page.page.locator("[data-testid='kg-active']")
+    assert active.get_attribute("data-room") == room["id"]
+    detail = page.page.locator(f"[data-testid='kg-room-detail'][data-room-id='{room['id']}']")
+    detail.wait_for(timeout=UI_TIMEOUT)
+    assert page.page.locator("[data-testid='kg-member-bob']").get_attribute("data-role") == "participant"
+    assert page.page.locator("[data-testid='kg-languages']").inner_text() == ", ".join(room["languages"])
+    assert page.page.locator("[data-testid='kg-error']").count() == 0
+    page.screenshot("lab-rooms-panel")
