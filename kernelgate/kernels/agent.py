@@ -67,6 +67,10 @@ class AgentClient:
     async def _read(self, sock: zmq.asyncio.Socket, handle: Callable[[dict], None]) -> None:
         while True:
             try:
+                # Wake at least every second: with several requests sent at once, an
+                # awaited recv alone was seen to miss replies (ZeroMQ's edge-triggered FD).
+                if not await sock.poll(1000, zmq.POLLIN):
+                    continue
                 raw = await sock.recv_multipart()
             except (asyncio.CancelledError, zmq.ContextTerminated):
                 return
