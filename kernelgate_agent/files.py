@@ -132,20 +132,30 @@ class Workspace:
             os.close(fd)
 
     def read(self, path: str) -> bytes:
+        """The bytes of a regular file, never more than max_file_size (EFBIG) nor more than
+        its size when opened. A FIFO, socket or device is refused without blocking: it is
+        opened with O_NONBLOCK and rejected by fstat before any read."""
         fd, name = self._parent(path)
         try:
-            file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                              dir_fd=fd)
         except OSError as e:
             raise _oserror(e, path) from None
         finally:
             os.close(fd)
         with os.fdopen(file_fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
                 raise FileError("EISDIR", f"{path}: not a regular file")
-            size = os.fstat(f.fileno()).st_size
-            if self.max_file_size and size > self.max_file_size:
+            limit = self.max_file_size or st.st_size
+            if self.max_file_size and st.st_size > limit:
                 raise FileError("EFBIG", f"{path}: larger than {self.max_file_size} bytes")
-            return f.read()
+            data = f.read(limit + 1)
+            if len(data) > limit:
+                if self.max_file_size:
+                    raise FileError("EFBIG", f"{path}: larger than {self.max_file_size} bytes")
+                data = data[:limit]
+            return data
 
     def write(self, path: str, data: bytes) -> dict:
         """Replace (or create) a file atomically: a temporary file renamed over it."""
