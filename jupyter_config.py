@@ -173,6 +173,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.ImageBuilder.pip_index_url = ""          # empty: pip's default index
 # c.ImageBuilder.ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
 
+# --- Execution rate limit (per user, over all their kernels and connections) ---------
+# c.ExecuteRateLimit.per_minute = 600        # 0: no limit; beyond it: ename RateLimited
+# c.ExecuteRateLimit.burst = 60
+# c.ExecuteRateLimit.max_users = 100000      # buckets kept; the least recently seen go first
+
 # --- Health (GET /api/health, no credentials; error details for platform admins) ----
 # c.HealthCheck.cache_seconds = 5.0          # how long the backends' answers are reused
 

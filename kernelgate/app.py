@@ -38,6 +38,7 @@ from kernelgate.kernels.registry import KernelRegistry
 from kernelgate.kernelspecs import KernelSpecCatalog
 from kernelgate.origins import ANY_ORIGIN, OriginPolicy, is_loopback
 from kernelgate.plans import Plans
+from kernelgate.ratelimit import ExecuteRateLimit
 from kernelgate.provisioners.docker import DockerProvisioner
 from kernelgate.sessions import SessionManager
 from kernelgate.rooms import RoomService
@@ -99,6 +100,7 @@ class Services:
     users: SeenUsers
     environment: EnvironmentService
     health: HealthCheck
+    execute_limit: ExecuteRateLimit
 
 
 class ServeApp(ConfiguredApp):
@@ -221,7 +223,7 @@ class ServeApp(ConfiguredApp):
     classes = [
         KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, RoomStorage, LocalBackend,
         S3Backend, EnvironmentService, Store, Tiers, Plans, DockerEngine, DockerProvisioner,
-        ImageBuilder, JWTIdentityProvider, DevIdentityProvider, HealthCheck,
+        ImageBuilder, JWTIdentityProvider, DevIdentityProvider, HealthCheck, ExecuteRateLimit,
     ]
 
     @default("allow_remote_access")
@@ -304,6 +306,7 @@ class ServeApp(ConfiguredApp):
             SeenUsers(store), environment,
             HealthCheck(store, rooms.storage, docker=not catalog.local_kernels,
                         images=self._kernel_images(catalog, images), parent=self),
+            ExecuteRateLimit(parent=self),
         )
         cors = {
             "Access-Control-Allow-Headers": self.allow_headers,

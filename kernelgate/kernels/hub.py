@@ -367,14 +367,28 @@ class KernelHub:
         self._route(Frames("iopub", parts, msg["header"]), parent_session=None)
         self._flush()  # with whatever a batch being received routed before it, in order
 
-    def refuse(self, client: Client, frames: Frames, reason: str) -> None:
-        """Answer a request the client may not send with an error reply, to it alone."""
+    def refuse(self, client: Client, frames: Frames, reason: str, ename: str = "PermissionError") -> None:
+        """Answer a request the kernel never gets with an error reply, to the client alone.
+
+        As a kernel would: an execute_request also gets an iopub `error` (what frontends
+        show in the cell), and every shell request an iopub `idle` status, so that the
+        client's request ends (JupyterLab waits for both the reply and the idle)."""
         if not frames.msg_type.endswith("_request"):
             return
-        content = {"status": "error", "ename": "PermissionError", "evalue": reason, "traceback": []}
-        msg = self.session.msg(frames.msg_type[: -len("_request")] + "_reply", content, parent=frames.header)
-        parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
-        client.deliver([Frames(frames.channel, parts, msg["header"])])
+        error = {"ename": ename, "evalue": reason, "traceback": [f"{ename}: {reason}"]}
+        messages = []
+        if frames.msg_type == "execute_request":
+            messages.append(("iopub", "error", error))
+        messages.append((frames.channel, frames.msg_type[: -len("_request")] + "_reply",
+                         {"status": "error", **error}))
+        if frames.channel == "shell":
+            messages.append(("iopub", "status", {"execution_state": "idle"}))
+        batch = []
+        for channel, msg_type, content in messages:
+            msg = self.session.msg(msg_type, content, parent=frames.header)
+            parts = [self.session.pack(msg[k]) for k in ("header", "parent_header", "metadata", "content")]
+            batch.append(Frames(channel, parts, msg["header"]))
+        client.deliver(batch)
 
     def publish_status(self, state: str) -> None:
         """Tell every client on iopub that the kernel is `state` (restarting, dead)."""
