@@ -2,7 +2,8 @@
 
 Kernel containers and install containers run under the same hardening: an unprivileged
 uid, a read-only root filesystem, every capability dropped (an empty bounding set),
-no-new-privileges, the engine's default seccomp profile (never unconfined), docker-init
+no-new-privileges, kernelgate's own seccomp profile (`kernelgate.seccomp`: Docker's
+default without io_uring, keyrings or AF_VSOCK; never unconfined), docker-init
 as PID 1, memory without swap, a CPU quota, a pids limit, size-limited tmpfs for
 scratch, and a size-limited json-file log. What differs between them is declared in the
 spec's fields: the network (only install fetches have one), the mounts, the limits, a
@@ -20,6 +21,7 @@ from typing import Any
 from docker.types import LogConfig
 
 from kernelgate.engine import cpu_quota_options
+from kernelgate.seccomp import SECURITY_OPT
 from kernelgate.tiers import Tier
 
 #: Where the container user's writable home (a tmpfs) is mounted in kernel containers.
@@ -84,7 +86,7 @@ class SandboxSpec:
             "network_mode": self.network,
             "read_only": True,
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            "security_opt": ["no-new-privileges", SECURITY_OPT],
             "init": True,
             "mem_limit": self.memory,
             "memswap_limit": self.memory,

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL, OWNER_LABEL
+from kernelgate.seccomp import SECURITY_OPT
 
 
 def container_of(docker_engine, kernel_id: str):
@@ -301,7 +302,8 @@ async def test_socket_folder_cannot_fill_the_host(docker_gateway):
 
 # -- SandboxSpec: the one description of a container's confinement -----------------------
 
-HARDENING = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "init": True}
+HARDENING = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges", SECURITY_OPT],
+             "init": True}
 
 
 def test_a_tier_makes_a_kernel_sandbox_spec():
@@ -342,7 +344,8 @@ def test_install_containers_differ_from_kernels_only_in_declared_ways():
 async def test_each_sandbox_gets_a_new_socket_folder_that_follows_no_link(tmp_path):
     """socketdir.renew, as the gateway calls it for each new sandbox: what a kernel left in
     its socket folder is gone, and the host cannot follow a link placed there (as root:
-    a nosymfollow tmpfs); as non-root, an empty folder of mode 777."""
+    a nosymfollow tmpfs); as non-root, an empty folder of mode 700
+    (tests/test_security_socket_folder.py)."""
     import stat
 
     from kernelgate import socketdir
@@ -364,7 +367,7 @@ async def test_each_sandbox_gets_a_new_socket_folder_that_follows_no_link(tmp_pa
         assert list(folder.iterdir()) == []
         assert (tmp_path / "secret").read_text() == "host"
         if not tmpfs:
-            assert stat.S_IMODE(folder.stat().st_mode) == 0o777
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     finally:
         await socketdir.release(str(folder))
     assert not os.path.ismount(folder)
