@@ -10,7 +10,9 @@ gateway is root, the socket folder is a tmpfs of its own, small (size and inode 
 so a kernel cannot fill /run or the disk) and `nosymfollow`: a link a kernel leaves
 there is never followed by the host, not even by the gateway's ZeroMQ connects. Each new
 sandbox gets a new, empty socket folder (`renew`): nothing a kernel left there reaches
-its successor.
+its successor. Without the tmpfs the folder is still writable by the sandbox's uid only
+(mode 700 and owned by it; a gateway that cannot chown grants that uid alone a POSIX
+ACL entry), never by every user of the host.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import os
 import shutil
+import struct
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,9 @@ async def _run(*argv: str) -> bool:
 
 async def renew(path: str, uid: int, size: str = "1m", inodes: int = 64) -> bool:
     """Give the socket folder `path` (whose parent is the gateway's) fresh, empty contents
-    the sandbox's `uid` can write: a new tmpfs of `size` and `inodes` (mode 700, owned
-    by uid, nosymfollow) when root; else a new folder of mode 777. True if it is a tmpfs."""
+    only the sandbox's `uid` can write: a new tmpfs of `size` and `inodes` (mode 700,
+    owned by uid, nosymfollow) when root; else a new folder (`_new_folder`). True if it
+    is a tmpfs. OSError if the folder cannot be given to uid alone."""
     await release(path)
     if os.geteuid() == 0:
         if not os.path.isdir(path):
@@ -47,19 +51,34 @@ async def renew(path: str, uid: int, size: str = "1m", inodes: int = 64) -> bool
                    "nosuid,nodev,noexec,nosymfollow")
         if await _run("mount", "-t", "tmpfs", "-o", options, "kernelgate-sockets", path):
             return True
-    await asyncio.to_thread(_new_folder, path)
+    await asyncio.to_thread(_new_folder, path, uid)
     return False
 
 
-def _new_folder(path: str) -> None:
-    """An empty folder the container's user (not ours) can enter and bind sockets in."""
+def _new_folder(path: str, uid: int) -> None:
+    """An empty folder of mode 700 that `uid` can enter and bind sockets in: owned by uid
+    (chowned through the descriptor of the folder just made), or, when we may not chown
+    and are not uid, ours with an ACL entry giving uid (and no one else) access."""
     shutil.rmtree(path, ignore_errors=True)  # rmtree never follows links
     os.mkdir(path, 0o700)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        os.fchmod(fd, 0o777)
+        os.fchmod(fd, 0o700)
+        if uid == os.geteuid():
+            return
+        try:
+            os.fchown(fd, uid, uid)
+        except PermissionError:
+            os.setxattr(fd, "system.posix_acl_access", _acl_for(uid))
     finally:
         os.close(fd)
+
+
+def _acl_for(uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr form): the owner and `uid` rwx, nobody else."""
+    everyone = 0xFFFFFFFF  # ACL_UNDEFINED_ID
+    entries = [(0x01, 7, everyone), (0x02, 7, uid), (0x04, 0, everyone), (0x10, 7, everyone), (0x20, 0, everyone)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
 
 
 async def release(path: str) -> None:
