@@ -62,16 +62,17 @@ class ConfiguredApp(Application):
 
     @catch_config_error
     def initialize(self, argv=None):
-        self.update_config(self._environment_config(os.environ))
-        self.parse_command_line(argv)
+        self.parse_command_line(self._environment_argv(os.environ))
+        self.parse_command_line(argv)  # the command line wins over the environment
         if self.subapp is not None:
             return
         path = Path(self.config_file or "jupyter_config.py")
         if self.config_file or path.is_file():
             self.load_config_file(path.name, path=[str(path.parent.resolve())])
 
-    def _environment_config(self, environ):
-        """Config from KERNELGATE_* variables, parsed as command-line options would be."""
+    def _environment_argv(self, environ) -> list[str]:
+        """KERNELGATE_* variables as command-line options: KERNELGATE_Class__trait as
+        --Class.trait, KERNELGATE_ALIAS (e.g. KERNELGATE_JWT_SECRET) as --alias."""
         argv = []
         for key, value in sorted(environ.items()):
             if not key.startswith(ENV_PREFIX):
@@ -81,8 +82,7 @@ class ConfiguredApp(Application):
                 argv.append(f"--{name.replace('__', '.')}={value}")
             elif name.lower().replace("_", "-") in self.aliases:
                 argv.append(f"--{name.lower().replace('_', '-')}={value}")
-        loader = self._create_loader(argv, self.aliases, self.flags, classes=self._classes_with_config_traits())
-        return loader.load_config()
+        return argv
 
 
 @dataclass
