@@ -207,3 +207,45 @@ async def test_cuts_crashes_and_failed_starts_are_counted(start_gateway, docker_
     samples = await scrape(broken.client())
     assert value(samples, "kernelgate_kernel_start_failures_total", kernelspec="python3", reason="ImageMissing") == 1
     assert value(samples, "kernelgate_kernel_start_seconds_count", kernelspec="python3", source="cold") == 0
+
+
+async def wait_for_sample(client, name: str, **labels) -> dict:
+    for _ in range(240):
+        samples = await scrape(client)
+        if value(samples, name, **labels):
+            return samples
+        await asyncio.sleep(0.5)
+    return samples
+
+
+async def test_timeout_and_out_of_memory_restarts_are_counted_by_reason(start_gateway, docker_engine, tmp_path):
+    config = tmp_path / "config.py"
+    config.write_text(
+        "MiB = 1024 * 1024\n"
+        "c.Tiers.tiers = {name: {'memory': 256 * MiB, 'cpus': 0.5, 'pids': 128, 'exec_timeout': 3,\n"
+        "                        'idle_timeout': 600, 'tmp_size': 64 * MiB}\n"
+        "                 for name in ('low', 'medium', 'high')}\n"
+        "c.KernelRegistry.timeout_grace = 2\n")
+    client = start_gateway("--kernels=docker", f"--config={config}").client()
+    kernel = await client.start_kernel()
+    ws = await client.connect(kernel["id"])
+    # a cell that ignores the interrupt after its tier's exec_timeout: the kernel restarts
+    await ws.send("shell", "execute_request", {
+        "code": "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
+        "silent": False})
+    samples = await wait_for_sample(client, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="timeout")
+    assert value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="timeout") == 1
+    ws.close()
+    for _ in range(120):
+        if (await client.request("GET", f"/api/kernels/{kernel['id']}")).body["execution_state"] == "idle":
+            break
+        await asyncio.sleep(0.5)
+    # a cell that fills the tier's memory: the container is OOM-killed and revived
+    ws = await client.connect(kernel["id"])
+    await ws.send("shell", "execute_request", {
+        "code": "chunks = []\nwhile True: chunks.append(b'x' * (16 << 20))", "silent": False})
+    samples = await wait_for_sample(client, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="oom")
+    assert value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="oom") == 1
+    assert value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="crash") == 0
+    ws.close()
+    await client.request("DELETE", f"/api/kernels/{kernel['id']}")
