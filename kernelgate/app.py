@@ -216,7 +216,8 @@ class ServeApp(ConfiguredApp):
     flags = {
         "no-auth": (
             {"ServeApp": {"identity_provider_class": "kernelgate.identity.DevIdentityProvider"}},
-            "Development: no authentication, every request acts as one user; loopback only.",
+            "Development: no authentication, every request acts as one user (with no "
+            "execution rate limit); loopback only.",
         ),
     }
 
@@ -236,6 +237,12 @@ class ServeApp(ConfiguredApp):
 
     def start(self):
         asyncio.run(self.serve())
+
+    def _execute_limit(self, development: bool) -> ExecuteRateLimit:
+        """The execution rate limit; none in development mode unless configured."""
+        if development and "per_minute" not in self.config.ExecuteRateLimit:
+            return ExecuteRateLimit(parent=self, per_minute=0)
+        return ExecuteRateLimit(parent=self)
 
     async def setup(self) -> web.Application:
         """Build the services and the tornado application (no listening yet)."""
@@ -306,7 +313,7 @@ class ServeApp(ConfiguredApp):
             SeenUsers(store), environment,
             HealthCheck(store, rooms.storage, docker=not catalog.local_kernels,
                         images=self._kernel_images(catalog, images), parent=self),
-            ExecuteRateLimit(parent=self),
+            self._execute_limit(development),
         )
         cors = {
             "Access-Control-Allow-Headers": self.allow_headers,

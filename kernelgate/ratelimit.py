@@ -20,8 +20,8 @@ class ExecuteRateLimit(Configurable):
     per_minute = Int(
         600, config=True,
         help="Execute requests one user may send per minute, over all their kernels and "
-        "connections (0: no limit). A request beyond it gets an execute_reply with status "
-        "error and ename RateLimited, saying when to retry.",
+        "connections (0: no limit; --no-auth sets 0). A request beyond it gets an "
+        "execute_reply with status error and ename RateLimited, saying when to retry.",
     )
     burst = Int(
         60, config=True,

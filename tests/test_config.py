@@ -34,3 +34,10 @@ def test_the_command_line_wins_over_the_file_which_wins_over_the_environment(mon
                      "c.ServeApp.port = 9002\nc.ServeApp.ip = '127.0.0.4'\n")
     assert app.port == 9002  # file over environment
     assert app.ip == "127.0.0.3"  # command line over both
+
+
+def test_development_mode_has_no_execution_rate_limit_unless_configured(monkeypatch, tmp_path):
+    assert configured(monkeypatch, tmp_path, {}, ["--no-auth"])._execute_limit(True).per_minute == 0
+    app = configured(monkeypatch, tmp_path, {}, ["--no-auth", "--ExecuteRateLimit.per_minute=5"])
+    assert app._execute_limit(True).per_minute == 5
+    assert configured(monkeypatch, tmp_path, {}, [])._execute_limit(False).per_minute == 600

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import struct
 import time
 
-from tornado.iostream import StreamClosedError
 from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kernelgate.handlers.backlog import CLOSE_TOO_SLOW, Backlog
 from kernelgate.handlers.base import GatewayMixin
@@ -41,16 +39,6 @@ LARGE_LEGACY = 64 * 1024
 #: Close code when the credentials of an open socket expire or its user leaves the room
 #: (RFC 6455: policy violation).
 CLOSE_EXPIRED = 1008
-
-
-def _frame_header(length: int, binary: bool) -> bytes:
-    """RFC 6455 header of an unmasked, uncompressed, final server frame."""
-    opcode = 0x82 if binary else 0x81
-    if length < 126:
-        return struct.pack("!BB", opcode, length)
-    if length <= 0xFFFF:
-        return struct.pack("!BBH", opcode, 126, length)
-    return struct.pack("!BBQ", opcode, 127, length)
 
 
 class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
@@ -112,17 +100,19 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         role = self.services.rooms.kernel_role(self.identity, self.kernel)  # roles change live
         if role is None:
             self.close(CLOSE_EXPIRED, "No longer a member")
-        elif may_send(role, frames):
-            self.kernel.hub.send(self, frames)
-        else:
+        elif not may_send(role, frames):
             self.kernel.hub.refuse(self, frames, f"A {role} of the room may not send {frames.msg_type}")
+        elif frames.msg_type == "execute_request" and (wait := self.services.execute_limit.take(self.identity.user)):
+            limit = self.services.execute_limit
+            self.kernel.hub.refuse(
+                self, frames, f"More than {limit.per_minute} executions per minute "
+                f"(burst {limit.burst}): retry in {wait:.1f} s", ename="RateLimited")
+        else:
+            self.kernel.hub.send(self, frames)
 
     def deliver(self, batch: list[Frames]) -> None:
-        """Send kernel messages to this client in one write (called by the hub, never blocks).
-
-        Each message is its own WebSocket frame, as `write_message` would make it; writing
-        them together costs one `send` (one wake-up of the client) instead of one each,
-        and no per-message future. This relies on compression being off.
+        """Send kernel messages to this client, one WebSocket message each, in order
+        (called by the hub, never blocks).
 
         What the client has not read waits in the gateway, up to
         KernelRegistry.client_backlog bytes beyond the batch it was given when it had
@@ -133,21 +123,23 @@ class ChannelsHandler(KernelAccess, GatewayMixin, WebSocketHandler):
         if connection is None or connection.is_closing():
             self.kernel.hub.detach(self, batch)  # kept for the session's reconnection
             return
-        chunks = []
-        for frames in batch:
-            if self._v1:
-                payload, binary = encode_v1(frames), True
-            else:
-                payload, binary = encode_legacy(frames)
-            chunks += (_frame_header(len(payload), binary), payload)
-        data = b"".join(chunks)
-        if not self.backlog.admits(len(data)):
+        if self._v1:
+            payloads = [(encode_v1(frames), True) for frames in batch]
+        else:
+            payloads = [encode_legacy(frames) for frames in batch]
+        size = sum(len(payload) for payload, _ in payloads)
+        if not self.backlog.admits(size):
             self._drop_slow(batch)
             return
-        try:
-            self.backlog.track(connection.stream.write(data), len(data))
-        except StreamClosedError:
-            self.kernel.hub.detach(self, batch)
+        written = None
+        for sent, (payload, binary) in enumerate(payloads):
+            try:
+                written = self.write_message(payload, binary=binary)
+            except WebSocketClosedError:
+                self.kernel.hub.detach(self, batch[sent:])  # kept for the reconnection
+                break
+        if written is not None:  # the stream sends in order: its last write is enough
+            self.backlog.track(written, size)
 
     def _drop_slow(self, undelivered: list[Frames]) -> None:
         """Disconnect a client that leaves too much unread; its session's buffer keeps the
