@@ -165,9 +165,12 @@ class StateCollector:
         rooms = GaugeMetricFamily("kernelgate_rooms", "Rooms known, by state.", labels=["state"])
         states: defaultdict[str, int] = defaultdict(int)
         live = {k.room for k in self.registry.kernels.values() if k.room}
-        for room_id in list(self.rooms._rooms):
-            states["running" if room_id in live else "idle"] += 1
-        for state in ("running", "idle"):
+        for room in self.rooms.all():
+            if self.rooms.expired(room):
+                states["expired"] += 1
+            else:
+                states["running" if room.id in live else "idle"] += 1
+        for state in ("running", "idle", "expired"):
             rooms.add_metric([state], states[state])
         yield rooms
         messages = CounterMetricFamily("kernelgate_messages", "Kernel messages through the hubs.",

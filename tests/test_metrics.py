@@ -183,6 +183,16 @@ async def test_room_metrics_and_storage_syncs(start_gateway, docker_engine):
     assert value(samples, "kernelgate_kernels_running", kernelspec="python3", tier="low", kind="room") == 1
     assert (await client.request("DELETE", f"/api/rooms/{room.body['id']}")).status == 204
 
+    short = await client.request("POST", "/api/rooms", {"name": "short", "languages": ["bash"], "expires_in": 2})
+    assert short.status == 201, short.body
+    for _ in range(60):
+        if (await client.request("GET", f"/api/rooms/{short.body['id']}")).body["state"] == "expired":
+            break
+        await asyncio.sleep(0.5)
+    samples = await scrape(client)
+    assert value(samples, "kernelgate_rooms", state="expired") == 1
+    assert value(samples, "kernelgate_rooms", state="running") == 0
+
 
 async def test_cuts_crashes_and_failed_starts_are_counted(start_gateway, docker_engine):
     gateway = start_gateway("--kernels=docker", "--KernelRegistry.max_output=1000")
