@@ -10,7 +10,9 @@ by RoomStorage's no-follow archiving.
 Room kernels start when the room is created and, after they stopped (gateway restart,
 expiry, death), again on first use. Kernel clients (JupyterLab through GatewayClient)
 get a room's kernel with `POST /api/kernels` and `env.KERNEL_ROOM` (`client_kernel`). Expired rooms keep their workspace for
-`expired_retention` seconds; an admin can extend them.
+`expired_retention` seconds; an admin can extend them, up to the owner's plan's
+max_room_lifetime after the room's creation (rooms of the past are cut to it at start).
+The owner's plan also sets the workspace's quotas and the snapshot limits (RoomStorage).
 """
 
 from __future__ import annotations
@@ -72,11 +74,11 @@ class RoomService(LoggingConfigurable):
         those whose working copy is gone: they would serve a deleted folder), and start
         syncing the workspaces."""
         for room in await self.store.all_rooms():
-            self._rooms[room.id] = room
+            self._rooms[room.id] = await self._apply_plan(room, await self._owner_plan(None, room))
         for record in await self.store.room_kernels():
             room = self._rooms.get(record.room_id)
             kernel = None
-            if room is not None and not self.expired(room) and self.workspace(room.id).exists():
+            if room is not None and not self.expired(room) and await self._present(room):
                 kernel = await self.registry.adopt(
                     record.kernel_id, record.kernelspec, room.owner, room.id, record.info
                 )
@@ -138,6 +140,7 @@ class RoomService(LoggingConfigurable):
         return {
             "id": room.id, "name": room.name, "owner": room.owner,
             "languages": list(room.languages), "storage": room.storage,
+            "limits": self.storage.plan(room.id).limits(),
             "created_at": iso(room.created_at),
             "expires_at": iso(room.expires_at) if room.expires_at else None,
             "state": "expired" if self.expired(room) else "active",
@@ -166,10 +169,16 @@ class RoomService(LoggingConfigurable):
         plan = self.plans.of(identity)
         if plan.max_rooms and await self.store.count_owned_rooms(identity.user) >= plan.max_rooms:
             raise TooMany(f"Your plan allows {plan.max_rooms} rooms; delete one first")
+        if plan.max_room_lifetime:
+            if expires_in is not None and expires_in > plan.max_room_lifetime:
+                raise Forbidden(f"Rooms of your plan {plan.name!r} live at most {plan.max_room_lifetime} "
+                                f"seconds; 'expires_in' is {expires_in}")
+            expires_in = expires_in or plan.max_room_lifetime
         expires_at = utcnow() + timedelta(seconds=expires_in) if expires_in else None
         room_id = str(uuid.uuid4())
         room = await self.store.create_room(room_id, name.strip(), identity.user, languages, storage, expires_at)
         self._rooms[room_id] = room
+        self.storage.set_plan(room_id, plan)
         try:
             await self.storage.create(room_id, source)
             async with self._lock(room_id):
@@ -192,6 +201,13 @@ class RoomService(LoggingConfigurable):
         if "expires_at" in body:
             changes["expires_at"] = _parse_time(body["expires_at"], "expires_at")
             changes["stopped_at"] = None
+            plan = await self._owner_plan(identity, room)
+            latest = self._latest_expiry(room, plan)
+            if latest is not None and (changes["expires_at"] is None or changes["expires_at"] > latest):
+                raise Forbidden(
+                    f"Rooms of the owner's plan {plan.name!r} live at most {plan.max_room_lifetime} "
+                    f"seconds: this room's expiry can be at most {iso(latest)}"
+                )
         room = await self.store.update_room(room_id, **changes)
         self._rooms[room_id] = room
         await self.store.audit(identity.user, "room.update", room_id, {k: str(v) for k, v in changes.items()})
@@ -213,6 +229,7 @@ class RoomService(LoggingConfigurable):
     async def snapshot(self, identity: Identity, room_id: str) -> SnapshotRecord:
         """A snapshot of the workspace now (admins); StorageUnavailable if the backend fails."""
         room = self.get(identity, room_id, "admin")
+        self.storage.set_plan(room_id, await self._owner_plan(identity, room))
         snapshot = await self.storage.snapshot(room_id, room.storage, identity.user)
         await self.store.audit(identity.user, "room.snapshot", room_id, {"snapshot": snapshot.id})
         return snapshot
@@ -222,6 +239,7 @@ class RoomService(LoggingConfigurable):
         terminals with them) and start again on the restored files. Returns the snapshot
         taken of the workspace just before."""
         room = self.get(identity, room_id, "admin")
+        self.storage.set_plan(room_id, await self._owner_plan(identity, room))
         async with self._lock(room_id):
             for kernel in self._room_kernels(room_id):
                 await self._stop_kernel(kernel)
@@ -363,13 +381,37 @@ class RoomService(LoggingConfigurable):
         self.storage.check_name(snapshot.storage)  # before the room exists
         return snapshot
 
-    async def _owner_plan(self, identity: Identity, room: RoomRecord) -> Plan:
+    async def _owner_plan(self, identity: Identity | None, room: RoomRecord) -> Plan:
         """The plan of the room's owner, which sets the room's size: from their identity
         when they act, else from the tier they last showed (platform admin or not)."""
-        if identity.user == room.owner:
+        if identity is not None and identity.user == room.owner:
             return self.plans.of(identity)
         owner = await self.store.get_user(room.owner)
         return self.plans.of(Identity(room.owner, owner.tier if owner else ""))
+
+    @staticmethod
+    def _latest_expiry(room: RoomRecord, plan: Plan) -> datetime | None:
+        """The latest expiry the plan allows the room (None: no limit)."""
+        if not plan.max_room_lifetime:
+            return None
+        return room.created_at + timedelta(seconds=plan.max_room_lifetime)
+
+    async def _apply_plan(self, room: RoomRecord, plan: Plan) -> RoomRecord:
+        """Give the room's storage the plan's quotas, and cut an expiry past its lifetime."""
+        self.storage.set_plan(room.id, plan)
+        latest = self._latest_expiry(room, plan)
+        if latest is not None and (room.expires_at is None or room.expires_at > latest):
+            self.log.warning("Room %s: expiry cut to %s (plan %r's max_room_lifetime)", room.id, iso(latest), plan.name)
+            room = await self.store.update_room(room.id, expires_at=latest)
+        return room
+
+    async def _present(self, room: RoomRecord) -> bool:
+        """Whether the room's working copy is here (its volume attached) to re-adopt its kernels."""
+        try:
+            return await self.storage.present(room.id)
+        except GatewayError as e:
+            self.log.warning("Room %s: working copy not attached: %s", room.id, e.message)
+            return False
 
     def _room_kernels(self, room_id: str | None = None) -> list[Kernel]:
         return sorted(

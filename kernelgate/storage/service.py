@@ -15,6 +15,15 @@ Snapshots are archives at `rooms/<id>/snapshots/<snapshot id>.tar`, recorded in 
 store, kept for `snapshot_retention` seconds: taken on demand, before a restore
 replaces the working copy, and as the final copy of a deleted room.
 
+Quotas come from the plan of the room's owner (`set_plan`): with `workspace_quotas`
+"loop" (the default) each working copy is its own ext4 volume of the plan's
+workspace_bytes and workspace_inodes (volumes.py), made when the working copy is (room
+creation, a restore, the first start on a host) and mounted at the working copy's path (images in `volumes_dir`);
+a plan's new quota applies to the volumes made after it. Without root or e2fsprogs,
+rooms fail closed: their working copies cannot be made (503). An archive longer than the
+plan's snapshot_bytes is refused (TooLarge, nothing stored); a room keeps at most
+max_snapshots snapshots, a new one deleting the oldest (never the one being restored).
+
 When a backend fails, the room's storage is "degraded": the working copy is kept and
 used as it is, explicit snapshots and restores answer 503 (StorageUnavailable), and a
 sync is retried every `retry_interval` seconds until one succeeds, which makes the
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -39,12 +49,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from traitlets import Float, Int, Unicode, default
+from traitlets import Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from kernelgate import metrics
 from kernelgate.clock import iso, utcnow
-from kernelgate.errors import BadRequest, NotFound
+from kernelgate.errors import BadRequest, NotFound, TooLarge, Unavailable
+from kernelgate.plans import Plan
+from kernelgate.storage import volumes
 from kernelgate.storage.archive import ArchiveError, ArchiveStats, fingerprint, pack, unpack
 from kernelgate.storage.backend import CHUNK, ObjectMissing, StorageBackend, StorageUnavailable
 from kernelgate.storage.database import DatabaseBackend
@@ -72,12 +84,21 @@ class RoomStorage(LoggingConfigurable):
 
     rooms_dir = Unicode(config=True, help="Host folder holding each room's working copy. "
                         "Default: <data_dir>/rooms.")
+    volumes_dir = Unicode(config=True, help="Host folder holding the image of each room's "
+                          "workspace volume (workspace_quotas 'loop'). Default: <data_dir>/volumes.")
     workspace_uid = Int(1000, config=True, help="Owner (uid) of working copies: the sandboxes' user.")
     sync_interval = Float(60.0, config=True, help="Seconds between syncs of changed working copies.")
     retry_interval = Float(10.0, config=True, help="Seconds between sync attempts of degraded rooms.")
     snapshot_retention = Float(
         30 * 24 * 3600.0, config=True,
         help="Seconds a snapshot is kept, a deleted room's final snapshot included.",
+    )
+    workspace_quotas = Enum(
+        ["loop", "off"], "loop", config=True,
+        help="'loop': each room's working copy is an ext4 image of its owner's plan's "
+        "workspace_bytes and workspace_inodes, loop-mounted (needs root and e2fsprogs; "
+        "without them rooms cannot be created or started: 503). 'off': plain folders "
+        "with no byte or inode limit (trusted users only).",
     )
 
     def __init__(self, store: Store, **kwargs) -> None:
@@ -93,12 +114,17 @@ class RoomStorage(LoggingConfigurable):
         if s3.bucket:
             self.backends["s3"] = s3
         self._status: dict[str, StorageStatus] = {}
+        self._plans: dict[str, Plan] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._loop_task: asyncio.Future | None = None
 
     @default("rooms_dir")
     def _default_rooms_dir(self) -> str:
         return str(Path(self.store.data_dir) / "rooms")
+
+    @default("volumes_dir")
+    def _default_volumes_dir(self) -> str:
+        return str(Path(self.store.data_dir) / "volumes")
 
     # -- queries ---------------------------------------------------------------------
 
@@ -110,6 +136,17 @@ class RoomStorage(LoggingConfigurable):
 
     def working_copy(self, room_id: str) -> Path:
         return Path(self.rooms_dir) / room_id
+
+    def set_plan(self, room_id: str, plan: Plan) -> None:
+        """The plan whose quotas the room's storage gets from now on (its owner's)."""
+        self._plans[room_id] = plan
+
+    def plan(self, room_id: str) -> Plan:
+        return self._plans.get(room_id) or Plan("default", ())
+
+    async def present(self, room_id: str) -> bool:
+        """Whether the room's working copy is on this host (its volume mounted)."""
+        return await asyncio.to_thread(self._present, room_id)
 
     def status(self, room_id: str) -> StorageStatus:
         return self._status.setdefault(room_id, StorageStatus())
@@ -138,7 +175,7 @@ class RoomStorage(LoggingConfigurable):
         snapshot of any room, in any backend)."""
         async with self._lock(room_id):
             if source is None:
-                await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
+                await asyncio.to_thread(self._new_working_copy, room_id)
             else:
                 await self._download_snapshot(room_id, source)
 
@@ -182,7 +219,7 @@ class RoomStorage(LoggingConfigurable):
         self.check_name(snapshot.storage)  # before anything changes
         async with self._lock(room_id):
             await self._prepare(room_id, storage)
-            safety = await self._snapshot(room_id, storage, actor, "before restore")
+            safety = await self._snapshot(room_id, storage, actor, "before restore", keep=snapshot_id)
             await self._download_snapshot(room_id, snapshot)
             self.status(room_id).fingerprint = None
             await self._sync(room_id, storage)
@@ -194,39 +231,34 @@ class RoomStorage(LoggingConfigurable):
         removed) if it cannot be written."""
         async with self._lock(room_id):
             final = None
-            working = self.working_copy(room_id)
-            if not working.exists():
+            if not await self.present(room_id):
                 await self._prepare(room_id, storage)
-            if working.exists():
-                final = await self._snapshot(room_id, storage, actor, "room deleted")
+            if await self.present(room_id):
+                try:
+                    final = await self._snapshot(room_id, storage, actor, "room deleted")
+                except TooLarge as e:
+                    self.log.warning("Room %s deleted without a final snapshot: %s", room_id, e.message)
             await self._guard(room_id, asyncio.to_thread(self.backends[storage].delete, _current_key(room_id)))
-            await asyncio.to_thread(_remove_folder, working)
+            await asyncio.to_thread(self._remove_working_copy, room_id)
             await self.store.delete_storage_state(room_id)
             self._status.pop(room_id, None)
         self._locks.pop(room_id, None)
+        self._plans.pop(room_id, None)
         return final
 
     async def discard(self, room_id: str) -> None:
         """A room whose creation failed: its working copy goes, nothing is kept."""
-        await asyncio.to_thread(_remove_folder, self.working_copy(room_id))
+        await asyncio.to_thread(self._remove_working_copy, room_id)
         await self.store.delete_storage_state(room_id)
         self._status.pop(room_id, None)
+        self._plans.pop(room_id, None)
 
     async def expire_snapshots(self) -> int:
         """Delete the snapshots whose retention ended (those of unreachable backends wait
         for the next round). Returns how many went."""
         removed = 0
         for snapshot in await self.store.expired_snapshots(utcnow()):
-            backend = self.backends.get(snapshot.storage)
-            if backend is None:
-                continue
-            try:
-                await asyncio.to_thread(backend.delete, _snapshot_key(snapshot.room_id, snapshot.id))
-            except StorageUnavailable as e:
-                self.log.warning("Snapshot %s not deleted yet: %s", snapshot.id, e.message)
-                continue
-            await self.store.delete_snapshot(snapshot.id)
-            removed += 1
+            removed += await self._delete_snapshot(snapshot)
         return removed
 
     # -- background work -------------------------------------------------------------
@@ -239,11 +271,18 @@ class RoomStorage(LoggingConfigurable):
         self._loop_task = asyncio.ensure_future(self._background(rooms))
 
     async def stop(self, rooms: Iterable[tuple[str, str]]) -> None:
-        """Gateway shutdown: stop the background work, then sync every room."""
+        """Gateway shutdown: stop the background work, then sync every room and detach
+        its volume (room kernels still running keep theirs: module doc of volumes.py)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
         for room_id, storage in rooms:
             await self.sync(room_id, storage)
+            if self.workspace_quotas == "loop":
+                async with self._lock(room_id):
+                    try:
+                        await asyncio.to_thread(volumes.detach, self.working_copy(room_id))
+                    except volumes.VolumeError as e:
+                        self.log.warning("Room %s: %s", room_id, e.message)
 
     async def _background(self, rooms) -> None:
         tick = min(self.sync_interval, self.retry_interval)
@@ -269,7 +308,7 @@ class RoomStorage(LoggingConfigurable):
         return self._locks.setdefault(room_id, asyncio.Lock())
 
     async def _prepare(self, room_id: str, storage: str) -> None:
-        if self.working_copy(room_id).exists():
+        if await self.present(room_id):
             return
         backend = self.backends[self.check_name(storage)]
         try:
@@ -277,12 +316,12 @@ class RoomStorage(LoggingConfigurable):
             self.log.info("Room %s: working copy restored from %s storage", room_id, storage)
             await self._synced(room_id)  # the two copies are alike now
         except ObjectMissing:
-            await asyncio.to_thread(self._new_folder, self.working_copy(room_id))
+            await asyncio.to_thread(self._new_working_copy, room_id)
 
     async def _sync(self, room_id: str, storage: str) -> bool:
         working = self.working_copy(room_id)
         status = self.status(room_id)
-        if not working.exists():  # nothing to write; a degraded room recovers once the backend answers
+        if not await self.present(room_id):  # nothing to write; a degraded room recovers once the backend answers
             if status.state == "degraded":
                 with contextlib.suppress(StorageUnavailable):
                     await self._guard(room_id, asyncio.to_thread(self.backends[storage].check))
@@ -309,19 +348,48 @@ class RoomStorage(LoggingConfigurable):
         status.fingerprint, status.synced_at = digest, utcnow()
         await self.store.save_storage_state(room_id, digest, status.synced_at)
 
-    async def _snapshot(self, room_id: str, storage: str, actor: str, reason: str) -> SnapshotRecord:
+    async def _snapshot(self, room_id: str, storage: str, actor: str, reason: str,
+                        keep: str | None = None) -> SnapshotRecord:
+        """A new snapshot within the plan's limits: TooLarge (nothing stored) past
+        snapshot_bytes; the oldest snapshots but `keep` deleted past max_snapshots."""
+        plan = self.plan(room_id)
         snapshot_id = str(uuid.uuid4())
         key = _snapshot_key(room_id, snapshot_id)
-        size, digest, stats = await self._guard(
-            room_id, self._upload(self.backends[storage], key, self.working_copy(room_id))
-        )
+        try:
+            size, digest, stats = await self._guard(
+                room_id, self._upload(self.backends[storage], key, self.working_copy(room_id),
+                                      plan.snapshot_bytes or None)
+            )
+        except _TooLong:
+            raise TooLarge(
+                f"The snapshot's archive exceeds the {plan.snapshot_bytes} bytes the room's plan "
+                f"{plan.name!r} allows for one snapshot; nothing was stored"
+            ) from None
         now = utcnow()
         record = SnapshotRecord(
             snapshot_id, room_id, storage, now, now + timedelta(seconds=self.snapshot_retention),
             actor, reason, size, stats.files, digest,
         )
         await self.store.add_snapshot(record)
+        if plan.max_snapshots:
+            kept = await self.store.snapshots(room_id)  # oldest first
+            older = [s for s in kept if s.id not in (snapshot_id, keep)]
+            for old in older[:max(0, len(kept) - plan.max_snapshots)]:
+                await self._delete_snapshot(old)
         return record
+
+    async def _delete_snapshot(self, snapshot: SnapshotRecord) -> bool:
+        """Delete a snapshot's archive, then its record; False (logged) if the backend fails."""
+        backend = self.backends.get(snapshot.storage)
+        if backend is None:
+            return False
+        try:
+            await asyncio.to_thread(backend.delete, _snapshot_key(snapshot.room_id, snapshot.id))
+        except StorageUnavailable as e:
+            self.log.warning("Snapshot %s not deleted yet: %s", snapshot.id, e.message)
+            return False
+        await self.store.delete_snapshot(snapshot.id)
+        return True
 
     async def _guard(self, room_id: str, operation):
         """Await a backend operation: a StorageUnavailable degrades the room (and is
@@ -335,29 +403,97 @@ class RoomStorage(LoggingConfigurable):
         status.state, status.error = "ok", None
         return result
 
-    async def _upload(self, backend: StorageBackend, key: str, folder: Path):
-        return await asyncio.to_thread(_upload, backend, key, folder)
+    async def _upload(self, backend: StorageBackend, key: str, folder: Path, limit: int | None = None):
+        return await asyncio.to_thread(_upload, backend, key, folder, limit)
 
     async def _download(self, backend: StorageBackend, key: str, room_id: str) -> None:
         await asyncio.to_thread(self._download_blocking, backend, key, room_id)
 
     def _download_blocking(self, backend: StorageBackend, key: str, room_id: str) -> None:
-        """Unpack the object into a new hidden folder, then swap it in for the working copy."""
+        """Unpack the object into a new hidden folder (a new volume), then swap it in for
+        the working copy. TooLarge if it does not fit the plan's quotas."""
+        if self.workspace_quotas == "loop":
+            return self._download_volume(backend, key, room_id)
         working = self.working_copy(room_id)
         fresh = working.with_name(f".restore-{room_id}-{uuid.uuid4().hex[:8]}")
         self._new_folder(fresh)
         try:
-            with backend.open(key) as source:
-                unpack(source, str(fresh), self._uid())
+            self._unpack(backend, key, fresh, room_id)
             old = working.with_name(f".old-{room_id}-{uuid.uuid4().hex[:8]}")
             if working.exists():
                 os.rename(working, old)
             os.rename(fresh, working)
             _remove_folder(old)
-        except ArchiveError as e:
-            raise StorageUnavailable(f"The archive {key} is damaged: {e}") from e
         finally:
             _remove_folder(fresh)
+
+    def _download_volume(self, backend: StorageBackend, key: str, room_id: str) -> None:
+        self._check_volumes()
+        plan, tag = self.plan(room_id), uuid.uuid4().hex[:8]
+        image = self._image(room_id)
+        fresh_image = image.with_name(f".{room_id}-{tag}.ext4")
+        fresh = self.working_copy(room_id).with_name(f".restore-{room_id}-{tag}")
+        try:
+            volumes.make(fresh_image, fresh, plan.workspace_bytes, plan.workspace_inodes, self._uid())
+            try:
+                self._unpack(backend, key, fresh, room_id)
+            finally:
+                volumes.detach(fresh)
+            volumes.detach(self.working_copy(room_id))
+            os.replace(fresh_image, image)
+            volumes.attach(image, self.working_copy(room_id))
+        finally:
+            volumes.remove(fresh_image, fresh)
+
+    def _unpack(self, backend: StorageBackend, key: str, folder: Path, room_id: str) -> None:
+        try:
+            with backend.open(key) as source:
+                unpack(source, str(folder), self._uid())
+        except ArchiveError as e:
+            raise StorageUnavailable(f"The archive {key} is damaged: {e}") from e
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            plan = self.plan(room_id)
+            raise TooLarge(
+                f"The archive {key} does not fit the room's workspace (plan {plan.name!r}: "
+                f"{plan.workspace_bytes} bytes, {plan.workspace_inodes} inodes); nothing changed"
+            ) from None
+
+    def _present(self, room_id: str) -> bool:
+        if self.workspace_quotas == "off":
+            return self.working_copy(room_id).exists()
+        if not self._image(room_id).exists():
+            return False
+        self._check_volumes()
+        volumes.attach(self._image(room_id), self.working_copy(room_id))
+        return True
+
+    def _new_working_copy(self, room_id: str) -> None:
+        """An empty working copy (a new volume of the plan's quotas)."""
+        if self.workspace_quotas == "off":
+            return self._new_folder(self.working_copy(room_id))
+        self._check_volumes()
+        plan = self.plan(room_id)
+        volumes.make(self._image(room_id), self.working_copy(room_id), plan.workspace_bytes,
+                     plan.workspace_inodes, self._uid())
+
+    def _remove_working_copy(self, room_id: str) -> None:
+        if self.workspace_quotas == "loop":
+            volumes.remove(self._image(room_id), self.working_copy(room_id))
+        _remove_folder(self.working_copy(room_id))
+
+    def _image(self, room_id: str) -> Path:
+        return Path(self.volumes_dir) / f"{room_id}.ext4"
+
+    def _check_volumes(self) -> None:
+        reason = volumes.problem()
+        if reason:
+            raise Unavailable(
+                f"Room workspaces cannot get their quotas: {reason}. Run the gateway as root "
+                "with e2fsprogs, or set c.RoomStorage.workspace_quotas = 'off' (no byte or inode "
+                "limits: trusted users only)"
+            )
 
     def _new_folder(self, folder: Path) -> None:
         folder.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
@@ -384,8 +520,14 @@ def _remove_folder(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def _upload(backend: StorageBackend, key: str, folder: Path) -> tuple[int, str, ArchiveStats]:
-    """Pack `folder` into `backend` under `key` through a pipe: (bytes, sha256, stats)."""
+class _TooLong(Exception):
+    """The archive grew past the upload's limit (the backend stored nothing)."""
+
+
+def _upload(backend: StorageBackend, key: str, folder: Path,
+            limit: int | None = None) -> tuple[int, str, ArchiveStats]:
+    """Pack `folder` into `backend` under `key` through a pipe: (bytes, sha256, stats).
+    _TooLong, and nothing stored, once the archive passes `limit` bytes."""
     read_fd, write_fd = os.pipe()
     outcome: dict = {}
 
@@ -398,7 +540,7 @@ def _upload(backend: StorageBackend, key: str, folder: Path) -> tuple[int, str, 
 
     producer = threading.Thread(target=produce, name=f"pack-{key}", daemon=True)
     producer.start()
-    source = _PipeSource(open(read_fd, "rb", buffering=0), producer, outcome)
+    source = _PipeSource(open(read_fd, "rb", buffering=0), producer, outcome, limit)
     try:
         size = backend.put(key, source)
     finally:
@@ -413,9 +555,11 @@ class _PipeSource:
     """The reading end of the packing pipe: full reads, a running sha256, and the
     packer's error raised at EOF, so a backend never stores a cut archive as whole."""
 
-    def __init__(self, pipe: BinaryIO, producer: threading.Thread, outcome: dict) -> None:
-        self.pipe, self.producer, self.outcome = pipe, producer, outcome
+    def __init__(self, pipe: BinaryIO, producer: threading.Thread, outcome: dict,
+                 limit: int | None = None) -> None:
+        self.pipe, self.producer, self.outcome, self.limit = pipe, producer, outcome, limit
         self.digest = hashlib.sha256()
+        self.size = 0
 
     def read(self, n: int | None = -1) -> bytes:
         everything = n is None or n < 0
@@ -432,6 +576,9 @@ class _PipeSource:
                 error = self.outcome["error"]
                 raise StorageUnavailable(f"Packing the workspace failed: {error}") from error
         data = b"".join(parts)
+        self.size += len(data)
+        if self.limit is not None and self.size > self.limit:
+            raise _TooLong(self.limit)
         self.digest.update(data)
         return data
 

@@ -1,0 +1,218 @@
+"""Abuse checklist rows 3 (disk fill) and 4 (inode exhaustion), and the room limits of
+issue 16 item 8, against real room containers: a room kernel that writes past its plan's
+workspace_bytes or creates files past workspace_inodes gets ENOSPC while the gateway and
+other rooms go on; snapshots are capped in number and size; no room outlives its plan's
+max_room_lifetime."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import datetime, timedelta
+
+import jwt
+import pytest
+
+SECRET = "quotas-test-secret-long-enough-for-hs256-signatures"
+MiB = 1 << 20
+CONFIG = """
+MiB = 1 << 20
+c.Plans.plans = {
+    "small": {"kernel_tiers": ["low"], "max_rooms": 3, "workspace_bytes": 32 * MiB,
+              "workspace_inodes": 400, "max_snapshots": 2, "snapshot_bytes": 4 * MiB,
+              "max_room_lifetime": 3600},
+}
+c.Plans.order = ["small"]
+"""
+
+
+def token(user: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now, "tier": "small"}, SECRET, algorithm="HS256")
+
+
+def _mounts_below(folder) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    return [p for p in points if p.startswith(str(folder))]
+
+
+@pytest.fixture
+def no_mounts_left(tmp_path):
+    """After the gateways stopped (set up first: torn down last): no workspace volume of
+    the test is still mounted or holds a loop device."""
+    yield
+    left = _mounts_below(tmp_path)
+    for point in left:
+        subprocess.run(["umount", "-l", point], check=False)
+    loops = [subprocess.run(["losetup", "-n", "-O", "NAME", "-j", str(image)], capture_output=True,
+                            text=True).stdout.strip() for image in tmp_path.glob("*/volumes/*.ext4")]
+    assert not left and not any(loops), (left, loops)
+
+
+@pytest.fixture
+def quota_gateway(no_mounts_left, docker_engine, start_gateway, tmp_path):
+    config = tmp_path / "quotas_config.py"
+    config.write_text(CONFIG)
+
+    def start(like=None):
+        return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}", like=like)
+    return start
+
+
+async def make_room(client, **extra) -> dict:
+    response = await client.request("POST", "/api/rooms", {"name": "quota", "languages": ["python3"], **extra})
+    assert response.status == 201, response.body
+    return response.body
+
+
+async def room_python(client, room: dict):
+    return await client.connect(next(k["id"] for k in room["kernels"] if k["name"] == "python3"))
+
+
+FILL = """
+import errno, os
+written, error = 0, None
+try:
+    with open('/workspace/{name}', 'wb') as f:
+        for _ in range({mib}):
+            f.write(b'x' * (1 << 20))
+            f.flush()
+            written += 1
+        os.fsync(f.fileno())
+except OSError as e:
+    error = errno.errorcode.get(e.errno)
+print(written, error)
+"""
+
+MANY_FILES = """
+import errno, os
+os.makedirs('/workspace/many', exist_ok=True)
+made, error = 0, None
+try:
+    for i in range(2000):
+        open(f'/workspace/many/{i}', 'w').close()
+        made += 1
+except OSError as e:
+    error = errno.errorcode.get(e.errno)
+print(made, error)
+"""
+
+
+async def test_a_kernel_writing_past_the_byte_quota_gets_enospc(quota_gateway):
+    gateway = quota_gateway()
+    alice, bob = gateway.client(token("alice")), gateway.client(token("bob"))
+    room, other = await make_room(alice), await make_room(bob)
+    py = await room_python(alice, room)
+    run = await py.execute(FILL.format(name="big", mib=64))
+    written, error = run.stdout.split()
+    assert error == "ENOSPC" and int(written) < 32, run.stdout  # before: 64 None
+    assert room["limits"] == {"workspace_bytes": 32 * MiB, "workspace_inodes": 400, "max_snapshots": 2,
+                              "snapshot_bytes": 4 * MiB, "max_room_lifetime": 3600}
+    working = gateway.data_dir / "rooms" / room["id"]
+    assert os.path.ismount(working)
+    # the gateway and the other room go on
+    assert (await alice.request("GET", "/api/health")).status == 200
+    other_py = await room_python(bob, other)
+    run = await other_py.execute(FILL.format(name="fine", mib=8))
+    assert run.stdout.split() == ["8", "None"], run.stdout
+    # the room is usable again once the file is gone
+    assert (await py.execute("import os; os.remove('/workspace/big')")).status == "ok"
+    run = await py.execute(FILL.format(name="after", mib=4))
+    assert run.stdout.split() == ["4", "None"], run.stdout
+    py.close()
+    other_py.close()
+
+    gateway.stop()  # syncs, and detaches the host's mount (the room kernels keep running)
+    assert not os.path.ismount(working)
+    gateway = quota_gateway(like=gateway)
+    alice = gateway.client(token("alice"))
+    assert os.path.ismount(working)  # attached again, before the kernels were re-adopted
+    room = (await alice.request("GET", f"/api/rooms/{room['id']}")).body
+    py = await room_python(alice, room)
+    run = await py.execute("import os; print(os.path.getsize('/workspace/after'))")
+    assert run.stdout.strip() == str(4 * MiB)
+    run = await py.execute(FILL.format(name="again", mib=64))
+    assert run.stdout.split()[1] == "ENOSPC", run.stdout
+    py.close()
+    assert (await alice.request("DELETE", f"/api/rooms/{room['id']}")).status == 204
+    assert not os.path.ismount(working) and not working.exists()
+    assert not (gateway.data_dir / "volumes" / f"{room['id']}.ext4").exists()
+
+
+async def test_a_kernel_creating_files_past_the_inode_quota_gets_enospc(quota_gateway):
+    gateway = quota_gateway()
+    alice = gateway.client(token("alice"))
+    room = await make_room(alice)
+    py = await room_python(alice, room)
+    run = await py.execute(MANY_FILES)
+    made, error = run.stdout.split()
+    assert error == "ENOSPC" and 300 < int(made) < 450, run.stdout  # before: 2000 None
+    assert (await py.execute("import shutil; shutil.rmtree('/workspace/many')")).status == "ok"
+    run = await py.execute("open('/workspace/ok.txt', 'w').write('fine'); print('ok')")
+    assert run.stdout.strip() == "ok"
+    py.close()
+
+
+async def test_a_room_keeps_at_most_max_snapshots(quota_gateway):
+    gateway = quota_gateway()
+    alice = gateway.client(token("alice"))
+    room = await make_room(alice)
+    path = f"/api/rooms/{room['id']}/snapshots"
+    taken = []
+    for _ in range(3):
+        response = await alice.request("POST", path)
+        assert response.status == 201, response.body
+        taken.append(response.body["id"])
+    listed = [s["id"] for s in (await alice.request("GET", path)).body]
+    assert listed == taken[1:]  # the oldest went; before: all three
+    # a restore of the oldest kept one: its "before restore" snapshot deletes the other
+    restored = await alice.request("POST", f"{path}/{taken[1]}/restore")
+    assert restored.status == 200, restored.body
+    listed = [s["id"] for s in (await alice.request("GET", path)).body]
+    assert listed == [taken[1], restored.body["previous"]["id"]]
+    stored = gateway.data_dir / "storage" / "rooms" / room["id"] / "snapshots"
+    assert sorted(p.name for p in stored.iterdir()) == sorted(f"{s}.tar" for s in listed)
+
+
+async def test_a_snapshot_past_snapshot_bytes_is_refused_and_nothing_stored(quota_gateway):
+    gateway = quota_gateway()
+    alice = gateway.client(token("alice"))
+    room = await make_room(alice)
+    py = await room_python(alice, room)
+    run = await py.execute("import os; open('/workspace/noise', 'wb').write(os.urandom(6 << 20))")
+    assert run.status == "ok"
+    path = f"/api/rooms/{room['id']}/snapshots"
+    refused = await alice.request("POST", path)
+    assert refused.status == 413, refused.body  # before: 201
+    assert refused.body["reason"] == "Payload Too Large"
+    assert "4194304 bytes" in refused.body["message"] and "nothing was stored" in refused.body["message"]
+    assert (await alice.request("GET", path)).body == []
+    stored = gateway.data_dir / "storage" / "rooms" / room["id"] / "snapshots"
+    assert not stored.exists() or list(stored.iterdir()) == []  # no partial object either
+    assert (await alice.request("GET", f"/api/rooms/{room['id']}")).body["storage_status"]["state"] == "ok"
+    assert (await py.execute("import os; os.truncate('/workspace/noise', 1 << 20)")).status == "ok"
+    py.close()
+    assert (await alice.request("POST", path)).status == 201
+
+
+async def test_no_room_outlives_its_plans_max_room_lifetime(quota_gateway):
+    gateway = quota_gateway()
+    alice = gateway.client(token("alice"))
+    refused = await alice.request("POST", "/api/rooms", {"name": "long", "languages": ["python3"],
+                                                         "expires_in": 7200})
+    assert refused.status == 403, refused.body  # before: 201
+    assert "3600 seconds" in refused.body["message"]
+    room = await make_room(alice)  # no expiry asked: the plan's lifetime
+    created = datetime.fromisoformat(room["created_at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(room["expires_at"].replace("Z", "+00:00"))
+    assert abs((expires - created) - timedelta(seconds=3600)) < timedelta(seconds=5)
+    path = f"/api/rooms/{room['id']}"
+    for value in (None, (created + timedelta(seconds=3700)).isoformat()):
+        response = await alice.request("PATCH", path, {"expires_at": value})
+        assert response.status == 403, (value, response.body)
+        assert "at most" in response.body["message"]
+    within = (created + timedelta(seconds=1800)).isoformat()
+    response = await alice.request("PATCH", path, {"expires_at": within})
+    assert response.status == 200, response.body
