@@ -46,8 +46,9 @@ class AdminSnapshotsHandler(AdminHandler):
     """Every snapshot, deleted rooms' final snapshots included (`?room=` filters)."""
 
     async def get(self):
-        snapshots = await self.services.rooms.storage.snapshots(self.get_query_argument("room", None))
-        self.write_json([snapshot_model(s) for s in snapshots])
+        storage = self.services.rooms.storage
+        snapshots = await storage.snapshots(self.get_query_argument("room", None))
+        self.write_json([snapshot_model(s, storage.skipped(s.id)) for s in snapshots])
 
 
 class AdminAuditHandler(AdminHandler):

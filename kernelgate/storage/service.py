@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 import errno
 import hashlib
 import os
-import shutil
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
@@ -57,7 +57,9 @@ from kernelgate.clock import iso, utcnow
 from kernelgate.errors import BadRequest, NotFound, TooLarge, Unavailable
 from kernelgate.plans import Plan
 from kernelgate.storage import volumes
-from kernelgate.storage.archive import ArchiveError, ArchiveStats, fingerprint, pack, unpack
+from kernelgate.storage.archive import (
+    ArchiveError, ArchiveRefused, ArchiveStats, Limits, fingerprint, pack, remove_tree, unpack,
+)
 from kernelgate.storage.backend import CHUNK, ObjectMissing, StorageBackend, StorageUnavailable
 from kernelgate.storage.database import DatabaseBackend
 from kernelgate.storage.local import LocalBackend
@@ -73,10 +75,12 @@ class StorageStatus:
     error: str | None = None
     synced_at: datetime | None = None
     fingerprint: str | None = None  # of the working copy at the last successful sync
+    skipped: dict = field(default_factory=dict)  # what the last archive written left out
 
     def model(self) -> dict:
         return {"state": self.state, "error": self.error,
-                "synced_at": iso(self.synced_at) if self.synced_at else None}
+                "synced_at": iso(self.synced_at) if self.synced_at else None,
+                "skipped": self.skipped}
 
 
 class RoomStorage(LoggingConfigurable):
@@ -87,6 +91,22 @@ class RoomStorage(LoggingConfigurable):
     volumes_dir = Unicode(config=True, help="Host folder holding the image of each room's "
                           "workspace volume (workspace_quotas 'loop'). Default: <data_dir>/volumes.")
     workspace_uid = Int(1000, config=True, help="Owner (uid) of working copies: the sandboxes' user.")
+    max_archive_bytes = Int(
+        16 << 30, config=True,
+        help="Bytes of file content one archive (sync, snapshot) may hold, files counted at "
+        "their apparent size (a sparse file at its full size). Packing leaves out the files "
+        "that do not fit and reports them; a restore of an archive holding more is refused (413).",
+    )
+    max_archive_members = Int(
+        1_000_000, config=True,
+        help="Entries (files, folders, links) one archive may hold: packing stops there and "
+        "reports it; a restore of an archive with more is refused (413).",
+    )
+    max_archive_depth = Int(
+        128, config=True,
+        help="Folders nested deeper than this are left out of archives (reported); a restore "
+        "of an archive with deeper paths is refused (413).",
+    )
     sync_interval = Float(60.0, config=True, help="Seconds between syncs of changed working copies.")
     retry_interval = Float(10.0, config=True, help="Seconds between sync attempts of degraded rooms.")
     snapshot_retention = Float(
@@ -114,6 +134,7 @@ class RoomStorage(LoggingConfigurable):
         if s3.bucket:
             self.backends["s3"] = s3
         self._status: dict[str, StorageStatus] = {}
+        self._skipped: OrderedDict[str, dict] = OrderedDict()  # snapshot id -> report, latest _KEPT_REPORTS
         self._plans: dict[str, Plan] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._loop_task: asyncio.Future | None = None
@@ -133,6 +154,14 @@ class RoomStorage(LoggingConfigurable):
         if storage not in self.backends:
             raise BadRequest(f"Storage {storage!r} is not available; available: {', '.join(self.backends)}")
         return storage
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_archive_bytes, self.max_archive_members, self.max_archive_depth)
+
+    def skipped(self, snapshot_id: str) -> dict | None:
+        """What packing left out of a snapshot taken since this gateway started (None: unknown)."""
+        return self._skipped.get(snapshot_id)
 
     def working_copy(self, room_id: str) -> Path:
         return Path(self.rooms_dir) / room_id
@@ -326,24 +355,26 @@ class RoomStorage(LoggingConfigurable):
                 with contextlib.suppress(StorageUnavailable):
                     await self._guard(room_id, asyncio.to_thread(self.backends[storage].check))
             return False
-        current = await asyncio.to_thread(fingerprint, str(working))
+        current = await asyncio.to_thread(fingerprint, str(working), self.limits)
         if current == status.fingerprint and status.state == "ok":
             return False
         try:
             with metrics.STORAGE_SYNC.labels(storage).time():
-                await self._guard(room_id, self._upload(self.backends[storage], _current_key(room_id), working))
+                _, _, stats = await self._guard(
+                    room_id, self._upload(self.backends[storage], _current_key(room_id), working))
         except StorageUnavailable as e:
             metrics.STORAGE_FAILURES.labels(storage).inc()
             self.log.warning("Room %s: sync to %s storage failed: %s", room_id, storage, e.message)
             return False
         await self._synced(room_id, current)
+        self._report(room_id, "sync", stats)
         return True
 
     async def _synced(self, room_id: str, digest: str | None = None) -> None:
         """Record that the durable copy now holds the working copy (of fingerprint
         `digest`, computed when not given)."""
         if digest is None:
-            digest = await asyncio.to_thread(fingerprint, str(self.working_copy(room_id)))
+            digest = await asyncio.to_thread(fingerprint, str(self.working_copy(room_id)), self.limits)
         status = self.status(room_id)
         status.fingerprint, status.synced_at = digest, utcnow()
         await self.store.save_storage_state(room_id, digest, status.synced_at)
@@ -371,6 +402,10 @@ class RoomStorage(LoggingConfigurable):
             actor, reason, size, stats.files, digest,
         )
         await self.store.add_snapshot(record)
+        self._report(room_id, f"snapshot {snapshot_id}", stats)
+        self._skipped[snapshot_id] = stats.report()
+        while len(self._skipped) > _KEPT_REPORTS:
+            self._skipped.popitem(last=False)
         if plan.max_snapshots:
             kept = await self.store.snapshots(room_id)  # oldest first
             older = [s for s in kept if s.id not in (snapshot_id, keep)]
@@ -391,6 +426,13 @@ class RoomStorage(LoggingConfigurable):
         await self.store.delete_snapshot(snapshot.id)
         return True
 
+    def _report(self, room_id: str, what: str, stats: ArchiveStats) -> None:
+        """Show what an archive of the room's working copy left out (room model, log)."""
+        self.status(room_id).skipped = report = stats.report()
+        if report:
+            self.log.warning("Room %s: %s left out %s", room_id, what,
+                             ", ".join(f"{r['count']} {reason}" for reason, r in report.items()))
+
     async def _guard(self, room_id: str, operation):
         """Await a backend operation: a StorageUnavailable degrades the room (and is
         raised); success makes it ok."""
@@ -404,7 +446,7 @@ class RoomStorage(LoggingConfigurable):
         return result
 
     async def _upload(self, backend: StorageBackend, key: str, folder: Path, limit: int | None = None):
-        return await asyncio.to_thread(_upload, backend, key, folder, limit)
+        return await asyncio.to_thread(_upload, backend, key, folder, limit, limits=self.limits)
 
     async def _download(self, backend: StorageBackend, key: str, room_id: str) -> None:
         await asyncio.to_thread(self._download_blocking, backend, key, room_id)
@@ -448,7 +490,13 @@ class RoomStorage(LoggingConfigurable):
     def _unpack(self, backend: StorageBackend, key: str, folder: Path, room_id: str) -> None:
         try:
             with backend.open(key) as source:
-                unpack(source, str(folder), self._uid())
+                stats = unpack(source, str(folder), self._uid(), self.limits)
+                if stats.skipped:
+                    self.log.warning("Room %s: unpacking %s skipped %s", room_id, key,
+                                     ", ".join(f"{r['count']} {reason}" for reason, r in stats.report().items()))
+        except ArchiveRefused as e:
+            raise TooLarge(f"The archive {key} is beyond this gateway's limits: {e}; "
+                           "nothing changed") from None
         except ArchiveError as e:
             raise StorageUnavailable(f"The archive {key} is damaged: {e}") from e
         except OSError as e:
@@ -506,6 +554,10 @@ class RoomStorage(LoggingConfigurable):
         return self.workspace_uid if os.geteuid() == 0 else None
 
 
+#: Snapshots whose skipped report is kept in memory (for their answers).
+_KEPT_REPORTS = 1000
+
+
 def _current_key(room_id: str) -> str:
     return f"rooms/{room_id}/current.tar"
 
@@ -515,9 +567,8 @@ def _snapshot_key(room_id: str, snapshot_id: str) -> str:
 
 
 def _remove_folder(folder: Path) -> None:
-    """Remove a folder tree without following links (shutil.rmtree's fd-based walk)."""
-    if folder.is_dir() and not folder.is_symlink():
-        shutil.rmtree(folder)
+    """Remove a folder tree without following links, at any depth (archive.remove_tree)."""
+    remove_tree(str(folder))
 
 
 class _TooLong(Exception):
@@ -525,8 +576,9 @@ class _TooLong(Exception):
 
 
 def _upload(backend: StorageBackend, key: str, folder: Path,
-            limit: int | None = None) -> tuple[int, str, ArchiveStats]:
-    """Pack `folder` into `backend` under `key` through a pipe: (bytes, sha256, stats).
+            limit: int | None = None,
+            limits: Limits = Limits()) -> tuple[int, str, ArchiveStats]:
+    """Pack `folder` into `backend` under `key` within `limits` through a pipe: (bytes, sha256, stats).
     _TooLong, and nothing stored, once the archive passes `limit` bytes."""
     read_fd, write_fd = os.pipe()
     outcome: dict = {}
@@ -534,7 +586,7 @@ def _upload(backend: StorageBackend, key: str, folder: Path,
     def produce() -> None:
         try:
             with open(write_fd, "wb", buffering=CHUNK) as out:
-                outcome["stats"] = pack(str(folder), out)
+                outcome["stats"] = pack(str(folder), out, limits)
         except BaseException as e:  # noqa: BLE001 - handed to the reading side
             outcome["error"] = e
 
