@@ -1,22 +1,29 @@
 """Environments on real containers: detection over the API, installs in the install
 sandbox, and the room's kernels using what was installed without a network.
 
-The installs fetch from the package registries through the default bridge network, with
-the host's CA bundle (the registries themselves are pip's and Deno's defaults)."""
+The installs fetch from the package registries through the install fence (an internal
+network whose only way out is the gateway's allow-listing CONNECT proxy), with the host's
+CA bundle; the registries are this machine's pip and npm defaults, read from them."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import os
+import re
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
+
+from tests.ci import require
 
 SECRET = "environment-test-secret-long-enough-for-hs256"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -37,7 +44,7 @@ def token(user: str, admin: bool = False) -> str:
 @pytest.fixture
 def env_gateway(docker_engine, start_gateway, tmp_path):
     config = tmp_path / "environment_config.py"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG + registry_settings())
     return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
 
 
@@ -202,12 +209,13 @@ async def test_failed_install_reports_and_leaves_the_workspace(env_gateway):
     assert not list((env_gateway.data_dir / "installs").iterdir())
 
 
-class LoopbackService:
-    """A TCP server on the host's 127.0.0.1 that records every connection it accepts."""
+class HostService:
+    """A TCP server of the test on every address of the host (the role of a host service:
+    the gateway, a database) that records every connection it accepts."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("0.0.0.0", 0))
         self.sock.listen()
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -231,8 +239,87 @@ class LoopbackService:
         self.sock.close()
 
 
+LAN_SERVER = """
+import socket
+s = socket.socket()
+s.bind(("0.0.0.0", 8080))
+s.listen()
+print("LISTENING", flush=True)
+while True:
+    c, a = s.accept()
+    print("ACCEPTED", a[0], flush=True)
+    c.close()
+"""
+
+
+class LanHost:
+    """A container the test starts on Docker's default bridge, listening on port 8080:
+    the role of a LAN machine or metadata server that the default bridge reaches."""
+
+    def __init__(self, docker_engine) -> None:
+        from kernelgate.images import ImageBuilder
+
+        self.container = docker_engine.containers.run(
+            ImageBuilder().reference("python"), entrypoint=["python3", "-c", LAN_SERVER],
+            name=f"kernelgate-test-lan-{os.urandom(4).hex()}", network="bridge", detach=True,
+            user="1000:1000", cap_drop=["ALL"], read_only=True, security_opt=["no-new-privileges"])
+        for _ in range(300):
+            self.container.reload()
+            if b"LISTENING" in self.container.logs():
+                break
+            time.sleep(0.1)
+        self.ip, self.port = self.container.attrs["NetworkSettings"]["IPAddress"], 8080
+        assert self.ip and b"LISTENING" in self.container.logs(), self.container.logs()
+
+    def accepted(self) -> int:
+        return self.container.logs().count(b"ACCEPTED")
+
+    def remove(self) -> None:
+        self.container.remove(force=True)
+
+
+@pytest.fixture
+def lan_host(docker_engine):
+    host = LanHost(docker_engine)
+    yield host
+    host.remove()
+
+
+def registry_settings() -> str:
+    """The registries the installs use, from this machine's own package managers (no
+    registry is named here): pip's default index and its file host, npm's registry. Where
+    this machine resolves one of them to an address that is not public (a registry mirror
+    on a private or reserved address), it is named in egress_private_hosts, as an operator
+    with such a mirror would do."""
+    from pip._internal.models.index import PyPI
+
+    from kernelgate.environment.egress import address_refusal
+
+    npm = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True, timeout=120)
+    require(None if npm.returncode == 0 and npm.stdout.startswith("http") else f"npm registry: {npm}")
+    registry = npm.stdout.strip()
+    hosts = {urlsplit(PyPI.simple_url).hostname, PyPI.file_storage_domain, urlsplit(registry).hostname}
+    private = sorted(host for host in hosts
+                     if any(address_refusal(info[4][0]) for info in socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)))
+    return (f"c.EnvironmentService.pip_index_url = {PyPI.simple_url!r}\n"
+            f"c.EnvironmentService.npm_registry = {registry!r}\n"
+            f"c.EnvironmentService.egress_private_hosts = {private!r}\n"
+            f"c.EnvironmentService.egress_hosts = [{PyPI.file_storage_domain!r}]\n")
+
+
+@pytest.fixture
+def fenced_gateway(docker_engine, start_gateway, tmp_path, lan_host):
+    """A gateway whose allow-list also names the LAN host (which is private, so the proxy
+    must still refuse it)."""
+    config = tmp_path / "fenced_config.py"
+    config.write_text(CONFIG + registry_settings().replace(
+        "egress_hosts = [", f"egress_hosts = [{lan_host.ip + ':8080'!r}, "))
+    return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
+
+
 HOSTILE_SETUP = """
-import json, os, socket, sys
+import json, os, socket, sys, time
+from urllib.parse import urlsplit
 report = {{}}
 for path in ["/etc/owned", "/opt/kernelgate/owned", "/workspace/owned", {outside!r}]:
     try:
@@ -245,31 +332,91 @@ try:
     report["secret"] = open({secret!r}).read()
 except OSError as e:
     report["secret"] = type(e).__name__
-try:
-    socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
-    report["loopback"] = "connected"
-except OSError as e:
-    report["loopback"] = type(e).__name__
+
+def connect(name, host, port):
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        report[name] = "connected"
+    except OSError as e:
+        report[name] = type(e).__name__
+
+def ask(name, proxy, request):
+    try:
+        s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+        s.sendall(request.encode())
+        report[name] = s.recv(200).decode(errors="replace").split("\\r\\n")[0]
+        s.close()
+    except OSError as e:
+        report[name] = type(e).__name__
+
+connect("lan", {lan_ip!r}, {lan_port})
+connect("loopback", "127.0.0.1", {host_port})
+proxy = urlsplit(os.environ.get("HTTPS_PROXY", ""))
+if proxy.hostname:
+    connect("host-service", proxy.hostname, {host_port})
+    ask("proxy-lan", proxy, "CONNECT {lan_ip}:{lan_port} HTTP/1.1\\r\\n\\r\\n")
+    ask("proxy-unlisted", proxy, "CONNECT kernelgate-unlisted.invalid:443 HTTP/1.1\\r\\n\\r\\n")
+    ask("proxy-get", proxy, "GET http://{lan_ip}:{lan_port}/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+else:
+    report["proxy"] = "none"
 print("HOSTILE-REPORT " + json.dumps(report), flush=True)
+time.sleep(10)  # the test reads the fence's network and firewall rules meanwhile
 sys.exit(1)
 """
 
 
-async def test_hostile_setup_py_is_contained(env_gateway):
-    alice = env_gateway.client(token("alice"))
+def fences(gateway) -> list:
+    """This gateway's fence networks (Docker's view)."""
+    import docker
+
+    labels = ["org.kernelgate.install-fence", f"org.kernelgate.gateway={gateway.gateway_id}"]
+    return docker.from_env(timeout=60).networks.list(filters={"label": labels})
+
+
+def rules(program: str, *chain: str) -> list[str]:
+    done = subprocess.run([program, "-w", "10", "-S", *chain], capture_output=True, text=True, timeout=60)
+    return done.stdout.splitlines() if done.returncode == 0 else []
+
+
+async def watch_fence(gateway, install_task) -> dict:
+    """While the install runs: the fence's network attributes and firewall rules."""
+    while not install_task.done():
+        found = await asyncio.to_thread(fences, gateway)
+        if found:
+            network = found[0]
+            await asyncio.to_thread(network.reload)
+            bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
+            return {"attrs": network.attrs, "bridge": bridge,
+                    "input": await asyncio.to_thread(rules, "iptables", "INPUT"),
+                    "chain": await asyncio.to_thread(rules, "iptables", "KG-" + bridge),
+                    "chain6": await asyncio.to_thread(rules, "ip6tables", "KG-" + bridge),
+                    "input6": await asyncio.to_thread(rules, "ip6tables", "INPUT"),
+                    "isolation": await asyncio.to_thread(rules, "iptables", "DOCKER-ISOLATION-STAGE-1")}
+        await asyncio.sleep(0.2)
+    return {}
+
+
+async def test_hostile_setup_py_is_contained(fenced_gateway, lan_host):
+    """A setup.py tries the files, the LAN host, a host service and the proxy: all fail,
+    and the fence's network and rules read as documented."""
+    gateway = fenced_gateway
+    alice = gateway.client(token("alice"))
     room = await make_room(alice, ["python3"])
     rid = room["id"]
-    secret = env_gateway.data_dir / "gateway-secret.txt"
+    secret = gateway.data_dir / "gateway-secret.txt"
     secret.write_text("the gateway's own file")
-    outside = env_gateway.data_dir / "owned-by-setup-py"
-    service = LoopbackService()
+    outside = gateway.data_dir / "owned-by-setup-py"
+    service = HostService()
     try:
         await put_file(alice, rid, "requirements.txt", "./evil\n")
         await put_file(alice, rid, "evil/setup.py", HOSTILE_SETUP.format(
-            outside=str(outside), secret=str(secret), port=service.port))
-        workspace = env_gateway.data_dir / "rooms" / rid
+            outside=str(outside), secret=str(secret), host_port=service.port,
+            lan_ip=lan_host.ip, lan_port=lan_host.port))
+        workspace = gateway.data_dir / "rooms" / rid
         before = tree_digest(workspace)
-        progress, result = await install(alice, rid)
+        running = asyncio.ensure_future(install(alice, rid))
+        fence = await watch_fence(gateway, running)
+        progress, result = await running
     finally:
         service.close()
     assert result["status"] == "error"
@@ -278,9 +425,73 @@ async def test_hostile_setup_py_is_contained(env_gateway):
     # the setup.py ran, and every attempt failed
     assert set(report.values()).isdisjoint({"written", "connected", "the gateway's own file"}), report
     assert report["secret"] == "FileNotFoundError"
-    assert service.accepted == 0
+    assert report["proxy-lan"].startswith("HTTP/1.1 403"), report
+    assert report["proxy-unlisted"].startswith("HTTP/1.1 403"), report
+    assert report["proxy-get"].startswith("HTTP/1.1 405"), report
+    assert service.accepted == 0 and lan_host.accepted() == 0
+    refusals = [e["line"] for e in progress if "egress refused" in e["line"]]
+    assert any(f"CONNECT {lan_host.ip}:8080: it resolves to {lan_host.ip}, a private address" in r
+               for r in refusals), refusals
+    assert any("kernelgate-unlisted.invalid:443: not in the allow-list" in r for r in refusals), refusals
     assert not outside.exists() and not Path("/etc/owned").exists()
     assert tree_digest(workspace) == before
+
+    # the fence, read while the install ran: an internal network without inter-container
+    # traffic; Docker drops what leaves its subnet (169.254.169.254, the private ranges);
+    # the host (any of its addresses, 172.17.0.1 among them) takes only the proxy's port
+    assert fence, "no fence network while the install ran"
+    attrs, bridge, chain = fence["attrs"], fence["bridge"], "KG-" + fence["bridge"]
+    assert attrs["Internal"] is True and attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    subnet = ipaddress.ip_network(attrs["IPAM"]["Config"][0]["Subnet"])
+    gateway_ip = attrs["IPAM"]["Config"][0]["Gateway"]
+    for outside_address in ("169.254.169.254", "172.17.0.1", "10.0.0.1", "192.168.1.1", "100.100.100.200"):
+        assert ipaddress.ip_address(outside_address) not in subnet
+    assert f"-A DOCKER-ISOLATION-STAGE-1 ! -d {subnet} -i {bridge} -j DROP" in fence["isolation"]
+    assert fence["input"][1] == f"-A INPUT -i {bridge} -j {chain}", fence["input"][:3]
+    assert fence["input6"][1] == f"-A INPUT -i {bridge} -j {chain}", fence["input6"][:3]
+    proxy_port = re.search(r"--dport (\d+)", fence["chain"][1]).group(1)
+    assert fence["chain"] == [f"-N {chain}",
+                              f"-A {chain} -d {gateway_ip}/32 -p tcp -m tcp --dport {proxy_port} -j ACCEPT",
+                              f"-A {chain} -j DROP"], fence["chain"]
+    assert fence["chain6"] == [f"-N {chain}", f"-A {chain} -j DROP"]
+    # and nothing of it is left
+    assert not fences(gateway)
+    assert not any(chain in rule for rule in rules("iptables") + rules("ip6tables"))
+
+
+@pytest.mark.parametrize("requirements", [
+    "--index-url=http://{lan}/simple\n--trusted-host={ip}\nsix==1.16.0\n", "-e /\n", "; rm -rf /\n", "six==1.16.0 ; rm -rf /workspace\n"])
+async def test_option_injection_in_requirements_has_no_effect(fenced_gateway, lan_host, requirements):
+    """Row 13: options and shell syntax in requirements.txt reach pip as a file it parses
+    (argv, no shell): an index redirect meets the fence, the rest fails; nothing changes."""
+    alice = fenced_gateway.client(token("alice"))
+    room = await make_room(alice, ["python3"])
+    rid = room["id"]
+    await put_file(alice, rid, "keep.txt", "still here\n")
+    await put_file(alice, rid, "requirements.txt", requirements.format(lan=f"{lan_host.ip}:{lan_host.port}", ip=lan_host.ip))
+    workspace = fenced_gateway.data_dir / "rooms" / rid
+    before = tree_digest(workspace)
+    progress, result = await install(alice, rid)
+    assert lan_host.accepted() == 0
+    assert (workspace / "keep.txt").read_text() == "still here\n"
+    assert result["status"] == "error", result
+    assert tree_digest(workspace) == before
+    if requirements.startswith("--index-url"):
+        assert any(f"egress refused GET http://{lan_host.ip}:8080/simple/six/" in e["line"] for e in progress), \
+            [e["line"] for e in progress][-15:]
+
+
+async def test_option_injection_in_project_file_refused(env_gateway):
+    """Row 13: kernelgate.toml package names that look like options or shell are refused."""
+    alice = env_gateway.client(token("alice"))
+    room = await make_room(alice, ["python3"])
+    rid = room["id"]
+    for language, name in (("python", "--index-url=http://x"), ("python", "-e /"),
+                           ("python", "; rm -rf /"), ("javascript", "; rm -rf /"), ("javascript", "--prefix=/")):
+        await put_file(alice, rid, "kernelgate.toml", f"[packages]\n{language} = [{name!r}]\n")
+        refused = await alice.request("POST", f"/api/rooms/{rid}/environment/install", {})
+        assert refused.status == 400 and refused.body["reason"] == "Bad Request", (name, refused.body)
+        assert "packages" in refused.body["message"], refused.body
 
 
 async def test_go_and_cargo_projects_detected(env_gateway):
@@ -353,7 +564,7 @@ sys.exit(1)
 
 async def test_install_disk_and_time_limits(docker_engine, start_gateway, tmp_path):
     config = tmp_path / "limits_config.py"
-    config.write_text(CONFIG + 'c.EnvironmentService.disk = "1m"\nc.EnvironmentService.timeout = 8\n')
+    config.write_text(CONFIG + registry_settings() + 'c.EnvironmentService.disk = "1m"\nc.EnvironmentService.timeout = 8\n')
     gateway = start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
     alice = gateway.client(token("alice"))
     room = await make_room(alice, ["python3"])
@@ -378,3 +589,72 @@ async def test_install_disk_and_time_limits(docker_engine, start_gateway, tmp_pa
     assert tree_digest(workspace) == before
     labels = ["org.kernelgate.install", f"org.kernelgate.gateway={gateway.gateway_id}"]
     assert not docker_engine.containers.list(all=True, filters={"label": labels})
+
+
+def test_egress_policy_refuses_every_address_that_is_not_public():
+    """The proxy's address policy, read without sending a packet: metadata, the Docker
+    host, private, shared and loopback ranges (v4, v6, v4-mapped) are refused."""
+    from kernelgate.environment.egress import address_refusal, allowed_targets, split_authority
+
+    for address in ("169.254.169.254", "172.17.0.1", "10.1.2.3", "192.168.1.1", "100.100.100.200",
+                    "127.0.0.1", "0.0.0.0", "224.0.0.1", "::1", "fd00:ec2::254", "fe80::1",
+                    "::ffff:169.254.169.254", "::ffff:10.0.0.1", "240.0.0.1"):
+        assert address_refusal(address), address
+    assert address_refusal("8.8.8.8") is None and address_refusal("2001:4860:4860::8888") is None
+    assert allowed_targets(["https://Index.Example/simple", "http://mirror.example:8080/", "file:///mirror", ""],
+                           ["files.example", "other.example:8443", "[2001:db8::1]:443"]) == {
+        ("index.example", 443), ("mirror.example", 8080), ("files.example", 443),
+        ("other.example", 8443), ("2001:db8::1", 443)}
+    for bad in ("a:b", "a:0", "a:70000", "::1:443", "a b:443", "user@a:443", "[::1"):
+        with pytest.raises(ValueError):
+            split_authority(bad, default_port=443)
+
+
+async def test_egress_proxy_tunnels_only_what_it_allows():
+    """The proxy on loopback, with a loopback echo server as the only target: refused while
+    loopback is not explicitly allowed, tunnelled once it is; other methods, unlisted ports
+    and oversized heads are refused, and each refusal is reported."""
+    from kernelgate.environment.egress import MAX_HEAD, EgressProxy
+
+    async def echo(reader, writer):
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    refused: list[str] = []
+
+    async def ask(proxy_port: int, request: bytes) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 20), reader, writer
+
+    try:
+        for private_ok, expected in (((), b"HTTP/1.1 403"), (("127.0.0.1",), b"HTTP/1.1 200")):
+            proxy = EgressProxy({("127.0.0.1", port)}, private_ok, on_refused=refused.append)
+            proxy_port = await proxy.start("127.0.0.1")
+            try:
+                status, reader, writer = await ask(proxy_port, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n".encode())
+                assert status.startswith(expected), status
+                if expected.endswith(b"200"):
+                    assert await asyncio.wait_for(reader.readline(), 20) == b"\r\n"
+                    writer.write(b"through the tunnel\n")
+                    assert await asyncio.wait_for(reader.readline(), 20) == b"through the tunnel\n"
+                writer.close()
+                for request, answer in ((f"CONNECT 127.0.0.1:{port + 1} HTTP/1.1\r\n\r\n".encode(), b"HTTP/1.1 403"),
+                                        (f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\n\r\n".encode(), b"HTTP/1.1 405"),
+                                        (b"CONNECT " + b"a" * MAX_HEAD + b":443 HTTP/1.1\r\n\r\n", b"")):
+                    status, _, writer = await ask(proxy_port, request)
+                    assert status.startswith(answer) and (answer or status == b""), (request[:40], status)
+                    writer.close()
+            finally:
+                await proxy.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert any(f"CONNECT 127.0.0.1:{port}: it resolves to 127.0.0.1, a loopback address" in r for r in refused), refused
+    assert any(f"CONNECT 127.0.0.1:{port + 1}: not in the allow-list" in r for r in refused), refused
+    assert any(r.startswith(f"egress refused GET http://127.0.0.1:{port}/") for r in refused), refused

@@ -6,16 +6,20 @@ An install runs in two short-lived containers per request, both confined like ke
 no-new-privileges), with the install's own limits and declared differences:
 
 1. **fetch** (one per language, the language's image): the only kind of kernelgate
-   container with a network (`network`). The workspace is mounted read-only; the package
-   manager writes into /install, a size-limited tmpfs of the gateway's host (`disk`), so
-   nothing it runs (a hostile setup.py) can change the workspace or fill the disk.
+   container with a network: by default (`network = "fenced"`) the install's own fence
+   (kernelgate.environment.egress), an internal network whose only reachable host is the
+   gateway's allow-listing CONNECT proxy; HTTPS_PROXY/HTTP_PROXY point the package
+   manager at it. The workspace is mounted read-only; the package manager writes into
+   /install, a size-limited tmpfs of the gateway's host (`disk`), so nothing it runs (a
+   hostile setup.py) can change the workspace, fill the disk or reach another host.
 2. **swap** (no network): copies /install (read-only now) into the workspace next to the
    old packages, then renames the copies into place: `.kernelgate/python` (on room kernels'
    PYTHONPATH) and `<workdir>/node_modules`. A failure before the renames leaves the
    workspace as it was.
 
 Then the room's kernels restart in fresh sandboxes, so that they import the new packages
-with no network. Index URLs, proxies and the CA bundle come from this configuration only.
+with no network. Index URLs, the allow-list, proxies and the CA bundle come from this
+configuration only.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traitlets import Dict, Float, Int, List, Unicode
+from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
+from kernelgate.environment.egress import EgressProxy, Fence, FenceError, allowed_targets, remove_leftover_fences
 from kernelgate.environment.detect import INSTALLABLE, analyze, scan
 from kernelgate.environment.tree import AgentTree, HostTree
 from kernelgate.errors import BadRequest, Conflict, GatewayError, Unavailable
@@ -116,10 +121,23 @@ class EnvironmentService(LoggingConfigurable):
     """Detection for rooms and solo kernels; installs for rooms (admins, Docker kernels)."""
 
     network = Unicode(
-        "bridge", config=True,
-        help="Docker network of install containers (the only containers with one): 'bridge'"
-        " (the default bridge), a network of your own whose egress you control, or 'none' with"
-        " a mirror_dir for air-gapped installs.",
+        "fenced", config=True,
+        help="Network of install containers (the only containers with one): 'fenced' (an"
+        " internal network per install whose only way out is the gateway's CONNECT proxy to"
+        " egress_hosts and the index URLs' hosts), 'none' with a mirror_dir for air-gapped"
+        " installs, or a Docker network of your own whose egress you control (never"
+        " 'bridge', 'host' or 'default').",
+    )
+    egress_hosts = List(
+        Unicode(), config=True,
+        help="Fenced installs: 'host' (port 443) or 'host:port' the proxy also lets through,"
+        " besides the hosts of pip_index_url, pip_extra_index_urls and npm_registry (e.g. the"
+        " host an index serves its files from).",
+    )
+    egress_private_hosts = List(
+        Unicode(), config=True,
+        help="Allowed hosts that may resolve to loopback, private or link-local addresses"
+        " (a mirror on your LAN); any other allowed host that does is refused.",
     )
     timeout = Float(600.0, config=True, help="Seconds an install step may take before it is killed.")
     memory = Int(1024 * 1024 * 1024, config=True,
@@ -150,6 +168,13 @@ class EnvironmentService(LoggingConfigurable):
         default_value={"python": "python", "javascript": "deno"}, config=True,
         help="Language -> image (a folder of images/) its installs run in.",
     )
+
+    @validate("network")
+    def _check_network(self, proposal):
+        if proposal["value"] in ("bridge", "host", "default", "") or proposal["value"].startswith("container:"):
+            raise TraitError(f"EnvironmentService.network {proposal['value']!r} is not fenced: use"
+                             " 'fenced', 'none' or a network of your own")
+        return proposal["value"]
 
     def __init__(self, rooms: RoomService, registry: KernelRegistry, store: Store, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -232,11 +257,14 @@ class EnvironmentService(LoggingConfigurable):
                   "languages": [{"language": p["language"], "source": p["install"]["source"],
                                  "packages": p["install"]["packages"]} for p in plans],
                   "restarted": []}
+        fence = None
         try:
             limit_kib = await self._make_staging(staging)
+            if self.network == "fenced":
+                fence = await self._open_fence(job)
             moves = []
             for plan in plans:
-                moves += await self._fetch(job, plan, workdir, references[plan["language"]], staging)
+                moves += await self._fetch(job, plan, workdir, references[plan["language"]], staging, fence)
             await self._swap(job, staging, limit_kib, moves, references[plans[0]["language"]])
             result["restarted"], failed = await self._restart(job)
             if failed:
@@ -249,6 +277,8 @@ class EnvironmentService(LoggingConfigurable):
             self.log.exception("Install in room %s failed", job.room_id)
             result.update(status="error", message=f"The install failed: {e}")
         finally:
+            if fence is not None:
+                await fence.close()
             await self._remove_staging(staging)
             result["duration"] = round(time.monotonic() - started, 1)
             self._last[job.room_id] = {k: v for k, v in result.items() if k != "type"}
@@ -269,6 +299,7 @@ class EnvironmentService(LoggingConfigurable):
             engine = DockerEngine.instance()
             for container in await engine.labelled_containers(INSTALL_LABEL):
                 await engine.remove(container)
+            await remove_leftover_fences(engine, self.log)
         installs = Path(self.store.data_dir) / "installs"
         for staging in await asyncio.to_thread(lambda: list(installs.iterdir()) if installs.is_dir() else []):
             await self._remove_staging(staging)
@@ -285,8 +316,12 @@ class EnvironmentService(LoggingConfigurable):
             _, err = await process.communicate()
             if process.returncode:
                 raise InstallFailed(f"The staging area could not be made: {err.decode(errors='replace').strip()}")
-        else:  # not root: the container user must write here; the size is checked at the swap
-            await asyncio.to_thread(staging.chmod, 0o777)
+        else:  # not root: the folder goes to the container user (the size is checked at the swap)
+            try:
+                await asyncio.to_thread(_give, staging, self.uid)
+            except OSError as e:
+                raise InstallFailed(f"The staging area could not be given to uid {self.uid} ({e.strerror}):"
+                                    " run the gateway as root or as that uid") from None
         return limit
 
     async def _remove_staging(self, staging: Path) -> None:
@@ -319,23 +354,38 @@ class EnvironmentService(LoggingConfigurable):
             "labels": {INSTALL_LABEL: job.room_id},
         }
 
-    def _network_env(self) -> dict[str, str]:
+    async def _open_fence(self, job: Job) -> Fence:
+        """This install's fence; InstallFailed (the install is refused) when it cannot be made."""
+        allowed = allowed_targets([self.pip_index_url, *self.pip_extra_index_urls, self.npm_registry],
+                                  self.egress_hosts)
+        proxy = EgressProxy(allowed, self.egress_private_hosts, log=self.log,
+                            on_refused=lambda line: job.progress("", "fetch", f"[kernelgate] {line}"))
+        try:
+            return await Fence.open(DockerEngine.instance(), job.room_id, proxy, self.log)
+        except FenceError as e:
+            self.log.error("Install in room %s refused: %s", job.room_id, e)
+            raise InstallFailed(f"The install was refused: its network fence could not be made ({e});"
+                                " nothing ran and nothing in the workspace changed") from None
+
+    def _network_env(self, fence: Fence | None) -> dict[str, str]:
         env = {}
         if self.ca_bundle:
             env.update(PIP_CERT=CA_PATH, DENO_CERT=CA_PATH, NODE_EXTRA_CA_CERTS=CA_PATH, SSL_CERT_FILE=CA_PATH)
-        for name, value in (("HTTP_PROXY", self.http_proxy), ("HTTPS_PROXY", self.https_proxy),
-                            ("NO_PROXY", self.no_proxy)):
+        proxies = ((("HTTP_PROXY", fence.proxy_url), ("HTTPS_PROXY", fence.proxy_url)) if fence else
+                   (("HTTP_PROXY", self.http_proxy), ("HTTPS_PROXY", self.https_proxy), ("NO_PROXY", self.no_proxy)))
+        for name, value in proxies:
             if value:
                 env[name] = env[name.lower()] = value
         return env
 
     async def _fetch(self, job: Job, plan: dict, workdir: str, reference: str,
-                     staging: Path) -> list[str]:
-        """Run the language's package manager into the staging area; [source,
-        destination] of what the swap then moves into the workspace."""
+                     staging: Path, fence: Fence | None) -> list[str]:
+        """Run the language's package manager into the staging area (on the fence's network
+        when there is one); [source, destination] of what the swap then moves into the
+        workspace."""
         language, install = plan["language"], plan["install"]
         project_dir = f"{project.MOUNT}/{workdir}".rstrip("/")
-        env = self._network_env()
+        env = self._network_env(fence)
         if language == "python":
             env.update(PIP_CONFIG_FILE="/dev/null", PIP_CACHE_DIR="/tmp/pip-cache",
                        PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="1")
@@ -366,12 +416,16 @@ class EnvironmentService(LoggingConfigurable):
                        ' exec deno install', "sh", manifest]
             moves = [f"{STAGING_PATH}/js/node_modules", f"{project_dir}/node_modules"]
             working_dir = "/tmp"
-        options = self._options(job, staging, self.network, "ro", working_dir, env)
+        options = self._options(job, staging, fence.name if fence else self.network, "ro", working_dir, env)
         job.progress(language, "fetch", f"[kernelgate] {' '.join(command[:4])} ... (from {install['source']})")
+        refused = fence.proxy.refusals if fence else 0
         code, why = await self._run_container(job, language, "fetch", reference, command, options)
         if code != 0:
+            blocked = (f" The install's egress proxy refused {fence.proxy.refusals - refused} connection(s)"
+                       " (see the progress lines; EnvironmentService.egress_hosts is the allow-list)."
+                       if fence and fence.proxy.refusals > refused else "")
             raise InstallFailed(f"The {language} install failed ({why}); nothing in the workspace changed."
-                                f" Last output: {job.tail(f'{language}/fetch')}")
+                                f"{blocked} Last output: {job.tail(f'{language}/fetch')}")
         return moves
 
     async def _swap(self, job: Job, staging: Path, limit_kib: int, moves: list[str], reference: str) -> None:
@@ -442,6 +496,17 @@ class EnvironmentService(LoggingConfigurable):
             except GatewayError as e:
                 failed.append(f"{kernel.name}: {e.message}")
         return restarted, failed
+
+
+def _give(folder: Path, uid: int) -> None:
+    """Make `folder` (just created, 0700) the container user's, without following a link."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if os.fstat(fd).st_uid != uid:
+            os.fchown(fd, uid, uid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def _npm_spec(spec: str) -> tuple[str, str]:
