@@ -118,7 +118,8 @@ class Server:
         self.docker = variant.startswith("kernelgate-docker")
         self.headers: dict = {}
         env = dict(os.environ)
-        if variant.startswith("kernelgate"):
+        if variant.startswith("kernelgate"):  # a warm pool only where its config sets one
+            env.setdefault("KERNELGATE_KernelRegistry__pool_sizes", "{}")
             args = [sys.executable, "-m", "kernelgate", "serve", "--no-auth",
                     f"--port={self.port}", f"--runtime-dir={self.workdir}/r",
                     f"--data-dir={self.workdir}/data", f"--gateway-id={self.gateway_id}",

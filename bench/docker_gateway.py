@@ -47,7 +47,8 @@ def docker_gateway(name: str, config: str, source: Path = ROOT):
     port, tmp = free_port(), Path(tempfile.mkdtemp(prefix=f"kg{name}-", dir="/tmp"))
     gateway_id = f"bench-{name}-{port}"
     (tmp / "config.py").write_text(config)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    # no default warm pool: only the pools `config` sets (it overrides this variable)
+    env = {"KERNELGATE_KernelRegistry__pool_sizes": "{}", **os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
     process = subprocess.Popen(
         [sys.executable, "-m", "kernelgate", "serve", f"--port={port}", "--no-auth",

@@ -71,8 +71,9 @@ def free_port() -> int:
 
 
 def _source_env(source: Path) -> dict:
-    """The environment that makes `python -m kernelgate` import the code in `source`."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+    """The environment that makes `python -m kernelgate` import the code in `source`,
+    without the default warm pool (this measures cold starts)."""
+    return {"KERNELGATE_KernelRegistry__pool_sizes": "{}", **os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
 
 

@@ -60,6 +60,10 @@ def _remove_containers(gateway_id: str) -> None:
         pass  # no engine: nothing to remove
 
 
+#: The variable that turns off the gateway's default warm pool in tests.
+NO_POOL = "KERNELGATE_KernelRegistry__pool_sizes"
+
+
 class GatewayProcess:
     """`kernelgate serve` in a subprocess, with its log captured to a file."""
 
@@ -81,7 +85,10 @@ class GatewayProcess:
             *([] if authenticated else ["--no-auth"]), *args,
         ]
         self.extra_args = args
-        self.env = {**os.environ, **(env or {})}
+        # no default warm pool (KernelRegistry.pool_sizes) unless a test asks for one: a
+        # config file or option still sets one, and env={NO_POOL: None} keeps the default
+        merged = {NO_POOL: "{}", **os.environ, **(env or {})}
+        self.env = {k: v for k, v in merged.items() if v is not None}
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> GatewayProcess:

@@ -71,15 +71,18 @@ async def test_websocket_to_unknown_kernel_is_404_before_upgrade(local_gateway):
     assert info.value.code == 404
 
 
-async def test_only_kernel_env_passes(local_gateway):
-    client = local_gateway.client()
-    kernel = await client.start_kernel(env={"KERNEL_COLOR": "blue", "SECRET": "x", "KERNEL_USERNAME": "mallory"})
+async def test_only_kernel_env_passes(start_gateway):
+    """Only allowed_client_env's variables pass (KERNEL_SHAPE is not one)."""
+    gateway = start_gateway("--kernels=local", "--KernelRegistry.allowed_client_env=KERNEL_COLOR")
+    client = gateway.client()
+    kernel = await client.start_kernel(env={"KERNEL_COLOR": "blue", "SECRET": "x", "KERNEL_USERNAME": "mallory",
+                                            "KERNEL_SHAPE": "round"})
     ws = await client.connect(kernel["id"])
     run = await ws.execute(
         "import os; print(os.environ.get('KERNEL_COLOR'), os.environ.get('SECRET'),"
-        " os.environ.get('KERNEL_USERNAME'))"
+        " os.environ.get('KERNEL_USERNAME'), os.environ.get('KERNEL_SHAPE'))"
     )
-    assert run.stdout.split() == ["blue", "None", "dev"]
+    assert run.stdout.split() == ["blue", "None", "dev", "None"]
     ws.close()
     assert (await client.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204
 

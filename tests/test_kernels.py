@@ -188,19 +188,21 @@ async def test_large_and_small_client_messages_keep_their_order(gateway):
 
 
 async def test_only_kernel_env_passes_into_a_docker_kernel(docker_engine, start_gateway):
-    """A client's variables other than KERNEL_* never reach the sandbox, KERNEL_USERNAME is
-    the gateway's, and nothing of the gateway's own environment leaks in."""
-    gateway = start_gateway("--kernels=docker", env={"GATEWAY_ONLY_SECRET": "hunter2"})
+    """Only the client's variables of allowed_client_env reach the sandbox, KERNEL_USERNAME
+    is the gateway's, and nothing of the gateway's own environment leaks in."""
+    gateway = start_gateway("--kernels=docker", "--KernelRegistry.allowed_client_env=KERNEL_COLOR",
+                            env={"GATEWAY_ONLY_SECRET": "hunter2"})
     client = gateway.client()
     kernel = await client.start_kernel(env={
         "KERNEL_COLOR": "blue", "SECRET": "x", "KERNEL_USERNAME": "mallory", "LD_PRELOAD": "/tmp/x.so",
+        "KERNEL_SHAPE": "round",
     })
     ws = await client.connect(kernel["id"])
     run = await ws.execute(
         "import os; print(os.environ.get('KERNEL_COLOR'), os.environ.get('SECRET'),"
         " os.environ.get('KERNEL_USERNAME'), os.environ.get('LD_PRELOAD'),"
-        " sum('hunter2' in v for v in os.environ.values()))"
+        " sum('hunter2' in v for v in os.environ.values()), os.environ.get('KERNEL_SHAPE'))"
     )
-    assert run.stdout.split() == ["blue", "None", "dev", "None", "0"]
+    assert run.stdout.split() == ["blue", "None", "dev", "None", "0", "None"]
     ws.close()
     assert (await client.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204

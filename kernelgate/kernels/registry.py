@@ -10,8 +10,10 @@ kernel's folder is removed with the kernel.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -32,7 +34,7 @@ from kernelgate import metrics, socketdir
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
-from kernelgate.errors import Capacity, GatewayError, NotFound, TooMany, Unavailable
+from kernelgate.errors import BadRequest, Capacity, GatewayError, NotFound, TooMany, Unavailable
 from kernelgate.kernels.agent import AgentClient
 from kernelgate.kernels.hub import KernelHub
 from kernelgate.kernels.watch import KernelWatch
@@ -41,6 +43,45 @@ from kernelgate.tiers import Tiers
 
 #: Longest path a unix socket may have (sun_path), less room for "-<port>".
 _MAX_IPC_PREFIX = 100
+
+#: Client variables the gateway reads itself; none reaches a sandbox or forces a cold
+#: start, and allowed_client_env may not name them (docs/api.md). KERNEL_USERNAME: the caller is the owner, whatever it says.
+#: KERNEL_ROOM: asks for a room's kernel (handlers.kernels). KERNEL_LAUNCH_TIMEOUT: the
+#: client's own wait. KERNEL_WORKING_DIR: a folder of the client's machine, which no
+#: sandbox has (solo kernels work in their sandbox's home, room kernels in /workspace).
+WELL_KNOWN_ENV = ("KERNEL_USERNAME", "KERNEL_ROOM", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_WORKING_DIR")
+#: What allowed_client_env may name: KERNEL_* variables (never PATH, HOME, LD_*...).
+_CLIENT_ENV_NAME = re.compile(r"KERNEL_[A-Z0-9_]{1,100}")
+#: Longest value of a client variable passed into a sandbox.
+MAX_ENV_VALUE = 4096
+#: The pool kept when pool_sizes is not configured: of the default kernelspec.
+DEFAULT_POOL = {"min": 1, "max": 2}
+
+
+def pool_limits(sizes: dict) -> dict[str, tuple[int, int]]:
+    """pool_sizes as kernelspec -> (min, max); TraitError for a malformed entry.
+
+    An entry is a number N (exactly N ready), {"min": m, "max": M}, or from the command
+    line the text "N" or "m:M"."""
+    limits = {}
+    for name, size in sizes.items():
+        try:
+            if isinstance(size, str):
+                low, _, high = size.partition(":")
+                low, high = int(low), int(high or low)
+            elif isinstance(size, dict) and set(size) <= {"min", "max"}:
+                low = int(size.get("min", 0))
+                high = int(size.get("max", low))
+            elif isinstance(size, int) and not isinstance(size, bool):
+                low = high = size
+            else:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise TraitError(f"pool_sizes[{name!r}]: a number, {{'min': m, 'max': M}} or 'm:M'") from None
+        if not 0 <= low <= high:
+            raise TraitError(f"pool_sizes[{name!r}]: need 0 <= min <= max")
+        limits[name] = (low, high)
+    return limits
 
 
 class _ExpectedFailures(logging.Filter):
@@ -140,11 +181,25 @@ class KernelRegistry(LoggingConfigurable):
         12 * 3600.0, config=True, help="Seconds after which a solo kernel is stopped; 0 = never."
     )
     pool_sizes = Dict(
-        value_trait=Int(), default_value={}, config=True,
-        help="Kernelspec name -> solo kernels kept started and waiting (Docker only). A "
-        "request without client KERNEL_* variables takes one; rooms are never pooled.",
+        default_value=None, allow_none=True, config=True,
+        help="Kernelspec name -> solo kernels kept started and waiting (Docker only): a "
+        "number, or {'min': m, 'max': M}, the pool then holding as many as that "
+        "kernelspec's starts in the last pool_window seconds, within min..max. None (not "
+        "set): {default kernelspec: {'min': 1, 'max': 2}}; {}: no pools. A solo start takes "
+        "one unless it passes a variable of allowed_client_env; rooms are never pooled.",
     )
+    pool_window = Float(
+        60.0, config=True, help="Seconds of solo starts that size a pool between its min and max."
+    )
+    pool_parallel = Int(2, config=True, help="Pool kernels started at once, over all pools (>= 1).")
     pool_retry = Float(10.0, config=True, help="Seconds between attempts to refill pools.")
+    allowed_client_env = List(
+        Unicode(), default_value=[], config=True,
+        help="KERNEL_* variables a client may pass into a solo kernel's sandbox. A start "
+        "that passes one gets a new kernel (not a pooled one: its environment is set). Other "
+        "client variables are dropped, except those the gateway reads (KERNEL_USERNAME, "
+        "KERNEL_ROOM, KERNEL_LAUNCH_TIMEOUT, KERNEL_WORKING_DIR; docs/api.md).",
+    )
     max_output = Int(
         4 * 1024 * 1024, config=True,
         help="Bytes of output one execution may send; beyond, output is cut with a notice.",
@@ -168,6 +223,26 @@ class KernelRegistry(LoggingConfigurable):
         "what a WebSocket carries: ServeApp.max_message_size). A message with a larger "
         "frame is dropped unread: not verified, decoded, buffered or forwarded. 0: no limit.",
     )
+
+    @validate("pool_sizes")
+    def _valid_pool_sizes(self, proposal):
+        if proposal["value"] is not None:
+            pool_limits(proposal["value"])
+        return proposal["value"]
+
+    @validate("pool_parallel")
+    def _at_least_one(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError("pool_parallel must be at least 1")
+        return proposal["value"]
+
+    @validate("allowed_client_env")
+    def _kernel_names_only(self, proposal):
+        for name in proposal["value"]:
+            if not _CLIENT_ENV_NAME.fullmatch(name) or name in WELL_KNOWN_ENV:
+                raise TraitError(f"allowed_client_env: {name!r} is not a client KERNEL_* variable"
+                                 f" for the sandbox (nor one of {', '.join(WELL_KNOWN_ENV)})")
+        return proposal["value"]
 
     @default("runtime_dir")
     def _default_runtime_dir(self):
@@ -198,6 +273,10 @@ class KernelRegistry(LoggingConfigurable):
         self._pools: dict[str, list[Kernel]] = {}
         self._pool_keeper: asyncio.Future | None = None
         self._pool_wanted = asyncio.Event()
+        self._pool_fills: dict[str, set[asyncio.Task]] = {}  # kernelspec -> pool kernels starting
+        self._pool_drops: set[asyncio.Task] = set()  # pool kernels being removed (demand fell)
+        self._pool_failed: dict[str, tuple[float, str]] = {}  # kernelspec -> (when, why) of its last failed fill
+        self._demand: dict[str, collections.deque[float]] = {}  # kernelspec -> times of solo starts
         self.draining = False  # set by `drain`: starts answer Draining (503)
 
     # -- lookups -------------------------------------------------------------------
@@ -223,14 +302,16 @@ class KernelRegistry(LoggingConfigurable):
                     workspace: Path | None = None) -> Kernel:
         """Start a kernel of kernelspec `name` for `owner` and wait until it answers.
 
-        `env` holds client-supplied variables; only `KERNEL_*` ones pass, and
-        KERNEL_USERNAME is always the owner. A room's kernel names its `room` and the
-        room's `workspace` (a host folder, mounted at /workspace in containers); a solo
-        kernel works in its sandbox's home. A solo kernel without client variables comes
-        from the warm pool when one is ready. Raises NotFound for an unknown kernelspec,
-        Capacity when max_kernels is reached, TooMany when the owner already has
-        `owner_limit` solo kernels (0 = no limit), and the provisioner's errors
-        (EngineUnavailable, ImageMissing) when the sandbox cannot start.
+        `env` holds client-supplied variables: only those of allowed_client_env pass
+        into the sandbox, and KERNEL_USERNAME there is always the owner. A room's kernel
+        names its `room` and the room's `workspace` (a host folder, mounted at
+        /workspace in containers); a solo kernel works in its sandbox's home. A solo
+        kernel that is passed no variable comes from a warm pool when one is ready.
+        Raises BadRequest for a passed variable that is not a short string, NotFound for
+        an unknown kernelspec, Capacity when max_kernels is reached, TooMany when the
+        owner already has `owner_limit` solo kernels (0 = no limit), and the
+        provisioner's errors (EngineUnavailable, ImageMissing) when the sandbox cannot
+        start.
         """
         self.tier_of(name)  # NotFound for an unknown kernelspec
         if self.draining:
@@ -240,10 +321,11 @@ class KernelRegistry(LoggingConfigurable):
         owned = sum(1 for k in self.kernels.values() if k.owner == owner and not k.room)
         if owner_limit and room is None and owned + self._starting.get(owner, 0) >= owner_limit:
             raise TooMany(f"Your plan allows {owner_limit} kernels at once; shut one down first")
-        client_env = {k: v for k, v in (env or {}).items() if k.startswith("KERNEL_")}
+        client_env = self._passed_env(env or {})
         kernel = None
         begun = time.monotonic()
         if room is None and not client_env:
+            self._demand.setdefault(name, collections.deque(maxlen=10_000)).append(begun)
             kernel = await self._take_pooled(name, owner)
         if kernel is None:
             self._starting[owner] = self._starting.get(owner, 0) + 1
@@ -284,9 +366,42 @@ class KernelRegistry(LoggingConfigurable):
 
     # -- warm pools ----------------------------------------------------------------
 
+    def _passed_env(self, env: dict) -> dict[str, str]:
+        """The client variables of allowed_client_env; BadRequest for one that is not a
+        string (or number) without NUL of at most MAX_ENV_VALUE characters."""
+        passed = {}
+        for key in self.allowed_client_env:
+            if key not in env:
+                continue
+            value = env[key]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or "\0" in value or len(value) > MAX_ENV_VALUE:
+                raise BadRequest(f"'env.{key}' must be a string of at most {MAX_ENV_VALUE} characters")
+            passed[key] = value
+        return passed
+
+    def pool_limits(self) -> dict[str, tuple[int, int]]:
+        """kernelspec -> (min, max) ready kernels; empty for local kernels."""
+        if self.catalog.local_kernels:
+            return {}
+        if self.pool_sizes is None:
+            return pool_limits({self.catalog.default_kernel_name: DEFAULT_POOL})
+        return pool_limits(self.pool_sizes)
+
+    def pool_target(self, name: str) -> int:
+        """How many ready kernels of `name` the pool wants now: its solo starts in the
+        last pool_window seconds, within the pool's min..max."""
+        low, high = self.pool_limits().get(name, (0, 0))
+        starts = self._demand.get(name, ())
+        since = time.monotonic() - self.pool_window
+        while starts and starts[0] < since:
+            starts.popleft()
+        return max(low, min(high, len(starts)))
+
     def start_pools(self) -> None:
-        """Keep `pool_sizes` ready kernels per kernelspec (Docker kernels only)."""
-        if self.pool_sizes and not self.catalog.local_kernels and self._pool_keeper is None:
+        """Keep the pools of pool_limits() filled (Docker kernels only)."""
+        if self.pool_limits() and self._pool_keeper is None:
             self._pool_keeper = asyncio.ensure_future(self._keep_pools())
 
     async def _take_pooled(self, name: str, owner: str) -> Kernel | None:
@@ -306,29 +421,55 @@ class KernelRegistry(LoggingConfigurable):
                 kernel.watch.active_at = kernel.started.timestamp()
                 return kernel
             await self._dispose(kernel)
+        self._pool_wanted.set()  # a miss is demand too
         return None
 
     async def _keep_pools(self) -> None:
+        """Fill each pool up to its target, pool_parallel kernels at a time; shrink a
+        pool whose demand fell; after a failed fill, wait pool_retry for that pool. Nothing
+        is filled while the gateway drains."""
         while True:
-            for name, size in self.pool_sizes.items():
-                pool = self._pools.setdefault(name, [])
-                while len(pool) < size and self._room_for_pool():
-                    try:
-                        kernel = await self._launch(name, "", {}, None, None)
-                    except GatewayError as e:
-                        self.log.warning("Pool of %s not filled: %s", name, e)
-                        break
-                    kernel.pooled = True
-                    pool.append(kernel)
             self._pool_wanted.clear()
+            for name in self.pool_limits():
+                pool = self._pools.setdefault(name, [])
+                target = 0 if self.draining else self.pool_target(name)
+                while len(pool) > target:  # in tasks: a shutdown cancelling the keeper waits for them
+                    drop = asyncio.ensure_future(self._dispose(pool.pop()))
+                    self._pool_drops.add(drop)
+                    drop.add_done_callback(self._pool_drops.discard)
+                failed = self._pool_failed.get(name)
+                if failed and time.monotonic() - failed[0] < self.pool_retry:
+                    continue
+                fills = self._pool_fills.setdefault(name, set())
+                while (len(pool) + len(fills) < target and self._room_for_pool()
+                       and sum(map(len, self._pool_fills.values())) < self.pool_parallel):
+                    task = asyncio.ensure_future(self._fill_pool(name))
+                    fills.add(task)
+                    task.add_done_callback(lambda t, fills=fills: (fills.discard(t), self._pool_wanted.set()))
             try:
                 await asyncio.wait_for(self._pool_wanted.wait(), self.pool_retry)
             except asyncio.TimeoutError:
                 pass
 
+    async def _fill_pool(self, name: str) -> None:
+        """Start one kernel for the pool of `name`; a failure is logged once per reason."""
+        try:
+            kernel = await self._launch(name, "", {}, None, None)
+        except Exception as e:  # noqa: BLE001 - a failed fill must not stop the pools
+            why = str(e) or type(e).__name__
+            if self._pool_failed.get(name, (0, ""))[1] != why:
+                self.log.warning("Pool of %s not filled (retried every %gs): %s", name, self.pool_retry, why)
+            self._pool_failed[name] = (time.monotonic(), why)
+            return
+        if self._pool_failed.pop(name, None):
+            self.log.info("Pool of %s filling again", name)
+        kernel.pooled = True
+        self._pools.setdefault(name, []).append(kernel)
+
     def _room_for_pool(self) -> bool:
         pooled = sum(len(pool) for pool in self._pools.values())
-        total = len(self.kernels) + sum(self._starting.values()) + pooled
+        filling = sum(len(fills) for fills in self._pool_fills.values())
+        total = len(self.kernels) + sum(self._starting.values()) + pooled + filling
         return not self.max_kernels or total < self.max_kernels
 
     async def adopt(self, kernel_id: str, name: str, owner: str, room: str | None,
@@ -478,10 +619,12 @@ class KernelRegistry(LoggingConfigurable):
         """Gateway shutdown: stop every kernel, except the room kernels in containers,
         which keep running for the next run to re-adopt (only detached here)."""
         tasks = [t for t in (self._supervisor, self._pool_keeper) if t is not None]
+        tasks += [t for fills in self._pool_fills.values() for t in fills]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)  # a kernel half-launched for a
-        # pool is disposed of by its own cleanup: wait for it
+        # pool is disposed of by its own cleanup: wait for it, and for pool kernels let go
+        await asyncio.gather(*self._pool_drops, return_exceptions=True)
         for pool in self._pools.values():
             while pool:
                 await self._dispose(pool.pop())
@@ -539,8 +682,7 @@ class KernelRegistry(LoggingConfigurable):
                 "kernel_prefix": await project.kernel_prefix_async(kernel.workspace)}
 
     def _kernel_env(self, client_env: dict[str, str], owner: str) -> dict[str, str]:
-        env = {k: str(v) for k, v in client_env.items() if k.startswith("KERNEL_")}
-        env.pop("KERNEL_USERNAME", None)
+        env = dict(client_env)  # allowed_client_env's (_passed_env)
         if owner:  # pooled kernels have none yet
             env["KERNEL_USERNAME"] = owner
         if self.catalog.local_kernels:
