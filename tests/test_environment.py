@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import docker
 import jwt
 import pytest
 
@@ -367,8 +369,6 @@ sys.exit(1)
 
 def fences(gateway) -> list:
     """This gateway's fence networks (Docker's view)."""
-    import docker
-
     labels = ["org.kernelgate.install-fence", f"org.kernelgate.gateway={gateway.gateway_id}"]
     return docker.from_env(timeout=60).networks.list(filters={"label": labels})
 
@@ -658,3 +658,77 @@ async def test_egress_proxy_tunnels_only_what_it_allows():
     assert any(f"CONNECT 127.0.0.1:{port}: it resolves to 127.0.0.1, a loopback address" in r for r in refused), refused
     assert any(f"CONNECT 127.0.0.1:{port + 1}: not in the allow-list" in r for r in refused), refused
     assert any(r.startswith(f"egress refused GET http://127.0.0.1:{port}/") for r in refused), refused
+
+
+SLEEPING_SETUP = """
+import sys, time
+print("SETUP-RAN", flush=True)
+time.sleep(600)
+sys.exit(1)
+"""
+
+
+def chains_of(bridge: str) -> list[str]:
+    return [rule for rule in rules("iptables") + rules("ip6tables") if "KG-" + bridge in rule]
+
+
+async def test_install_refused_when_the_fence_cannot_be_made(docker_engine, start_gateway, tmp_path, lan_host):
+    """Fail closed: with no firewall tool on the gateway's PATH the fence cannot be made, so
+    the install is refused before anything runs and nothing of the fence is left; a
+    configuration putting installs on the default bridge does not start at all."""
+    from tests.conftest import GatewayProcess
+
+    config = tmp_path / "fence_config.py"
+    config.write_text(CONFIG + registry_settings())
+    tools = tmp_path / "sbin-without-firewall"  # the sbin programs, but for iptables and ip6tables
+    tools.mkdir()
+    folders = os.environ["PATH"].split(":")
+    for folder in (f for f in folders if f.rstrip("/").endswith("sbin") and os.path.isdir(f)):
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(("iptables", "ip6tables")) and not (tools / entry.name).exists():
+                (tools / entry.name).symlink_to(entry.path)
+    path = ":".join([str(tools)] + [f for f in folders if not f.rstrip("/").endswith("sbin")])
+    require(None if shutil.which("iptables", path=path) is None else f"iptables is still on {path}")
+    gateway = start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}", env={"PATH": path})
+    alice = gateway.client(token("alice"))
+    room = await make_room(alice, ["python3"])
+    rid = room["id"]
+    await put_file(alice, rid, "requirements.txt", "./evil\n")
+    await put_file(alice, rid, "evil/setup.py", SLEEPING_SETUP)
+    progress, result = await install(alice, rid)
+    assert result["status"] == "error", result
+    assert "network fence could not be made" in result["message"] and "iptables" in result["message"], result
+    assert not any("SETUP-RAN" in e["line"] for e in progress) and lan_host.accepted() == 0
+    assert not fences(gateway)
+    assert "Install in room" in gateway.log() and "refused" in gateway.log()
+
+    bridged = tmp_path / "bridge_config.py"
+    bridged.write_text(CONFIG + 'c.EnvironmentService.network = "bridge"\n')
+    refused = GatewayProcess(tmp_path, "--kernels=docker", f"--config={bridged}", f"--jwt-secret={SECRET}")
+    try:
+        with pytest.raises(RuntimeError, match="would give installs open egress"):
+            refused.start()
+    finally:
+        shutil.rmtree(refused.runtime_dir, ignore_errors=True)
+
+
+async def test_fence_left_by_a_killed_gateway_is_removed_at_start(env_gateway, start_gateway):
+    """A gateway killed mid-install leaves its fence (network, rules); its next start
+    removes them with the install container."""
+    gateway = env_gateway
+    alice = gateway.client(token("alice"))
+    room = await make_room(alice, ["python3"])
+    rid = room["id"]
+    await put_file(alice, rid, "requirements.txt", "./sleeper\n")
+    await put_file(alice, rid, "sleeper/setup.py", SLEEPING_SETUP)
+    running = asyncio.ensure_future(install(alice, rid))
+    fence = await watch_fence(gateway, running)
+    assert fence, "no fence network while the install ran"
+    gateway.stop(9)
+    with pytest.raises(Exception):  # the stream ends with the gateway
+        await running
+    assert fences(gateway) and chains_of(fence["bridge"])
+    start_gateway(*gateway.extra_args, like=gateway)
+    assert not fences(gateway) and not chains_of(fence["bridge"])
+    labels = ["org.kernelgate.install", f"org.kernelgate.gateway={gateway.gateway_id}"]
+    assert not docker.from_env(timeout=60).containers.list(all=True, filters={"label": labels})

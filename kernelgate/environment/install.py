@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
+from traitlets import Dict, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.engine import DockerEngine
@@ -169,15 +169,12 @@ class EnvironmentService(LoggingConfigurable):
         help="Language -> image (a folder of images/) its installs run in.",
     )
 
-    @validate("network")
-    def _check_network(self, proposal):
-        if proposal["value"] in ("bridge", "host", "default", "") or proposal["value"].startswith("container:"):
-            raise TraitError(f"EnvironmentService.network {proposal['value']!r} is not fenced: use"
-                             " 'fenced', 'none' or a network of your own")
-        return proposal["value"]
-
     def __init__(self, rooms: RoomService, registry: KernelRegistry, store: Store, **kwargs) -> None:
+        """SystemExit (the gateway does not start) when `network` would give installs open egress."""
         super().__init__(**kwargs)
+        if self.network in ("bridge", "host", "default", "") or self.network.startswith("container:"):
+            raise SystemExit(f"EnvironmentService.network {self.network!r} would give installs open egress:"
+                             " use 'fenced', 'none' or a network of your own")
         self.rooms = rooms
         self.registry = registry
         self.store = store
