@@ -150,7 +150,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # --- Environments: package installs for rooms (docs/environment.md) ----------------
 # Install containers are the only containers with a network; everything they get comes
 # from here (never from the gateway's own PIP_*/proxy variables).
-# c.EnvironmentService.network = "bridge"      # or a network of your own; "none" + mirror_dir
+# "fenced": a per-install internal network whose only way out is the gateway's CONNECT
+# proxy to the hosts of the index URLs below and egress_hosts ("bridge"/"host" refused).
+# c.EnvironmentService.network = "fenced"      # or "none" + mirror_dir, or a network of your own
+# c.EnvironmentService.egress_hosts = []       # more "host" / "host:port", e.g. the index's file host
+# c.EnvironmentService.egress_private_hosts = []  # allowed hosts that may resolve to LAN addresses
 # c.EnvironmentService.timeout = 600.0         # seconds per install step
 # c.EnvironmentService.memory = 1024 * 1024 * 1024
 # c.EnvironmentService.cpus = 1.0
@@ -158,10 +162,12 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.EnvironmentService.disk = "512m"           # the most an install may write
 # c.EnvironmentService.tmp_size = "256m"
 # c.EnvironmentService.ca_bundle = "/etc/ssl/certs/ca-certificates.crt"  # default "": the image's
-# c.EnvironmentService.pip_index_url = ""      # e.g. your mirror; "" = pip's default
+# c.EnvironmentService.pip_index_url = ""      # e.g. your mirror; "" = pip's default (fenced:
+#                                              # then list its hosts in egress_hosts)
 # c.EnvironmentService.pip_extra_index_urls = []
 # c.EnvironmentService.npm_registry = ""       # NPM_CONFIG_REGISTRY for Deno; "" = its default
-# c.EnvironmentService.http_proxy = ""
+#                                              # (fenced: then list its host in egress_hosts)
+# c.EnvironmentService.http_proxy = ""        # these three: only on a network of your own
 # c.EnvironmentService.https_proxy = ""
 # c.EnvironmentService.no_proxy = ""
 # c.EnvironmentService.mirror_dir = ""         # mounted read-only at /mirror
