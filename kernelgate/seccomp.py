@@ -21,6 +21,9 @@ the rules that apply without capabilities; the structure and the changes are
 kernelgate's. `PROFILE_JSON` is built once at import; `SECURITY_OPT` is the
 `security_opt` entry a container is created with. An engine that cannot load the
 profile refuses to create the container: kernelgate never falls back to the default.
+Under gVisor (runsc) the profile is passed but not applied (Debian 12's runsc applies OCI
+profiles only with --oci-seccomp, and then ignores errnoRet); gVisor's own kernel refuses
+keyrings and AF_VSOCK there, and its io_uring never reaches the host's (docs/deployment.md).
 """
 
 from __future__ import annotations
