@@ -22,6 +22,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v chromium >/dev/null || missing+=(chromium)  # the browser tests' browser (Playwright drives it)
 command -v runsc >/dev/null || missing+=(runsc)        # gVisor, the untrusted tier's Docker runtime
+command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs) # room workspace volumes (RoomStorage.workspace_quotas)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing Debian packages: ${missing[*]}"
   apt-get update -qq

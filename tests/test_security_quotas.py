@@ -6,6 +6,7 @@ max_room_lifetime."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import time
@@ -53,11 +54,13 @@ def no_mounts_left(tmp_path):
 
 @pytest.fixture
 def quota_gateway(no_mounts_left, docker_engine, start_gateway, tmp_path):
+    """start_gateway(like=None, env=None) with the quota plan and Docker kernels."""
     config = tmp_path / "quotas_config.py"
     config.write_text(CONFIG)
 
-    def start(like=None):
-        return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}", like=like)
+    def start(like=None, env=None):
+        return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}",
+                             like=like, env=env)
     return start
 
 
@@ -112,6 +115,10 @@ async def test_a_kernel_writing_past_the_byte_quota_gets_enospc(quota_gateway):
                               "snapshot_bytes": 4 * MiB, "max_room_lifetime": 3600}
     working = gateway.data_dir / "rooms" / room["id"]
     assert os.path.ismount(working)
+    # the Contents API's writes fail the same way, as JSON
+    put = await alice.request("PUT", f"/api/rooms/{room['id']}/contents/more.bin", {
+        "type": "file", "format": "base64", "content": base64.b64encode(os.urandom(MiB)).decode()})
+    assert put.status == 413, put.body
     # the gateway and the other room go on
     assert (await alice.request("GET", "/api/health")).status == 200
     other_py = await room_python(bob, other)
@@ -216,3 +223,17 @@ async def test_no_room_outlives_its_plans_max_room_lifetime(quota_gateway):
     within = (created + timedelta(seconds=1800)).isoformat()
     response = await alice.request("PATCH", path, {"expires_at": within})
     assert response.status == 200, response.body
+
+
+async def test_rooms_fail_closed_where_quotas_cannot_be_enforced(quota_gateway):
+    """No mkfs.ext4 on the gateway's PATH (as on a host without e2fsprogs): rooms answer
+    503 naming the reason, solo kernels still start."""
+    gateway = quota_gateway(env={"PATH": "/usr/bin:/bin"})
+    alice = gateway.client(token("alice"))
+    refused = await alice.request("POST", "/api/rooms", {"name": "unlimited", "languages": ["python3"]})
+    assert refused.status == 503, refused.body  # before: 201, a workspace without limits
+    assert "mkfs.ext4 is not installed" in refused.body["message"]
+    assert "workspace_quotas" in refused.body["message"]
+    assert (await alice.request("GET", "/api/rooms")).body == []
+    kernel = await alice.start_kernel("python3")
+    assert (await alice.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204
