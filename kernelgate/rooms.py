@@ -26,7 +26,7 @@ from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.clock import iso, utcnow
-from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, TooMany
+from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, TooMany, Unavailable
 from kernelgate.identity import Identity
 from kernelgate.kernels.registry import Kernel, KernelRegistry
 from kernelgate.plans import Plan, Plans
@@ -94,7 +94,10 @@ class RoomService(LoggingConfigurable):
         if self._expiry is not None:
             self._expiry.cancel()
         for kernel in self._room_kernels():
-            await self._remember(kernel)
+            try:
+                await self._remember(kernel)
+            except Unavailable as e:  # the next run starts this kernel afresh: files stay
+                self.log.warning("Room kernel %s not remembered for re-adoption: %s", kernel.id, e)
         await self.storage.stop([(r.id, r.storage) for r in self._rooms.values()])
 
     # -- access ----------------------------------------------------------------------

@@ -366,7 +366,10 @@ class RoomStorage(LoggingConfigurable):
             metrics.STORAGE_FAILURES.labels(storage).inc()
             self.log.warning("Room %s: sync to %s storage failed: %s", room_id, storage, e.message)
             return False
-        await self._synced(room_id, current)
+        try:
+            await self._synced(room_id, current)
+        except Unavailable as e:  # the database: written anyway; the next run may upload again
+            self.log.warning("Room %s: synced, but its state was not recorded: %s", room_id, e.message)
         self._report(room_id, "sync", stats)
         return True
 

@@ -42,14 +42,14 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, s
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from traitlets import Int, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from kernelgate import metrics
 from kernelgate.clock import utcnow
-from kernelgate.errors import BadRequest, Conflict, NotFound
+from kernelgate.errors import BadRequest, Conflict, NotFound, Unavailable
 from kernelgate.store.models import (
     ROLES,
     AuditEntry,
@@ -72,6 +72,12 @@ _MIGRATION_LOCK = 0x6B67_0001
 
 T = TypeVar("T")
 
+
+
+class StoreUnavailable(Unavailable):
+    """The database cannot serve the operation now (503 with Retry-After)."""
+
+    retry_after = 5
 
 class _Unset:
     """The type of UNSET."""
@@ -606,7 +612,14 @@ class Store(LoggingConfigurable):
     # -- running work in the pool ----------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+        """fn(*args) in the store's threads. A database that cannot be reached (or fails
+        the operation) raises StoreUnavailable: 503, and the caller changes nothing."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+        except (OperationalError, InterfaceError) as e:
+            self.log.warning("Database operation %s failed: %s", getattr(fn, "__name__", fn),
+                             str(e.orig if e.orig is not None else e).splitlines()[0])
+            raise StoreUnavailable("The database cannot be reached; retry shortly") from None
 
     # -- engine (worker threads) -----------------------------------------------------
 
