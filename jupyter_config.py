@@ -100,12 +100,21 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.DevIdentityProvider.user = "dev"
 
 # --- Plans: what a user's `tier` claim allows ---------------------------------------
+# Per plan: max_* and snapshot_bytes 0 = none; workspace_bytes (>= 16 MiB) and
+# workspace_inodes (>= 64) always apply; a key left out takes kernelgate.plans.Plan's
+# default (1 GiB, 100000 inodes, 10 snapshots of 2 GiB, no lifetime limit).
+# GiB, DAY = 1 << 30, 24 * 3600
 # c.Plans.plans = {
-#     "free": {"kernel_tiers": ["low"], "max_kernels": 2, "max_rooms": 1, "max_members": 5},
+#     "free": {"kernel_tiers": ["low"], "max_kernels": 2, "max_rooms": 1, "max_members": 5,
+#              "workspace_bytes": 1 * GiB, "workspace_inodes": 100_000,
+#              "max_snapshots": 10, "snapshot_bytes": 2 * GiB, "max_room_lifetime": 30 * DAY},
 #     "pro": {"kernel_tiers": ["low", "medium"], "max_kernels": 5, "max_rooms": 5,
-#             "max_members": 20},
+#             "max_members": 20, "workspace_bytes": 10 * GiB, "workspace_inodes": 500_000,
+#             "max_snapshots": 30, "snapshot_bytes": 20 * GiB, "max_room_lifetime": 365 * DAY},
 #     "team": {"kernel_tiers": ["low", "medium", "high"], "max_kernels": 10,
-#              "max_rooms": 20, "max_members": 100},
+#              "max_rooms": 20, "max_members": 100, "workspace_bytes": 50 * GiB,
+#              "workspace_inodes": 2_000_000, "max_snapshots": 100, "snapshot_bytes": 100 * GiB,
+#              "max_room_lifetime": 0},
 # }
 # c.Plans.order = ["free", "pro", "team"]      # lowest first: the plan of a token without tier
 # c.Plans.admin_plan = "team"
@@ -118,6 +127,8 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 
 # --- Room storage: working copies here, durable copies and snapshots in a backend ----
 # c.RoomStorage.rooms_dir = ""                 # empty: <data_dir>/rooms (working copies)
+# c.RoomStorage.workspace_quotas = "loop"      # ext4 volume per room (root, e2fsprogs); "off": no quotas
+# c.RoomStorage.volumes_dir = ""               # empty: <data_dir>/volumes (the volumes' images)
 # c.RoomStorage.sync_interval = 60.0           # seconds between syncs of changed workspaces
 # c.RoomStorage.retry_interval = 10.0          # seconds between retries of degraded rooms
 # c.RoomStorage.snapshot_retention = 30 * 24 * 3600.0
