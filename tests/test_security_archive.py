@@ -209,3 +209,43 @@ async def test_a_bomb_snapshot_is_refused_and_the_room_keeps_its_files(docker_en
     run = await py.execute("print(sorted(__import__('os').listdir('/workspace')))")
     assert run.stdout == "['notes.txt']\n", run.reply
     py.close()
+
+
+# -- below the gateway: the walks' descriptors ---------------------------------------
+
+
+class _CountingSink(io.RawIOBase):
+    """A write-only stream that records the most descriptors the process held while
+    the archive was written to it."""
+
+    def __init__(self) -> None:
+        self.most = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.most = max(self.most, len(os.listdir("/proc/self/fd")))
+        return len(data)
+
+
+def test_walks_of_a_deep_tree_hold_few_descriptors_and_remove_it(tmp_path):
+    from kernelgate.storage.archive import fingerprint, pack, remove_tree
+
+    root = tmp_path / "workspace"
+    folder = root
+    for depth, name in enumerate(["deep"] + ["d"] * (DEPTH - 1), 1):
+        folder = folder / name
+        folder.mkdir(parents=depth == 1)
+        if depth in (64, 100, MAX_DEPTH):  # the archive reaches the sink there (1 MiB buffer)
+            (folder / "f.bin").write_bytes(b"x" * (2 << 20))
+    before = len(os.listdir("/proc/self/fd"))
+    sink = _CountingSink()
+    stats = pack(str(root), sink)
+    assert stats.folders == MAX_DEPTH and stats.files == 3
+    assert stats.report()["too_deep"]["count"] == 1
+    assert sink.most - before <= 20, sink.most - before  # not one per level
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert fingerprint(str(root)) == fingerprint(str(root))
+    remove_tree(str(root))
+    assert not root.exists() and tmp_path.exists()
