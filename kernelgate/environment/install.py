@@ -170,11 +170,16 @@ class EnvironmentService(LoggingConfigurable):
     )
 
     def __init__(self, rooms: RoomService, registry: KernelRegistry, store: Store, **kwargs) -> None:
-        """SystemExit (the gateway does not start) when `network` would give installs open egress."""
+        """SystemExit (the gateway does not start) when `network` would give installs open
+        egress or an `egress_hosts` entry is not host[:port]."""
         super().__init__(**kwargs)
         if self.network in ("bridge", "host", "default", "") or self.network.startswith("container:"):
             raise SystemExit(f"EnvironmentService.network {self.network!r} would give installs open egress:"
                              " use 'fenced', 'none' or a network of your own")
+        try:
+            allowed_targets([], self.egress_hosts)
+        except ValueError as e:
+            raise SystemExit(f"EnvironmentService.egress_hosts: {e}") from None
         self.rooms = rooms
         self.registry = registry
         self.store = store
