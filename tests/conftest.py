@@ -6,27 +6,13 @@ with the reason (tests/ci.py). Under CI a run with any skipped test fails.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
-from pathlib import Path
-
 import docker
 import pytest
-import requests
 
-from kernelgate.engine import GATEWAY_LABEL
 from tests.ci import IN_CI, require  # noqa: F401 - IN_CI, for tests that import it from here
-from tests.client import GatewayClient
-from tests.postgres import free_port, postgres_server  # noqa: F401 - fixture for tests/test_store.py
+from tests.harness import GatewayProcess
+from tests.postgres import postgres_server  # noqa: F401 - fixture for tests/test_store.py
 from tests.s3 import s3_server  # noqa: F401 - the fixture, for the storage tests
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _docker_problem() -> str | None:
     try:
@@ -51,76 +37,6 @@ def docker_engine():
     return docker.from_env(timeout=60)
 
 
-def _remove_containers(gateway_id: str) -> None:
-    try:
-        client = docker.from_env(timeout=30)
-        for container in client.containers.list(all=True, filters={"label": f"{GATEWAY_LABEL}={gateway_id}"}):
-            container.remove(force=True)
-    except docker.errors.DockerException:
-        pass  # no engine: nothing to remove
-
-
-#: The variable that turns off the gateway's default warm pool in tests.
-NO_POOL = "KERNELGATE_KernelRegistry__pool_sizes"
-
-
-class GatewayProcess:
-    """`kernelgate serve` in a subprocess, with its log captured to a file."""
-
-    def __init__(self, tmp: Path, *args: str, env: dict | None = None,
-                 like: GatewayProcess | None = None) -> None:
-        """`like`: another gateway whose id and runtime dir this one takes over."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.gateway_id = like.gateway_id if like else f"test-{uuid.uuid4().hex[:8]}"
-        self.log_path = tmp / f"gateway-{self.port}.log"
-        # short, because unix socket paths are
-        self.runtime_dir = like.runtime_dir if like else Path(tempfile.mkdtemp(prefix="kg-", dir="/tmp"))
-        self.data_dir = like.data_dir if like else tmp / f"data-{self.port}"
-        authenticated = any(a.startswith(("--jwt", "--jwks", "--JWTIdentityProvider")) for a in args)
-        self.args = [
-            sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
-            f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}",
-            f"--data-dir={self.data_dir}",
-            *([] if authenticated else ["--no-auth"]), *args,
-        ]
-        self.extra_args = args
-        # no default warm pool (KernelRegistry.pool_sizes) unless a test asks for one: a
-        # config file or option still sets one, and env={NO_POOL: None} keeps the default
-        merged = {NO_POOL: "{}", **os.environ, **(env or {})}
-        self.env = {k: v for k, v in merged.items() if v is not None}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30) -> GatewayProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log()}")
-            try:
-                requests.get(self.url + "/api", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start: {self.log()}")
-
-    def stop(self, sig: int = 15) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def client(self, token: str | None = None, scheme: str = "Bearer") -> GatewayClient:
-        return GatewayClient(self.url, token, scheme)
-
-
 @pytest.fixture
 def start_gateway(tmp_path):
     """Factory: start_gateway(*cli_args, env=...) -> a running GatewayProcess.
@@ -138,11 +54,7 @@ def start_gateway(tmp_path):
     for gateway in started:
         gateway.stop()
     for gateway in started:
-        _remove_containers(gateway.gateway_id)  # room kernels outlive a gateway by design
-        for folder in gateway.runtime_dir.glob("*/ipc"):
-            if os.path.ismount(folder):  # a kernel's socket tmpfs, left with its kernel
-                subprocess.run(["umount", "-l", str(folder)], check=False)
-        shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
+        gateway.cleanup()
         assert "Traceback" not in gateway.log(), gateway.log()
 
 

@@ -16,7 +16,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ import psycopg
 import pytest
 
 from tests.ci import require
+from tests.harness import free_port
 
 STARTUP_TIMEOUT = 30.0
 
@@ -155,13 +155,6 @@ class PostgresServer:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"postgres did not start: {self.log_path.read_text()}") from None
                 time.sleep(0.1)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -134,7 +134,7 @@ async def test_concurrent_starts_respect_max_kernels(start_gateway):
 
 
 async def test_no_auth_mode_refuses_public_addresses(tmp_path):
-    from tests.conftest import GatewayProcess
+    from tests.harness import GatewayProcess
 
     gateway = GatewayProcess(tmp_path, "--kernels=local", "--ip=0.0.0.0")
     with pytest.raises(RuntimeError, match="Refusing to listen"):

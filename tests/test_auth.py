@@ -20,7 +20,7 @@ from tornado import httpserver, web
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.conftest import free_port
+from tests.harness import free_port
 
 SECRET = "s3cret-for-tests-that-is-long-enough-for-hs256"
 ISSUER = "https://auth.test"
@@ -298,7 +298,7 @@ async def test_token_command_mints_accepted_tokens(authed_gateway):
 
 
 def test_serving_without_any_key_source_is_refused(tmp_path):
-    from tests.conftest import GatewayProcess
+    from tests.harness import GatewayProcess
 
     gateway = GatewayProcess(tmp_path, "--kernels=local", "--JWTIdentityProvider.leeway=1")
     with pytest.raises(RuntimeError, match="Cannot authenticate anyone"):

@@ -30,7 +30,7 @@ import requests
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.client import GatewayClient
-from tests.conftest import free_port
+from tests.harness import free_port
 
 #: The Jupyter server's own token (its clients' credential, not the gateway's).
 SERVER_TOKEN = "kernelgate-clients-" + uuid.uuid4().hex

@@ -32,7 +32,7 @@ from jupyter_client.connect import write_connection_file
 
 from kernelgate.images import ImageBuilder
 from tests.ci import require
-from tests.conftest import ROOT, GatewayProcess
+from tests.harness import ROOT, GatewayProcess
 
 #: The user tier (plan) whose kernels may use every tier: Java, Kotlin and R are "high".
 PLAN = "team"

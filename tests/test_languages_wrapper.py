@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from tests.ci import require
-from tests.conftest import ROOT, GatewayProcess
+from tests.harness import ROOT, GatewayProcess
 
 
 def _wrapper_module(name: str):

@@ -13,7 +13,7 @@ import pytest
 
 from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL, OWNER_LABEL
 from kernelgate.sandbox import HOME
-from tests.conftest import NO_POOL, GatewayProcess
+from tests.harness import NO_POOL, GatewayProcess
 from tests.test_clients import start_jupyter_server  # noqa: F401 - a fixture
 from tests.test_metrics import scrape, value
 

@@ -199,7 +199,7 @@ async def test_failed_creation_leaves_nothing(rooms_gateway, start_gateway, tmp_
         "metadata": {"kernel_provisioner": {"provisioner_name": "docker-provisioner",
                                             "config": {"image": "no-such-image", "tier": "low"}}},
     }))
-    from tests.conftest import ROOT
+    from tests.harness import ROOT
 
     config = tmp_path / "broken_config.py"
     config.write_text(CONFIG + f"\nc.KernelSpecCatalog.kernelspec_dirs = [{str(ROOT / 'kernelspecs')!r}, {str(specs)!r}]\n")

@@ -207,7 +207,7 @@ async def test_engine_unreachable_answers_503(start_gateway, tmp_path):
 async def test_a_kernel_that_cannot_start_is_a_clean_503(start_gateway, docker_engine, tmp_path):
     import json
 
-    from tests.conftest import ROOT
+    from tests.harness import ROOT
 
     specs = tmp_path / "specs"
     for name, image, argv in [("crashing", "python", ["python", "-c", "raise SystemExit(3)"]),
@@ -251,7 +251,7 @@ async def test_a_kernel_starts_with_more_cpu_than_it_runs_with(start_gateway, do
     the kernel's first process sees the first, its code the second."""
     import json
 
-    from tests.conftest import ROOT
+    from tests.harness import ROOT
 
     quota = ("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max")
     spec = tmp_path / "specs" / "probe"

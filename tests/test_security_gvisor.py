@@ -15,7 +15,7 @@ import platform
 import pytest
 
 from tests.ci import require
-from tests.conftest import ROOT
+from tests.harness import ROOT
 from tests.test_sandbox import PROBE, container_of, host_listener  # noqa: F401 - a fixture
 
 SPEC = {

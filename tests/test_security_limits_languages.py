@@ -18,7 +18,7 @@ import shutil
 import pytest
 
 from kernelgate.tiers import DEFAULT_TIERS
-from tests.conftest import GatewayProcess, _remove_containers
+from tests.harness import GatewayProcess, remove_containers
 
 #: Every tier as shipped, with a short exec_timeout so a bomb's cell is stopped soon.
 CONFIG = f"""
@@ -36,7 +36,7 @@ def gateway(docker_engine, tmp_path_factory):
                              f"--config={folder / 'config.py'}").start()
     yield gateway
     gateway.stop()
-    _remove_containers(gateway.gateway_id)
+    remove_containers(gateway.gateway_id)
     shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
     assert "Traceback" not in gateway.log(), gateway.log()
 

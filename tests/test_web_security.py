@@ -20,7 +20,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests.browser import browser, page_for  # noqa: F401 - fixtures
-from tests.conftest import GatewayProcess, free_port
+from tests.harness import GatewayProcess, free_port
 
 SECRET = "web-security-secret-long-enough-for-hs256-signatures"
 EVIL = "http://evil.example"
