@@ -47,6 +47,17 @@ def remove_containers(gateway_id: str) -> list[str]:
     return removed
 
 
+def mounts_under(*folders: Path) -> list[str]:
+    """Mount points inside `folders`, deepest first (from /proc/self/mountinfo)."""
+    roots = [str(Path(f).resolve()) + "/" for f in folders]
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")  # octal escapes: \040
+        if any(point.startswith(root) for root in roots):
+            found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
 class GatewayProcess:
     """`kernelgate serve` in a subprocess on a free 127.0.0.1 port, its log in a file.
 
@@ -110,11 +121,11 @@ class GatewayProcess:
 
     def cleanup(self) -> None:
         """After stop: remove its containers (room kernels outlive a gateway by design),
-        the socket mounts its kernels left, and its runtime folder."""
+        then the mounts they kept (kernels' socket tmpfs, room workspace volumes, whose
+        loop devices go with their last mount) and its runtime folder."""
         remove_containers(self.gateway_id)
-        for folder in self.runtime_dir.glob("*/ipc"):
-            if os.path.ismount(folder):  # a kernel's socket tmpfs, left with its kernel
-                subprocess.run(["umount", "-l", str(folder)], check=False)
+        for mountpoint in mounts_under(self.runtime_dir, self.data_dir):
+            subprocess.run(["umount", "-l", mountpoint], check=False)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def log(self) -> str:
