@@ -200,8 +200,13 @@ async def test_a_snapshot_past_snapshot_bytes_is_refused_and_nothing_stored(quot
     assert not stored.exists() or list(stored.iterdir()) == []  # no partial object either
     assert (await alice.request("GET", f"/api/rooms/{room['id']}")).body["storage_status"]["state"] == "ok"
     assert (await py.execute("import os; os.truncate('/workspace/noise', 1 << 20)")).status == "ok"
+    kept = await alice.request("POST", path)
+    assert kept.status == 201, kept.body
+    # a room too large for its final snapshot is still deleted (without one)
+    assert (await py.execute("import os; open('/workspace/noise', 'wb').write(os.urandom(6 << 20))")).status == "ok"
     py.close()
-    assert (await alice.request("POST", path)).status == 201
+    assert (await alice.request("DELETE", f"/api/rooms/{room['id']}")).status == 204
+    assert [p.name for p in stored.iterdir()] == [f"{kept.body['id']}.tar"]
 
 
 async def test_no_room_outlives_its_plans_max_room_lifetime(quota_gateway):
@@ -237,3 +242,20 @@ async def test_rooms_fail_closed_where_quotas_cannot_be_enforced(quota_gateway):
     assert (await alice.request("GET", "/api/rooms")).body == []
     kernel = await alice.start_kernel("python3")
     assert (await alice.request("DELETE", f"/api/kernels/{kernel['id']}")).status == 204
+
+
+async def test_rooms_of_the_past_are_cut_to_the_plans_lifetime_at_start(quota_gateway, start_gateway, tmp_path):
+    """A room made with no expiry under a plan without a lifetime limit gets one when the
+    gateway starts again with the limit."""
+    unlimited = tmp_path / "unlimited_config.py"
+    unlimited.write_text(CONFIG.replace('"max_room_lifetime": 3600', '"max_room_lifetime": 0'))
+    gateway = start_gateway("--kernels=docker", f"--config={unlimited}", f"--jwt-secret={SECRET}")
+    room = await make_room(gateway.client(token("alice")))
+    assert room["expires_at"] is None
+    gateway.stop()
+    gateway = quota_gateway(like=gateway)
+    room = (await gateway.client(token("alice")).request("GET", f"/api/rooms/{room['id']}")).body
+    assert room["expires_at"] is not None  # before: None, the room lived forever
+    created = datetime.fromisoformat(room["created_at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(room["expires_at"].replace("Z", "+00:00"))
+    assert expires - created == timedelta(seconds=3600)
