@@ -177,7 +177,12 @@ async def test_jupyter_server_kernelspecs_come_from_the_gateway(gateway, start_j
     assert logo.body[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_jupyter_server_runs_kernels_on_the_gateway(gateway, start_jupyter_server):
+@pytest.mark.parametrize("kernels", ["docker", "local"])
+async def test_jupyter_server_runs_kernels_on_the_gateway(kernels, request, start_gateway, start_jupyter_server):
+    if kernels == "docker":
+        request.getfixturevalue("docker_engine")
+    # a client variable reaches a kernel only when the gateway allows it (docs/api.md)
+    gateway = start_gateway(f"--kernels={kernels}", "--KernelRegistry.allowed_client_env=KERNEL_CLIENTS_MARK")
     server = start_jupyter_server(gateway, env={"KERNEL_CLIENTS_MARK": "via-jupyter-server"})
     js, gw = server.client(), gateway.client()
     response = await js.request("POST", "/api/kernels", {"name": "python3"})
@@ -192,7 +197,7 @@ async def test_jupyter_server_runs_kernels_on_the_gateway(gateway, start_jupyter
         run = await ws.execute("import os\nanswer = 6 * 7\nprint(answer)\nos.environ.get('KERNEL_CLIENTS_MARK')")
         assert run.status == "ok", run.reply
         assert run.stdout == "42\n"
-        assert run.results == ["'via-jupyter-server'"]  # the server's KERNEL_* env reached the kernel
+        assert run.results == ["'via-jupyter-server'"]  # the server's allowed KERNEL_* variable reached the kernel
         model = (await gw.request("GET", f"/api/kernels/{kernel_id}")).body
         assert model["connections"] == 1 and model["execution_state"] == "idle", model
         mine = await js.request("GET", f"/api/kernels/{kernel_id}")
