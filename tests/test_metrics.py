@@ -39,7 +39,8 @@ def value(samples: dict, name: str, **labels) -> float:
 
 async def test_metrics_move_with_kernel_work(start_gateway, docker_engine, tmp_path):
     config = tmp_path / "config.py"
-    config.write_text('c.KernelRegistry.pool_sizes = {"python3": 1}\nc.KernelRegistry.pool_retry = 1\n')
+    config.write_text('c.KernelRegistry.pool_sizes = {"python3": 1}\nc.KernelRegistry.pool_retry = 1\n'
+                      'c.KernelRegistry.allowed_client_env = ["KERNEL_PURPOSE"]\n')  # passing it: cold
     gateway = start_gateway("--kernels=docker", f"--config={config}")
     client = gateway.client()
     solo = {"kernelspec": "python3", "tier": "low", "kind": "solo"}
