@@ -6,9 +6,13 @@ with the reason (tests/ci.py). Under CI a run with any skipped test fails.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import docker
 import pytest
 
+from tests import harness
 from tests.ci import IN_CI, require  # noqa: F401 - IN_CI, for tests that import it from here
 from tests.harness import GatewayProcess
 from tests.postgres import postgres_server  # noqa: F401 - fixture for tests/test_store.py
@@ -35,6 +39,29 @@ def docker_engine():
     """A reachable engine with the python image built; fails in CI, skips locally."""
     require(_docker_problem())
     return docker.from_env(timeout=60)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_behind():
+    """After each test module: no container, network, mount or runtime folder of a
+    gateway it started, and no thread of this process it started, is left."""
+    first = len(harness.STARTED)
+    threads = set(threading.enumerate())
+    yield
+    left = []
+    for gateway in harness.STARTED[first:]:
+        if gateway.proc is not None and gateway.proc.poll() is None:
+            left.append(f"gateway {gateway.gateway_id} still running")
+        else:
+            left += harness.leftovers(gateway)
+    deadline = time.monotonic() + 10
+    # (asyncio_N: the default executor of the tests' event loop, kept for the next test)
+    while (extra := [t for t in threading.enumerate() if t not in threads and t.is_alive()
+                     and not t.name.startswith("asyncio_")]) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a thread may be ending
+    left += [f"thread {t.name}" for t in extra]
+    if left:
+        pytest.fail("left behind: " + "; ".join(left), pytrace=False)
 
 
 @pytest.fixture

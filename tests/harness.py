@@ -19,6 +19,7 @@ import docker
 import requests
 
 from kernelgate.engine import GATEWAY_LABEL
+from kernelgate.storage.archive import remove_tree
 from tests.client import GatewayClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,27 @@ def mounts_under(*folders: Path) -> list[str]:
         if any(point.startswith(root) for root in roots):
             found.append(point)
     return sorted(found, key=len, reverse=True)
+
+
+def leftovers(gateway: "GatewayProcess") -> list[str]:
+    """What a stopped and cleaned-up gateway left: containers and networks carrying its
+    id, mounts in its folders, its runtime folder."""
+    left = []
+    try:
+        client = docker.from_env(timeout=30)
+        labelled = {"label": f"{GATEWAY_LABEL}={gateway.gateway_id}"}
+        left += [f"container {c.name}" for c in client.containers.list(all=True, filters=labelled)]
+        left += [f"network {n.name}" for n in client.networks.list(filters=labelled)]
+    except docker.errors.DockerException:
+        pass  # no engine: no containers
+    left += [f"mount {m}" for m in mounts_under(gateway.runtime_dir, gateway.data_dir)]
+    if gateway.runtime_dir.exists():
+        left.append(f"folder {gateway.runtime_dir}")
+    return left
+
+
+#: Every gateway started in this process, in order (the leak check reads it).
+STARTED: list["GatewayProcess"] = []
 
 
 class GatewayProcess:
@@ -96,6 +118,7 @@ class GatewayProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 30) -> GatewayProcess:
+        STARTED.append(self)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                      cwd=self.source)
@@ -108,7 +131,8 @@ class GatewayProcess:
                 return self
             except requests.ConnectionError:
                 time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start: {self.log()}")
+        self.stop()
+        raise RuntimeError(f"gateway did not start in {timeout} s: {self.log()}")
 
     def stop(self, sig: int = 15) -> None:
         if self.proc and self.proc.poll() is None:
@@ -122,11 +146,12 @@ class GatewayProcess:
     def cleanup(self) -> None:
         """After stop: remove its containers (room kernels outlive a gateway by design),
         then the mounts they kept (kernels' socket tmpfs, room workspace volumes, whose
-        loop devices go with their last mount) and its runtime folder."""
+        loop devices go with their last mount), its runtime and data folders."""
         remove_containers(self.gateway_id)
         for mountpoint in mounts_under(self.runtime_dir, self.data_dir):
             subprocess.run(["umount", "-l", mountpoint], check=False)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        remove_tree(str(self.data_dir))  # kernels can leave trees too deep for rmtree
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
