@@ -9,12 +9,15 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "quotas-test-secret-long-enough-for-hs256-signatures"
 MiB = 1 << 20
 CONFIG = """
@@ -259,3 +262,19 @@ async def test_rooms_of_the_past_are_cut_to_the_plans_lifetime_at_start(quota_ga
     created = datetime.fromisoformat(room["created_at"].replace("Z", "+00:00"))
     expires = datetime.fromisoformat(room["expires_at"].replace("Z", "+00:00"))
     assert expires - created == timedelta(seconds=3600)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('{"kernel_tiers": ["low"], "workspace_bytes": 1000}', "plan 'free': workspace_bytes must be at least"),
+    ('{"kernel_tiers": ["low"], "workspace_inode": 10}', "plan 'free': unknown keys workspace_inode"),
+    ('{"kernel_tiers": ["low"], "max_snapshots": -1}', "plan 'free': max_snapshots must be a whole number"),
+])
+def test_a_bad_plan_stops_the_gateway_at_start(tmp_path, spec, message):
+    config = tmp_path / "bad_config.py"
+    config.write_text(f"c.Plans.plans = {{'free': {spec}}}\nc.Plans.order = ['free']\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "kernelgate", "serve", "--no-auth", "--kernels=local", "--port=0",
+         f"--config={config}", f"--data-dir={tmp_path / 'data'}", f"--runtime-dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert done.returncode != 0 and message in done.stdout + done.stderr, done.stderr[-2000:]
