@@ -26,14 +26,15 @@ c.Plans.plans = {
     "small": {"kernel_tiers": ["low"], "max_rooms": 3, "workspace_bytes": 32 * MiB,
               "workspace_inodes": 400, "max_snapshots": 2, "snapshot_bytes": 4 * MiB,
               "max_room_lifetime": 3600},
+    "big": {"kernel_tiers": ["low"], "workspace_bytes": 128 * MiB, "snapshot_bytes": 128 * MiB},
 }
-c.Plans.order = ["small"]
+c.Plans.order = ["small", "big"]
 """
 
 
-def token(user: str) -> str:
+def token(user: str, tier: str = "small") -> str:
     now = int(time.time())
-    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now, "tier": "small"}, SECRET, algorithm="HS256")
+    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now, "tier": tier}, SECRET, algorithm="HS256")
 
 
 def _mounts_below(folder) -> list[str]:
@@ -278,3 +279,24 @@ def test_a_bad_plan_stops_the_gateway_at_start(tmp_path, spec, message):
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert done.returncode != 0 and message in done.stdout + done.stderr, done.stderr[-2000:]
+
+
+async def test_a_snapshot_too_big_for_the_new_rooms_quota_is_refused(quota_gateway):
+    """A room started from a snapshot of a bigger plan's room: 413, and nothing remains."""
+    gateway = quota_gateway()
+    bob, alice = gateway.client(token("bob", "big")), gateway.client(token("alice"))
+    big = await make_room(bob)
+    py = await room_python(bob, big)
+    assert (await py.execute(FILL.format(name="large", mib=48))).stdout.split() == ["48", "None"]
+    py.close()
+    taken = await bob.request("POST", f"/api/rooms/{big['id']}/snapshots")
+    assert taken.status == 201, taken.body
+    put = await bob.request("PUT", f"/api/rooms/{big['id']}/members/alice", {"role": "admin"})
+    assert put.status == 200, put.body
+    refused = await alice.request("POST", "/api/rooms", {"name": "small", "languages": ["python3"],
+                                                         "from_snapshot": taken.body["id"]})
+    assert refused.status == 413, refused.body  # before: 201, 48 MiB in a 32 MiB room
+    assert "does not fit the room's workspace" in refused.body["message"]
+    assert [r["id"] for r in (await alice.request("GET", "/api/rooms")).body] == [big["id"]]
+    assert [p.name for p in (gateway.data_dir / "volumes").iterdir()] == [f"{big['id']}.ext4"]
+    assert not _mounts_below(gateway.data_dir / "rooms" / ".restore")
