@@ -106,6 +106,7 @@ class GatewayProcess:
             *([] if authenticated else ["--no-auth"]), *args,
         ]
         self.extra_args = args
+        self.shares_folders = like is not None
         self.source = source
         merged = {NO_POOL: "{}", **os.environ, **(env or {})}
         if source != ROOT:
@@ -125,14 +126,22 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._failed()
                 raise RuntimeError(f"gateway exited: {self.log()}")
             try:
                 requests.get(self.url + "/api", timeout=1)
                 return self
             except requests.ConnectionError:
                 time.sleep(0.1)
-        self.stop()
+        self._failed()
         raise RuntimeError(f"gateway did not start in {timeout} s: {self.log()}")
+
+    def _failed(self) -> None:
+        """A start that failed: stop it, and clean up unless the folders are shared with
+        the gateway it is `like`."""
+        self.stop()
+        if not self.shares_folders:
+            self.cleanup()
 
     def stop(self, sig: int = 15) -> None:
         if self.proc and self.proc.poll() is None:

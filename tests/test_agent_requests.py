@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from kernelgate.jwt_auth import mint
-from tests.harness import GatewayProcess, remove_containers
+from tests.harness import GatewayProcess
 
 SECRET = "agent-requests-" + "s" * 32
 
@@ -34,4 +34,4 @@ def test_concurrent_file_requests_to_one_agent_are_all_answered(docker_engine, t
             assert answers == [404] * 5, f"burst {burst}: {answers}"
     finally:
         gateway.stop()
-        remove_containers(gateway.gateway_id)
+        gateway.cleanup()

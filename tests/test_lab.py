@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import requests
 
 from kernelgate.jwt_auth import mint
 from tests.browser import browser, page_for  # noqa: F401 - fixtures
-from tests.harness import GatewayProcess, remove_containers, free_port
+from tests.harness import GatewayProcess, free_port
 from tests.client import GatewayClient
 
 pytest.importorskip("kernelgate_jupyter", reason="the JupyterLab extension is not installed (pip install ./extensions/jupyter)")
@@ -121,11 +120,7 @@ def gateway(docker_engine, tmp_path_factory):
     gw = GatewayProcess(tmp_path_factory.mktemp("gateway"), f"--jwt-secret={SECRET}", "--kernels=docker").start()
     yield gw
     gw.stop()
-    remove_containers(gw.gateway_id)
-    for folder in gw.runtime_dir.glob("*"):
-        if os.path.ismount(folder):
-            subprocess.run(["umount", "-l", str(folder)], check=False)
-    shutil.rmtree(gw.runtime_dir, ignore_errors=True)
+    gw.cleanup()
     assert "Traceback" not in gw.log(), gw.log()
 
 

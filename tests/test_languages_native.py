@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -189,7 +188,7 @@ def native_gateway(docker_engine, tmp_path_factory):
     ).start()
     yield gateway
     gateway.stop()
-    shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
+    gateway.cleanup()
     assert "Traceback" not in gateway.log(), gateway.log()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import shutil
 import sys
 from dataclasses import dataclass
 
@@ -255,7 +254,7 @@ def wrapper_gateway(docker_engine, tmp_path_factory):
     gateway = GatewayProcess(tmp_path_factory.mktemp("gateway"), "--kernels=docker").start()
     yield gateway
     gateway.stop()
-    shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
+    gateway.cleanup()
     assert "Traceback" not in gateway.log(), gateway.log()
 
 

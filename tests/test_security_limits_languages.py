@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import pytest
 
 from kernelgate.tiers import DEFAULT_TIERS
-from tests.harness import GatewayProcess, remove_containers
+from tests.harness import GatewayProcess
 
 #: Every tier as shipped, with a short exec_timeout so a bomb's cell is stopped soon.
 CONFIG = f"""
@@ -36,8 +35,7 @@ def gateway(docker_engine, tmp_path_factory):
                              f"--config={folder / 'config.py'}").start()
     yield gateway
     gateway.stop()
-    remove_containers(gateway.gateway_id)
-    shutil.rmtree(gateway.runtime_dir, ignore_errors=True)
+    gateway.cleanup()
     assert "Traceback" not in gateway.log(), gateway.log()
 
 
