@@ -121,6 +121,8 @@ async def test_roles(rooms_gateway):
     assert (await viewer.request("GET", f"/api/rooms/{rid}")).status == 200
     vws = await viewer.connect(kid)
     msg_id = await vws.send("shell", "execute_request", {"code": "import os; os.system('touch /workspace/v')", "silent": False})
+    shown = await vws.recv()  # first what a frontend shows in the cell, as from a kernel
+    assert shown["parent_header"]["msg_id"] == msg_id and shown["header"]["msg_type"] == "error"
     refused = await vws.recv()
     assert refused["parent_header"]["msg_id"] == msg_id and refused["channel"] == "shell"
     assert refused["content"]["status"] == "error" and refused["content"]["ename"] == "PermissionError"
