@@ -40,6 +40,15 @@ def cpu_quota_options(cpus: float) -> dict[str, int]:
     return {"cpu_period": CPU_PERIOD, "cpu_quota": round(cpus * CPU_PERIOD)}
 
 
+def docker_client(url: str, timeout: int | None) -> docker.DockerClient:
+    """A docker SDK client of the engine at `url` (empty: DOCKER_HOST or the local socket);
+    `timeout`: seconds an API call may take, None for streams that last. The one place a
+    client is made (DockerEngine's calls, its event watcher, ImageBuilder)."""
+    if url:
+        return docker.DockerClient(base_url=url, timeout=timeout)
+    return docker.from_env(timeout=timeout)
+
+
 class EngineUnavailable(Unavailable):
     """The Docker engine cannot be reached or refused an operation it should allow."""
 
@@ -49,7 +58,11 @@ class ImageMissing(Unavailable):
 
 
 class DockerEngine(SingletonConfigurable):
-    """Async facade over the docker SDK, shared by every Docker provisioner."""
+    """Async facade over the docker SDK, shared by every Docker provisioner.
+
+    The gateway builds one (ServeApp.setup) and hands it to whoever calls the engine
+    (docs/architecture.md, "Wiring").
+    """
 
     docker_url = Unicode(
         "", config=True, help="Docker engine URL; empty uses DOCKER_HOST or the local socket."
@@ -74,12 +87,15 @@ class DockerEngine(SingletonConfigurable):
 
     # -- plumbing ---------------------------------------------------------------
 
+    def new_client(self, stream: bool = False) -> docker.DockerClient:
+        """A new blocking client of this engine (docker_url), for callers that need their
+        own connection; its calls time out after `timeout` seconds, never with `stream`
+        (event streams)."""
+        return docker_client(self.docker_url, None if stream else self.timeout)
+
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
-            if self.docker_url:
-                self._client = docker.DockerClient(base_url=self.docker_url, timeout=self.timeout)
-            else:
-                self._client = docker.from_env(timeout=self.timeout)
+            self._client = self.new_client()
         return self._client
 
     async def _call(self, fn, *args, **kwargs):
@@ -239,6 +255,33 @@ class DockerEngine(SingletonConfigurable):
         except NotFound:
             pass
 
+    # -- networks -------------------------------------------------------------------
+
+    async def create_network(self, name: str, labels: dict[str, str], **options: Any) -> dict:
+        """Create a network (docker SDK `networks.create` keyword arguments) carrying
+        `labels` and the gateway label; returns its attributes once the engine filled
+        them in (Id, Internal, IPAM...)."""
+        labels = {**labels, GATEWAY_LABEL: self.gateway_id}
+
+        def create(c):
+            network = c.networks.create(name, labels=labels, **options)
+            network.reload()
+            return network.attrs
+
+        return await self._call(create)
+
+    async def remove_network(self, network_id: str) -> None:
+        """Remove a network; one already gone is not an error."""
+        try:
+            await self._call(lambda c: c.api.remove_network(network_id))
+        except NotFound:
+            pass
+
+    async def labelled_networks(self, label: str) -> list[dict]:
+        """Attributes of this gateway instance's networks carrying `label`."""
+        filters = {"label": [label, f"{GATEWAY_LABEL}={self.gateway_id}"]}
+        return await self._call(lambda c: c.api.networks(filters=filters))
+
     def _forget(self, container_id: str) -> None:
         with self._lock:
             self._exits.pop(container_id, None)
@@ -266,10 +309,7 @@ class DockerEngine(SingletonConfigurable):
         broken = False
         while True:
             try:
-                if self.docker_url:
-                    client = docker.DockerClient(base_url=self.docker_url, timeout=None)
-                else:
-                    client = docker.from_env(timeout=None)
+                client = self.new_client(stream=True)
                 since = int(time.time())
                 self._resync(client)
                 events = client.events(

@@ -28,7 +28,7 @@ import uuid
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
-from kernelgate.engine import GATEWAY_LABEL, DockerEngine
+from kernelgate.engine import DockerEngine
 
 #: Label of fence networks (the value: the room's id).
 FENCE_LABEL = "org.kernelgate.install-fence"
@@ -299,18 +299,12 @@ class Fence:
         return fence
 
     async def _make(self, room_id: str) -> None:
-        labels = {FENCE_LABEL: room_id, GATEWAY_LABEL: self.engine.gateway_id}
         options = {"com.docker.network.bridge.name": self.bridge,
                    "com.docker.network.bridge.enable_icc": "false"}
-
-        def create(client):
-            network = client.networks.create(self.name, driver="bridge", internal=True,
-                                             labels=labels, options=options)
-            network.reload()
-            return network.id, network.attrs
-
         try:
-            self._network_id, attrs = await self.engine._call(create)
+            attrs = await self.engine.create_network(
+                self.name, {FENCE_LABEL: room_id}, driver="bridge", internal=True, options=options)
+            self._network_id = attrs["Id"]
         except Exception as e:  # noqa: BLE001 - any engine failure refuses the install
             raise FenceError(f"the install network could not be made: {e}") from None
         if not attrs.get("Internal"):
@@ -346,23 +340,17 @@ async def remove_firewall(bridge: str) -> None:
 
 
 async def remove_network(engine: DockerEngine, network_id: str, log: logging.Logger) -> None:
-    def remove(client):
-        client.networks.get(network_id).remove()
-
     try:
-        await engine._call(remove)
+        await engine.remove_network(network_id)
     except Exception as e:  # noqa: BLE001 - logged; the next start removes leftovers
-        if "not found" not in str(e).lower():
-            log.warning("Install network %s not removed: %s", network_id[:12], e)
+        log.warning("Install network %s not removed: %s", network_id[:12], e)
 
 
 async def remove_leftover_fences(engine: DockerEngine, log: logging.Logger) -> None:
     """Gateway start: remove the fences (rules, networks) an earlier run of it left."""
-    def listing(client):
-        found = client.networks.list(filters={"label": [FENCE_LABEL, f"{GATEWAY_LABEL}={engine.gateway_id}"]})
-        return [(n.id, n.attrs.get("Options", {}).get("com.docker.network.bridge.name", "")) for n in found]
-
-    for network_id, bridge in await engine._call(listing):
+    for network in await engine.labelled_networks(FENCE_LABEL):
+        network_id = network["Id"]
+        bridge = (network.get("Options") or {}).get("com.docker.network.bridge.name", "")
         if bridge.startswith(BRIDGE_PREFIX):
             await remove_firewall(bridge)
         await remove_network(engine, network_id, log)
