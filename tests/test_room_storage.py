@@ -11,10 +11,12 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import subprocess
 
 import boto3
 import pytest
 
+from tests.harness import mounts_under, remove_containers
 from tests.s3 import ACCESS_KEY, SECRET_KEY
 
 BACKENDS = ["local", "database", "s3"]
@@ -87,6 +89,23 @@ async def room_python(client, room: dict):
     return await client.connect(kernel["id"])
 
 
+async def storage_failures(client) -> float:
+    text = (await client.request("GET", "/metrics")).body
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith('kernelgate_storage_failures_total{backend="s3"}'))
+
+
+def lose_working_copy(gateway, room_id: str) -> None:
+    """What a new host lacks, after `gateway` stopped: the room's containers, its
+    working copy and the working copy's volume (the files can come only from the backend)."""
+    remove_containers(gateway.gateway_id)
+    for mountpoint in mounts_under(gateway.data_dir / "rooms" / room_id):
+        subprocess.run(["umount", mountpoint], check=True)
+    shutil.rmtree(gateway.data_dir / "rooms" / room_id)
+    (gateway.data_dir / "volumes" / f"{room_id}.ext4").unlink(missing_ok=True)
+
+
 async def test_files_come_back_from_the_backend_when_the_working_copy_is_lost(serve, storage):
     gateway = serve()
     client = gateway.client()
@@ -99,7 +118,7 @@ async def test_files_come_back_from_the_backend_when_the_working_copy_is_lost(se
     assert len(before) == 27
     gateway.stop()  # syncs every room
 
-    shutil.rmtree(gateway.data_dir / "rooms" / room["id"])
+    lose_working_copy(gateway, room["id"])
     gateway = serve(like=gateway)
     client = gateway.client()
     assert await hashes(client, room["id"]) == before
@@ -244,8 +263,10 @@ async def test_an_s3_outage_degrades_the_room_and_loses_nothing(docker_engine, s
     assert health["status"] == "degraded"
     assert health["checks"]["storage"]["degraded_rooms"] == 1
     assert health["checks"]["storage"]["backends"]["s3"].startswith("unavailable")
+    failures = await storage_failures(client)
     snap = await client.request("POST", f"/api/rooms/{room_id}/snapshots")
     assert snap.status == 503 and snap.body["reason"] == "Service Unavailable", snap.body
+    assert await storage_failures(client) > failures  # the snapshot's failure is counted too
     deleted = await client.request("DELETE", f"/api/rooms/{room_id}")
     assert deleted.status == 503  # no final snapshot, no deletion
     # the working copy is kept and served
@@ -256,7 +277,7 @@ async def test_an_s3_outage_degrades_the_room_and_loses_nothing(docker_engine, s
     await wait_for_state(client, room_id, "ok")
     assert (await client.request("GET", "/api/health")).body["status"] == "ok"
     gateway.stop()
-    shutil.rmtree(gateway.data_dir / "rooms" / room_id)
+    lose_working_copy(gateway, room_id)
     gateway = start_gateway(*options, like=gateway)
     client = gateway.client()
     for name, text in [("before.txt", "written before the outage"), ("during.txt", "written during the outage")]:

@@ -213,7 +213,7 @@ class RoomStorage(LoggingConfigurable):
         BadRequest if its backend is not configured (lock held)."""
         backend = self.backends[self.check_name(snapshot.storage)]
         key = _snapshot_key(snapshot.room_id, snapshot.id)
-        await self._guard(room_id, self._download(backend, key, room_id))
+        await self._guard(room_id, snapshot.storage, self._download(backend, key, room_id))
 
     async def prepare(self, room_id: str, storage: str) -> None:
         """Make sure the working copy exists: restore the durable copy where it is missing
@@ -267,7 +267,7 @@ class RoomStorage(LoggingConfigurable):
                     final = await self._snapshot(room_id, storage, actor, "room deleted")
                 except TooLarge as e:
                     self.log.warning("Room %s deleted without a final snapshot: %s", room_id, e.message)
-            await self._guard(room_id, asyncio.to_thread(self.backends[storage].delete, _current_key(room_id)))
+            await self._guard(room_id, storage, asyncio.to_thread(self.backends[storage].delete, _current_key(room_id)))
             await asyncio.to_thread(self._remove_working_copy, room_id)
             await self.store.delete_storage_state(room_id)
             self._status.pop(room_id, None)
@@ -341,7 +341,7 @@ class RoomStorage(LoggingConfigurable):
             return
         backend = self.backends[self.check_name(storage)]
         try:
-            await self._guard(room_id, self._download(backend, _current_key(room_id), room_id))
+            await self._guard(room_id, storage, self._download(backend, _current_key(room_id), room_id))
             self.log.info("Room %s: working copy restored from %s storage", room_id, storage)
             await self._synced(room_id)  # the two copies are alike now
         except ObjectMissing:
@@ -353,7 +353,7 @@ class RoomStorage(LoggingConfigurable):
         if not await self.present(room_id):  # nothing to write; a degraded room recovers once the backend answers
             if status.state == "degraded":
                 with contextlib.suppress(StorageUnavailable):
-                    await self._guard(room_id, asyncio.to_thread(self.backends[storage].check))
+                    await self._guard(room_id, storage, asyncio.to_thread(self.backends[storage].check))
             return False
         current = await asyncio.to_thread(fingerprint, str(working), self.limits)
         if current == status.fingerprint and status.state == "ok":
@@ -361,9 +361,8 @@ class RoomStorage(LoggingConfigurable):
         try:
             with metrics.STORAGE_SYNC.labels(storage).time():
                 _, _, stats = await self._guard(
-                    room_id, self._upload(self.backends[storage], _current_key(room_id), working))
+                    room_id, storage, self._upload(self.backends[storage], _current_key(room_id), working))
         except StorageUnavailable as e:
-            metrics.STORAGE_FAILURES.labels(storage).inc()
             self.log.warning("Room %s: sync to %s storage failed: %s", room_id, storage, e.message)
             return False
         try:
@@ -391,7 +390,7 @@ class RoomStorage(LoggingConfigurable):
         key = _snapshot_key(room_id, snapshot_id)
         try:
             size, digest, stats = await self._guard(
-                room_id, self._upload(self.backends[storage], key, self.working_copy(room_id),
+                room_id, storage, self._upload(self.backends[storage], key, self.working_copy(room_id),
                                       plan.snapshot_bytes or None)
             )
         except _TooLong:
@@ -436,14 +435,16 @@ class RoomStorage(LoggingConfigurable):
             self.log.warning("Room %s: %s left out %s", room_id, what,
                              ", ".join(f"{r['count']} {reason}" for reason, r in report.items()))
 
-    async def _guard(self, room_id: str, operation):
-        """Await a backend operation: a StorageUnavailable degrades the room (and is
-        raised); success makes it ok."""
+    async def _guard(self, room_id: str, storage: str, operation):
+        """Await an operation on the backend named `storage`: a StorageUnavailable
+        degrades the room, is counted (kernelgate_storage_failures_total) and is raised;
+        success makes the room ok."""
         status = self.status(room_id)
         try:
             result = await operation
         except StorageUnavailable as e:
             status.state, status.error = "degraded", e.message
+            metrics.STORAGE_FAILURES.labels(storage).inc()
             raise
         status.state, status.error = "ok", None
         return result
