@@ -43,7 +43,8 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # engine answers (then local). With authentication, "auto" never runs local kernels:
 # while the engine is unreachable, kernel starts answer 503 and /api/health is degraded.
 # c.ServeApp.kernels = "auto"
-# c.DockerEngine.docker_url = ""             # empty: DOCKER_HOST or the local socket
+# c.DockerEngine.docker_url = ""             # empty: DOCKER_HOST or the local socket; also
+#                                            # `kernelgate images` (was ImageBuilder.docker_url)
 # c.DockerEngine.gateway_id = "kernelgate"   # labels this gateway's containers
 # c.KernelRegistry.max_kernels = 0           # 0 = no limit; beyond it: 403 Resource Limit
 # c.KernelRegistry.runtime_dir = "/run/kernelgate"   # per-kernel ipc socket directories

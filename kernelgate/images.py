@@ -31,9 +31,10 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from traitlets import Bool, Dict, Unicode, default
+from traitlets import Bool, Dict, Instance, Unicode, default
 from traitlets.config import Application, SingletonConfigurable
 
+from kernelgate.engine import DockerEngine
 from kernelgate.paths import shipped_folder
 
 #: Reserved image name of the debootstrap root filesystem (not a folder of images_dir).
@@ -88,13 +89,18 @@ class ImageBuilder(SingletonConfigurable):
     ca_bundle = Unicode(
         help="CA bundle copied into every build context as " + BUILD_CA_FILE + "."
     ).tag(config=True)
-    docker_url = Unicode(
-        "", help="Docker engine URL; empty uses the environment (DOCKER_HOST etc.)."
-    ).tag(config=True)
+    engine = Instance(
+        DockerEngine, help="The Docker engine images are built in and listed from (its "
+        "docker_url); default: a DockerEngine of this builder's configuration.",
+    )
     proxy_env = Dict(
         help="Proxy variables passed to debootstrap and as build arguments "
         "(default: those of " + ", ".join(PROXY_VARIABLES) + " set in the environment)."
     ).tag(config=True)
+
+    @default("engine")
+    def _engine_default(self) -> DockerEngine:
+        return DockerEngine(parent=self)
 
     @default("images_dir")
     def _images_dir_default(self) -> str:
@@ -234,12 +240,9 @@ class ImageBuilder(SingletonConfigurable):
 
     @property
     def client(self) -> docker.DockerClient:
-        """Docker client for docker_url (created on first use)."""
+        """A blocking client of `engine` (created on first use)."""
         if self._client is None:
-            if self.docker_url:
-                self._client = docker.DockerClient(base_url=self.docker_url)
-            else:
-                self._client = docker.from_env()
+            self._client = self.engine.new_client()
         return self._client
 
     def _inspect(self, reference: str) -> dict | None:
@@ -500,7 +503,7 @@ _ALIASES = {
     "debian-suite": "ImageBuilder.debian_suite",
     "pip-index-url": "ImageBuilder.pip_index_url",
     "ca-bundle": "ImageBuilder.ca_bundle",
-    "docker-url": "ImageBuilder.docker_url",
+    "docker-url": "DockerEngine.docker_url",
 }
 
 
@@ -510,7 +513,7 @@ class BuildImagesApp(Application):
     name = "kernelgate-images-build"
     description = "Build kernelgate's kernel images (default: all) and their parent images."
     examples = "kernelgate images build python"
-    classes = [ImageBuilder]
+    classes = [ImageBuilder, DockerEngine]
     aliases = Dict(_ALIASES)
 
     def start(self) -> None:
@@ -527,7 +530,7 @@ class ListImagesApp(Application):
 
     name = "kernelgate-images-list"
     description = "List kernelgate's images: name, reference, built, size."
-    classes = [ImageBuilder]
+    classes = [ImageBuilder, DockerEngine]
     aliases = Dict(_ALIASES)
 
     def start(self) -> None:
@@ -558,7 +561,7 @@ class PruneImagesApp(Application):
     description = ("Remove kernelgate's image tags that no image folder produces any more "
                    "(images a container still uses are kept).")
     examples = "kernelgate images prune --dry-run"
-    classes = [ImageBuilder]
+    classes = [ImageBuilder, DockerEngine]
     aliases = Dict(_ALIASES)
     dry_run = Bool(False, config=True, help="Only say what would be removed.")
     flags = Dict({"dry-run": ({"PruneImagesApp": {"dry_run": True}}, "Only say what would be removed.")})
