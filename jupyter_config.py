@@ -49,6 +49,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.KernelRegistry.max_kernels = 0           # 0 = no limit; beyond it: 403 Resource Limit
 # c.KernelRegistry.runtime_dir = "/run/kernelgate"   # per-kernel ipc socket directories
 # c.KernelRegistry.startup_timeout = 60.0
+# c.KernelRegistry.adopt_timeout = 10.0      # a room kernel left running, re-adopted at start
 # c.KernelRegistry.buffer_seconds = 60.0     # output kept for a reconnecting session
 # c.KernelRegistry.max_kernel_frame = 64 * 1024 * 1024  # larger kernel messages are dropped unread
 # c.KernelRegistry.client_backlog = 64 * 1024 * 1024    # a client leaving more unread is dropped

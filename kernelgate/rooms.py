@@ -75,15 +75,23 @@ class RoomService(LoggingConfigurable):
         syncing the workspaces."""
         for room in await self.store.all_rooms():
             self._rooms[room.id] = await self._apply_plan(room, await self._owner_plan(None, room))
+
+        async def readopt(records: list) -> None:  # one room's, in turn (one volume attach)
+            for record in records:
+                room = self._rooms.get(record.room_id)
+                kernel = None
+                if room is not None and not self.expired(room) and await self._present(room):
+                    kernel = await self.registry.adopt(
+                        record.kernel_id, record.kernelspec, room.owner, room.id, record.info
+                    )
+                if kernel is None:
+                    await self.store.remove_room_kernel(record.room_id, record.kernelspec)
+
+        by_room: dict[str, list] = {}
         for record in await self.store.room_kernels():
-            room = self._rooms.get(record.room_id)
-            kernel = None
-            if room is not None and not self.expired(room) and await self._present(room):
-                kernel = await self.registry.adopt(
-                    record.kernel_id, record.kernelspec, room.owner, room.id, record.info
-                )
-            if kernel is None:
-                await self.store.remove_room_kernel(record.room_id, record.kernelspec)
+            by_room.setdefault(record.room_id, []).append(record)
+        # rooms at once: each adoption may wait (registry.adopt_timeout), the waits must not add up
+        await asyncio.gather(*(readopt(records) for records in by_room.values()))
         self._expiry = asyncio.ensure_future(self._expire_rooms())
         self.registry.on_new_sandbox.append(self._remember_room_kernel)
         await self.storage.start(lambda: [(r.id, r.storage) for r in self._rooms.values()])

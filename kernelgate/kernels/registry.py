@@ -54,6 +54,9 @@ WELL_KNOWN_ENV = ("KERNEL_USERNAME", "KERNEL_ROOM", "KERNEL_LAUNCH_TIMEOUT", "KE
 _CLIENT_ENV_NAME = re.compile(r"KERNEL_[A-Z0-9_]{1,100}")
 #: Longest value of a client variable passed into a sandbox.
 MAX_ENV_VALUE = 4096
+#: Seconds a re-adopted kernel's shell may take to answer kernel_info before the kernel
+#: counts as busy with an execution of the earlier run (KernelRegistry._reattach).
+ADOPT_SHELL_WAIT = 3.0
 #: The pool kept when pool_sizes is not configured: of the default kernelspec.
 DEFAULT_POOL = {"min": 1, "max": 2}
 
@@ -167,6 +170,12 @@ class KernelRegistry(LoggingConfigurable):
         "socket paths are limited to ~100 bytes)."
     )
     startup_timeout = Float(60.0, config=True, help="Seconds a kernel may take to answer.")
+    adopt_timeout = Float(
+        10.0, config=True, help="Seconds the sandbox of a room kernel left running by an "
+        "earlier run may take to answer when this run re-adopts it; one that does not is "
+        "removed (the room starts the kernel afresh). A kernel busy with a long execution "
+        "is re-adopted all the same, as busy.",
+    )
     env_process_whitelist = List(
         Unicode(), default_value=["PATH", "LANG", "LC_ALL", "HOME", "TMPDIR"], config=True,
         help="Gateway environment variables passed to local (unsandboxed) kernels.",
@@ -475,7 +484,9 @@ class KernelRegistry(LoggingConfigurable):
     async def adopt(self, kernel_id: str, name: str, owner: str, room: str | None,
                     provisioner_info: dict) -> Kernel | None:
         """Re-attach to a kernel an earlier run of the gateway started (a room's), from
-        its socket directory and `provisioner_info`; None if it is no longer alive."""
+        its socket directory and `provisioner_info`; None if it is no longer alive or
+        its sandbox does not answer within adopt_timeout (see _reattach). A kernel busy
+        with an execution is re-adopted: this never waits for its shell."""
         if kernel_id in self.kernels or not (Path(self.runtime_dir) / kernel_id).is_dir():
             return None
         kernel = self._new_kernel(kernel_id, name, owner, room)
@@ -489,7 +500,7 @@ class KernelRegistry(LoggingConfigurable):
             manager.provisioner = provisioner
             if not await manager.is_alive():
                 raise RuntimeError("its sandbox is gone")
-            await self._connect(kernel)
+            await self._reattach(kernel)
         except Exception as e:  # noqa: BLE001 - anything wrong means: start afresh later
             self.log.warning("Kernel %s not re-adopted (it will start afresh): %s", kernel_id, e)
             await self._dispose(kernel)
@@ -497,6 +508,27 @@ class KernelRegistry(LoggingConfigurable):
         self._register(kernel)
         self.log.info("Kernel %s (%s) re-adopted", kernel_id, name)
         return kernel
+
+    async def _reattach(self, kernel: Kernel) -> None:
+        """Open the gateway's sockets to a kernel an earlier run left, without needing its
+        shell to answer (a kernel answers kernel_info on shell only between executions,
+        and the earlier run may have left one running for hours).
+
+        The sandbox's agent must answer within adopt_timeout: it exits with its kernel
+        (the container then stops), so an answering agent means a running kernel. The
+        shell then has ADOPT_SHELL_WAIT seconds to answer kernel_info: if it does, the
+        kernel is idle; if not, it is adopted as busy, and its next iopub status (the
+        end of that execution) tells its real state. Unavailable, RuntimeError or
+        TimeoutError if the kernel cannot be re-adopted."""
+        self._open(kernel)
+        await kernel.agent.request("file_request", {"op": "stat", "path": ""}, timeout=self.adopt_timeout)
+        try:  # any reply, even an error, is the agent serving
+            await kernel.hub.wait_ready(min(ADOPT_SHELL_WAIT, self.adopt_timeout), kernel.manager.is_alive)
+            kernel.execution_state = "idle"
+        except TimeoutError:
+            self.log.info("Kernel %s is busy with an execution of the earlier run", kernel.id)
+            kernel.execution_state = "busy"
+        await self._settle(kernel)
 
     async def provisioner_info(self, kernel: Kernel) -> dict:
         """What `adopt` needs to re-attach to this kernel after a gateway restart."""
@@ -530,9 +562,9 @@ class KernelRegistry(LoggingConfigurable):
         )
         return kernel
 
-    async def _connect(self, kernel: Kernel) -> None:
-        """Open the gateway's sockets to a launched kernel and wait until it answers;
-        Unavailable (with the reason, when the provisioner knows it) if it does not."""
+    def _open(self, kernel: Kernel) -> None:
+        """Open the gateway's sockets to a kernel (its hub) and to its sandbox's agent;
+        Unavailable when the gateway is out of sockets or file descriptors."""
         manager = kernel.manager
         try:
             kernel.agent = AgentClient(manager.get_connection_info(), manager.session)
@@ -542,6 +574,12 @@ class KernelRegistry(LoggingConfigurable):
             )
         except zmq.ZMQError as e:  # out of sockets or file descriptors: a capacity limit
             raise Unavailable(f"The gateway cannot open more kernel connections: {e}") from None
+
+    async def _connect(self, kernel: Kernel) -> None:
+        """Open the gateway's sockets to a launched kernel and wait until it answers;
+        Unavailable (with the reason, when the provisioner knows it) if it does not."""
+        manager = kernel.manager
+        self._open(kernel)
         try:
             await kernel.hub.wait_ready(self.startup_timeout, manager.is_alive)
         except (RuntimeError, TimeoutError) as e:
