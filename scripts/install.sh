@@ -29,6 +29,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null || { ci && exit 1; echo "apt-get failed: continuing"; }
 fi
 
+# promtool (Prometheus' rule checker and rule unit tester) for tests/test_deploy.py, taken
+# out of Debian's prometheus package without installing it (no server, no service user).
+PROMTOOL=/opt/kernelgate/bin/promtool
+if [ ! -x "$PROMTOOL" ]; then
+  log "Extracting promtool from Debian's prometheus package"
+  work=$(mktemp -d)
+  if (cd "$work" && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; } \
+        && dpkg-deb -x prometheus_*.deb root) >/dev/null; then
+    install -D -m 755 "$work/root/usr/bin/promtool" "$PROMTOOL"
+  else
+    ci && exit 1
+    echo "promtool not installed: continuing"
+  fi
+  rm -rf "$work"
+fi
+
 # gVisor as the Docker runtime "runsc" (the untrusted tier's, kernelgate.tiers): merged
 # into daemon.json, nothing else there changed. Sandboxes get no network from runsc
 # whatever Docker asks, and may create and open host unix sockets (the ipc sockets of
