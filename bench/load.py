@@ -62,6 +62,7 @@ class Results:
     files: int = 0
     terminal_commands: int = 0
     errors: Counter = field(default_factory=Counter)
+    start_retries: Counter = field(default_factory=Counter)  # status -> starts refused, then retried
     latency: dict[str, list[float]] = field(default_factory=lambda: {"execute": [], "file": [], "terminal": []})
 
     def error(self, kind: str) -> None:
@@ -123,7 +124,14 @@ async def setup(users: list[User], room_size: int, results: Results) -> None:
             user.room, user.kernel = made.body["id"], kernel
 
     async def solo(user: User) -> None:
-        user.kernel = (await user.client.start_kernel("python3"))["id"]
+        while True:  # as a real client: a start refused by admission control is retried
+            started = await user.client.request("POST", "/api/kernels", {"name": "python3"}, timeout=300)
+            if started.status not in (429, 503) or "Retry-After" not in started.headers:
+                break
+            results.start_retries[started.status] += 1
+            await asyncio.sleep(int(started.headers["Retry-After"]))
+        assert started.status == 201, started.body
+        user.kernel = started.body["id"]
 
     await asyncio.gather(*(solo(u) for u in users[grouped:]))
     for user in users:
@@ -236,6 +244,7 @@ async def load(args, gateway: GatewayProcess) -> dict:
         "executions": results.executions, "lost": results.lost, "wrong": results.wrong,
         "files": results.files, "terminal_commands": results.terminal_commands,
         "errors": dict(results.errors),
+        "start_retries": dict(results.start_retries),  # admission control's 429/503: not errors
         "latency_ms": {kind: {"p50": round(statistics.median(s) * 1000, 1) if s else None,
                               "p99": round(percentile(s, 99) * 1000, 1) if s else None, "n": len(s)}
                        for kind, s in results.latency.items()},

@@ -104,6 +104,22 @@ class Draining(Unavailable):
     retry_after = 30  # seconds: the Retry-After header
 
 
+class StartsQueueFull(Unavailable):
+    """max_pending_starts cold starts are already waiting or launching (503)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds: the Retry-After header
+
+
+class TooManyStarts(TooMany):
+    """The owner already has max_pending_starts_per_user cold starts in line (429)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(eq=False)
 class Kernel:
     """A running kernel as the gateway tracks it."""
@@ -170,6 +186,19 @@ class KernelRegistry(LoggingConfigurable):
         "socket paths are limited to ~100 bytes)."
     )
     startup_timeout = Float(60.0, config=True, help="Seconds a kernel may take to answer.")
+    start_parallel = Int(
+        4, config=True, help="Kernels launched at once (cold starts, rooms' included; pool "
+        "fills have pool_parallel); more starts wait in line, first come first served (>= 1).",
+    )
+    max_pending_starts = Int(
+        32, config=True, help="Cold starts waiting in line or launching at once; a start "
+        "beyond is answered 503 at once, with Retry-After. 0 = no limit.",
+    )
+    max_pending_starts_per_user = Int(
+        8, config=True, help="Cold starts of one user (a room's owner for a room's kernels) "
+        "waiting in line or launching at once; a start beyond is answered 429 at once, with "
+        "Retry-After. 0 = no limit.",
+    )
     adopt_timeout = Float(
         10.0, config=True, help="Seconds the sandbox of a room kernel left running by an "
         "earlier run may take to answer when this run re-adopts it; one that does not is "
@@ -239,10 +268,10 @@ class KernelRegistry(LoggingConfigurable):
             pool_limits(proposal["value"])
         return proposal["value"]
 
-    @validate("pool_parallel")
+    @validate("pool_parallel", "start_parallel")
     def _at_least_one(self, proposal):
         if proposal["value"] < 1:
-            raise TraitError("pool_parallel must be at least 1")
+            raise TraitError(f"{proposal['trait'].name} must be at least 1")
         return proposal["value"]
 
     @validate("allowed_client_env")
@@ -277,7 +306,9 @@ class KernelRegistry(LoggingConfigurable):
         #: Awaited with a kernel answering again in a new sandbox (revived, or restarted
         #: by restart_sandbox): its provisioner info changed.
         self.on_new_sandbox: list[Callable[[Kernel], Awaitable[None]]] = []
-        self._starting: dict[str, int] = {}  # owner -> kernels being started
+        self._starting: dict[str, int] = {}  # owner -> cold starts waiting in line or launching
+        self._launch_slots = asyncio.Semaphore(self.start_parallel)  # FIFO: the line of cold starts
+        self._launch_seconds = 5.0  # moving average of a cold launch, for Retry-After
         self._supervisor: asyncio.Future | None = None
         self._pools: dict[str, list[Kernel]] = {}
         self._pool_keeper: asyncio.Future | None = None
@@ -318,9 +349,10 @@ class KernelRegistry(LoggingConfigurable):
         kernel that is passed no variable comes from a warm pool when one is ready.
         Raises BadRequest for a passed variable that is not a short string, NotFound for
         an unknown kernelspec, Capacity when max_kernels is reached, TooMany when the
-        owner already has `owner_limit` solo kernels (0 = no limit), and the
+        owner already has `owner_limit` solo kernels (0 = no limit), StartsQueueFull
+        or TooManyStarts when a cold start is not admitted (`_admit`), and the
         provisioner's errors (EngineUnavailable, ImageMissing) when the sandbox cannot
-        start.
+        start. Cold starts launch start_parallel at a time, the others wait in line.
         """
         self.tier_of(name)  # NotFound for an unknown kernelspec
         if self.draining:
@@ -337,9 +369,15 @@ class KernelRegistry(LoggingConfigurable):
             self._demand.setdefault(name, collections.deque(maxlen=10_000)).append(begun)
             kernel = await self._take_pooled(name, owner)
         if kernel is None:
+            self._admit(owner)  # then counted at once: no await between check and count
             self._starting[owner] = self._starting.get(owner, 0) + 1
             try:
-                kernel = await self._launch(name, owner, client_env, room, workspace)
+                async with self._launch_slots:
+                    if self.draining:  # began to drain while this start waited in line
+                        raise Draining("The gateway is shutting down; start the kernel again shortly")
+                    launched = time.monotonic()
+                    kernel = await self._launch(name, owner, client_env, room, workspace)
+                    self._launch_seconds += 0.2 * (time.monotonic() - launched - self._launch_seconds)
             except Exception as e:
                 metrics.kernel_start_failed(name, e)
                 raise
@@ -354,6 +392,20 @@ class KernelRegistry(LoggingConfigurable):
         for listener in list(self.on_started):
             await listener(kernel)
         return kernel
+
+    def _admit(self, owner: str) -> None:
+        """Admission control for a cold start: StartsQueueFull (503) when
+        max_pending_starts are already in line, TooManyStarts (429) when `owner` has
+        max_pending_starts_per_user; both at once (never a wait), with a Retry-After of
+        about the time the line ahead takes to launch."""
+        pending = sum(self._starting.values())
+        retry = max(1, min(60, round(self._launch_seconds * (pending + 1) / self.start_parallel)))
+        if self.max_pending_starts and pending >= self.max_pending_starts:
+            raise StartsQueueFull(f"The gateway is starting {pending} kernels already; "
+                                  f"try again in {retry} s", retry)
+        mine = self._starting.get(owner, 0)
+        if self.max_pending_starts_per_user and mine >= self.max_pending_starts_per_user:
+            raise TooManyStarts(f"You are starting {mine} kernels already; try again in {retry} s", retry)
 
     async def _launch(self, name: str, owner: str, env: dict[str, str], room: str | None,
                       workspace: Path | None) -> Kernel:
