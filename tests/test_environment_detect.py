@@ -127,7 +127,7 @@ async def test_project_file_overrides(tmp_path):
     assert language(report, "javascript")["install"]["source"] == "service/package.json"
     prefix = project.kernel_prefix(tmp_path)
     assert prefix == ["/usr/bin/env", "-C", "/workspace/service",
-                      "PYTHONPATH=/workspace/.kernelgate/python", "APP_MODE=dev"]
+                      "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python", "APP_MODE=dev"]
 
 
 @pytest.mark.parametrize("text, word", [
@@ -136,9 +136,10 @@ async def test_project_file_overrides(tmp_path):
     ('workdir = "a b"', "relative path"),
     ('[env]\nLD_PRELOAD = "x"', "LD_PRELOAD"),
     ('[env]\nKERNEL_USERNAME = "root"', "KERNEL_USERNAME"),
+    ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\ngo = ["x"]', "python, javascript"),
+    ('[packages]\ngo = ["x"]', "installs support javascript, perl, python"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
@@ -153,7 +154,8 @@ async def test_an_invalid_project_file_is_reported_and_ignored_by_kernels(tmp_pa
     write(tmp_path, {"kernelgate.toml": '[env]\nPATH = "/nowhere"\n', "requirements.txt": "six\n"})
     report = await detect(tmp_path)
     assert "PATH" in report["project_file_error"] and report["project_file"] is None
-    assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "PYTHONPATH=/workspace/.kernelgate/python"]
+    assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "PERL5LIB=/workspace/.kernelgate/perl/lib",
+                                                 "PYTHONPATH=/workspace/.kernelgate/python"]
 
 
 def test_manifest_parsers():

@@ -12,7 +12,7 @@ import posixpath
 import sys
 from dataclasses import dataclass, field
 
-from kernelgate.environment import frameworks, manifests, project
+from kernelgate.environment import frameworks, installers, manifests, project
 from kernelgate.environment.tree import Tree, TreeError
 
 #: Folders never entered: installed packages, build outputs, version control, caches.
@@ -21,9 +21,7 @@ SKIP_DIRS = frozenset({
     "vendor", "bower_components", "out",
 })
 #: Languages whose packages an install can put into the workspace.
-INSTALLABLE = project.PACKAGE_LANGUAGES
-#: Comparison operators that make a PEP 440 version specifier.
-_PEP440 = ("==", ">=", "<=", "~=", "!=", ">", "<")
+INSTALLABLE = installers.LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ async def scan(tree: Tree, limits: Limits = Limits()) -> Scan:
             elif kind == "file":
                 if path == project.PROJECT_FILE:
                     found.project_file = await _read(tree, path, project.MAX_PROJECT_FILE, found)
-                elif name in manifests.MANIFESTS:
+                elif name in installers.MANIFESTS:
                     data = await _read(tree, path, limits.max_manifest_bytes, found)
                     if data is not None:
                         found.manifests.append((path, data))
@@ -145,7 +143,7 @@ def analyze(found: Scan) -> dict:
 
     parsed: dict[str, list[manifests.Package]] = {}
     for path, data in found.manifests:
-        kind = manifests.MANIFESTS[posixpath.basename(path)]
+        kind = installers.MANIFESTS[posixpath.basename(path)]
         entry = language_entry(kind.language)
         manager = lock_managers.get((posixpath.dirname(path), kind.language))
         if manager is None and posixpath.basename(path) == "pyproject.toml":
@@ -198,8 +196,8 @@ def _add_framework(entry: dict, language: str, name: str, evidence: str) -> None
 
 def _install(language: str, workdir: str, settings: project.ProjectFile | None,
              parsed: dict[str, list[manifests.Package]]) -> dict:
-    """What an install of this language would do: {"supported", "source", "packages",
-    "requirements"?} (see install.py)."""
+    """What an install of this language would do: {"supported", "source", "packages", ...}
+    (the project file's [packages] first, then the language's installer's plan)."""
     if language not in INSTALLABLE:
         return {"supported": False, "source": None, "packages": []}
     if settings and language in settings.packages:
@@ -208,15 +206,4 @@ def _install(language: str, workdir: str, settings: project.ProjectFile | None,
     def at(name: str) -> str:
         return posixpath.join(workdir, name) if workdir else name
 
-    if language == "python":
-        if at("requirements.txt") in parsed:
-            return {"supported": True, "source": at("requirements.txt"), "packages": [],
-                    "requirements": at("requirements.txt")}
-        for name in ("pyproject.toml", "Pipfile"):
-            if at(name) in parsed:
-                specs = [p.name + (p.spec if p.spec.startswith(_PEP440) else "")
-                         for p in parsed[at(name)] if not p.dev]
-                return {"supported": True, "source": at(name), "packages": specs}
-    if language == "javascript" and at("package.json") in parsed:
-        return {"supported": True, "source": at("package.json"), "packages": []}
-    return {"supported": True, "source": None, "packages": []}
+    return installers.INSTALLERS[language].plan(at, parsed)

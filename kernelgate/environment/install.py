@@ -25,9 +25,7 @@ configuration only.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import posixpath
 import shutil
 import time
 import uuid
@@ -41,6 +39,8 @@ from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
 from kernelgate.environment.egress import EgressProxy, Fence, FenceError, allowed_targets, remove_leftover_fences
 from kernelgate.environment.detect import INSTALLABLE, analyze, scan
+from kernelgate.environment.installers import INSTALLERS, perl
+from kernelgate.environment.installers.base import CA_PATH, STAGING_PATH, Context, PlanError
 from kernelgate.environment.tree import AgentTree, HostTree
 from kernelgate.errors import BadRequest, Conflict, GatewayError, Unavailable
 from kernelgate.identity import Identity
@@ -53,8 +53,8 @@ from kernelgate.store import Store
 
 #: Label of install containers; its value is the room's id.
 INSTALL_LABEL = "org.kernelgate.install"
-#: Where install containers see the configured CA bundle and mirror folder.
-CA_PATH, MIRROR_PATH, STAGING_PATH = "/etc/kernelgate/ca.crt", "/mirror", "/install"
+#: Where install containers see the configured mirror folder.
+MIRROR_PATH = "/mirror"
 #: Output lines streamed per install; beyond, one notice and silence.
 MAX_LINES, MAX_LINE = 5000, 2000
 
@@ -155,6 +155,18 @@ class EnvironmentService(LoggingConfigurable):
     pip_index_url = Unicode("", config=True, help="pip's --index-url in installs; empty: pip's default.")
     pip_extra_index_urls = List(Unicode(), config=True, help="pip's --extra-index-url values.")
     npm_registry = Unicode("", config=True, help="npm registry for JavaScript installs (NPM_CONFIG_REGISTRY).")
+    debian_mirror = Unicode(
+        "", config=True,
+        help="Debian mirror (an https URL on the fenced network, the folder holding dists/)"
+        " that Debian-packaged installs (Perl) read for the image's release and its -updates;"
+        " empty: those installs are refused.",
+    )
+    debian_security_mirror = Unicode("", config=True, help="Debian security mirror (the image's release-security).")
+    apt_options = List(
+        Unicode(), config=True,
+        help="More apt settings 'Name=value' for Debian-packaged installs, e.g."
+        " 'Acquire::Check-Valid-Until=false' for a frozen mirror.",
+    )
     http_proxy = Unicode("", config=True, help="HTTP_PROXY of install containers.")
     https_proxy = Unicode("", config=True, help="HTTPS_PROXY of install containers.")
     no_proxy = Unicode("", config=True, help="NO_PROXY of install containers.")
@@ -165,7 +177,7 @@ class EnvironmentService(LoggingConfigurable):
     )
     uid = Int(1000, config=True, help="uid (and gid) install containers run as: the sandboxes' user.")
     images = Dict(
-        default_value={"python": "python", "javascript": "deno"}, config=True,
+        default_value={language: i.image for language, i in INSTALLERS.items()}, config=True,
         help="Language -> image (a folder of images/) its installs run in.",
     )
 
@@ -180,6 +192,10 @@ class EnvironmentService(LoggingConfigurable):
             allowed_targets([], self.egress_hosts)
         except ValueError as e:
             raise SystemExit(f"EnvironmentService.egress_hosts: {e}") from None
+        try:
+            perl.check_settings(self)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         self.rooms = rooms
         self.registry = registry
         self.store = store
@@ -236,8 +252,10 @@ class EnvironmentService(LoggingConfigurable):
             plans = [lang for lang in report["languages"]
                      if lang["install"]["source"] and (wanted is None or lang["language"] in wanted)]
             if not plans:
-                raise BadRequest("Nothing to install: no requirements.txt, pyproject.toml, Pipfile or"
-                                 f" package.json in {report['workdir'] or 'the workspace root'},"
+                sources = "; ".join(f"{i.sources} ({lang})" for lang, i in INSTALLERS.items()
+                                    if wanted is None or lang in wanted)
+                raise BadRequest(f"Nothing to install: none of {sources} in"
+                                 f" {report['workdir'] or 'the workspace root'},"
                                  f" and no [packages] in {project.PROJECT_FILE}")
             references = {lang["language"]: self._image(lang["language"]) for lang in plans}
         except BaseException:
@@ -358,8 +376,7 @@ class EnvironmentService(LoggingConfigurable):
 
     async def _open_fence(self, job: Job) -> Fence:
         """This install's fence; InstallFailed (the install is refused) when it cannot be made."""
-        allowed = allowed_targets([self.pip_index_url, *self.pip_extra_index_urls, self.npm_registry],
-                                  self.egress_hosts)
+        allowed = allowed_targets([url for i in INSTALLERS.values() for url in i.urls(self)], self.egress_hosts)
         proxy = EgressProxy(allowed, self.egress_private_hosts, log=self.log,
                             on_refused=lambda line: job.progress("", "fetch", f"[kernelgate] {line}"))
         try:
@@ -386,39 +403,13 @@ class EnvironmentService(LoggingConfigurable):
         when there is one); [source, destination] of what the swap then moves into the
         workspace."""
         language, install = plan["language"], plan["install"]
-        project_dir = f"{project.MOUNT}/{workdir}".rstrip("/")
-        env = self._network_env(fence)
-        if language == "python":
-            env.update(PIP_CONFIG_FILE="/dev/null", PIP_CACHE_DIR="/tmp/pip-cache",
-                       PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="1")
-            command = ["pip", "install", "--no-input", "--progress-bar", "off", "--no-warn-script-location",
-                       "--target", f"{STAGING_PATH}/python"]
-            if self.pip_index_url:
-                command += ["--index-url", self.pip_index_url]
-            for url in self.pip_extra_index_urls:
-                command += ["--extra-index-url", url]
-            if install.get("requirements"):
-                command += ["-r", f"{project.MOUNT}/{install['requirements']}"]
-            else:
-                command += ["--", *install["packages"]]
-            moves = [f"{STAGING_PATH}/python", f"{project.MOUNT}/{project.PYTHON_TARGET}"]
-            working_dir = posixpath.dirname(f"{project.MOUNT}/{install['requirements']}") \
-                if install.get("requirements") else "/tmp"
-        else:
-            env.update(DENO_DIR="/tmp/deno", NO_COLOR="1", DENO_NO_UPDATE_CHECK="1", DENO_NO_PROMPT="1")
-            if self.npm_registry:
-                env["NPM_CONFIG_REGISTRY"] = self.npm_registry
-            if install["packages"]:
-                manifest = json.dumps({"dependencies": dict(_npm_spec(s) for s in install["packages"])})
-                source = 'printf "%s" "$1" > package.json'
-            else:
-                manifest = f"{project.MOUNT}/{install['source']}"
-                source = 'cat -- "$1" > package.json'
-            command = ["sh", "-c", f'set -e; mkdir -p {STAGING_PATH}/js; cd {STAGING_PATH}/js; {source};'
-                       ' exec deno install', "sh", manifest]
-            moves = [f"{STAGING_PATH}/js/node_modules", f"{project_dir}/node_modules"]
-            working_dir = "/tmp"
-        options = self._options(job, staging, fence.name if fence else self.network, "ro", working_dir, env)
+        try:
+            fetch = INSTALLERS[language].fetch(install, Context(self, workdir, self._network_env(fence)))
+        except PlanError as e:
+            raise InstallFailed(f"The {language} install cannot run: {e}; nothing in the workspace changed") from None
+        command, moves = fetch.command, fetch.moves
+        options = self._options(job, staging, fence.name if fence else self.network, "ro", fetch.working_dir,
+                                fetch.env)
         job.progress(language, "fetch", f"[kernelgate] {' '.join(command[:4])} ... (from {install['source']})")
         refused = fence.proxy.refusals if fence else 0
         code, why = await self._run_container(job, language, "fetch", reference, command, options)
@@ -509,13 +500,6 @@ def _give(folder: Path, uid: int) -> None:
         os.fchmod(fd, 0o700)
     finally:
         os.close(fd)
-
-
-def _npm_spec(spec: str) -> tuple[str, str]:
-    """'name@version' (or '@scope/name@version') -> (name, version or '*')."""
-    head, at, version = spec[1:].partition("@") if spec.startswith("@") else spec.partition("@")
-    name = "@" + head if spec.startswith("@") else head
-    return name, version if at else "*"
 
 
 def _kib(size: str) -> int:

@@ -35,8 +35,6 @@ MAX_PROJECT_FILE = 64 * 1024
 MOUNT = "/workspace"
 #: Where installs put Python packages (relative to the workspace), on room kernels' PYTHONPATH.
 PYTHON_TARGET = ".kernelgate/python"
-#: Languages whose packages the project file may list (those installs support).
-PACKAGE_LANGUAGES = ("python", "javascript")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PATH = re.compile(r"[A-Za-z0-9._/-]*\Z")
@@ -90,6 +88,8 @@ def parse(data: bytes) -> ProjectFile:
 
 
 def _env(table) -> dict[str, str]:
+    from kernelgate.environment import installers  # they import this module
+
     if not isinstance(table, dict):
         raise ProjectFileError(f"{PROJECT_FILE}: [env] must be a table of strings")
     if len(table) > _MAX_VARIABLES:
@@ -98,7 +98,7 @@ def _env(table) -> dict[str, str]:
     for name, value in table.items():
         if not _NAME.match(name):
             raise ProjectFileError(f"{PROJECT_FILE}: {name!r} is not a variable name")
-        if name in _RESERVED_NAMES or name.startswith(_RESERVED):
+        if name in _RESERVED_NAMES or name.startswith(_RESERVED) or name in installers.kernel_env():
             raise ProjectFileError(f"{PROJECT_FILE}: {name} is managed by kernelgate and cannot be set")
         if not isinstance(value, str) or "\x00" in value or len(value) > _MAX_VALUE:
             raise ProjectFileError(f"{PROJECT_FILE}: env.{name} must be a string of at most {_MAX_VALUE} characters")
@@ -109,11 +109,13 @@ def _env(table) -> dict[str, str]:
 def _packages(table) -> dict[str, list[str]]:
     if not isinstance(table, dict):
         raise ProjectFileError(f"{PROJECT_FILE}: [packages] must be a table of lists")
+    from kernelgate.environment import installers  # they import this module
+
     packages = {}
     for language, specs in table.items():
-        if language not in PACKAGE_LANGUAGES:
+        if language not in installers.LANGUAGES:
             raise ProjectFileError(f"{PROJECT_FILE}: packages.{language}: installs support "
-                                   f"{', '.join(PACKAGE_LANGUAGES)}")
+                                   f"{', '.join(installers.LANGUAGES)}")
         if (not isinstance(specs, list) or len(specs) > _MAX_PACKAGES
                 or not all(isinstance(s, str) and 0 < len(s) <= _MAX_SPEC for s in specs)):
             raise ProjectFileError(f"{PROJECT_FILE}: packages.{language} must be a list of at most "
@@ -150,7 +152,9 @@ def kernel_prefix(root: Path) -> list[str]:
     An invalid project file, or a workdir that is not a folder, is logged and left out:
     the kernel still starts, so that the room's files stay reachable to fix it.
     """
-    env = {"PYTHONPATH": posixpath.join(MOUNT, PYTHON_TARGET)}
+    from kernelgate.environment import installers  # they import this module
+
+    env = installers.kernel_env()
     prefix = ["/usr/bin/env"]
     try:
         project = load(root)

@@ -1,0 +1,34 @@
+"""Installers, one module per package manager (base.py is their interface). Every module
+of this package that defines `INSTALLER` is one: adding a package manager is adding a
+module."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from kernelgate.environment import manifests
+from kernelgate.environment.installers.base import Installer
+
+
+def _load() -> dict[str, Installer]:
+    found = {}
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        installer = getattr(importlib.import_module(f"{__name__}.{module}"), "INSTALLER", None)
+        if installer is not None:
+            found[installer.language] = installer
+    return found
+
+
+#: Language -> its installer.
+INSTALLERS: dict[str, Installer] = _load()
+#: Languages installs support, sorted.
+LANGUAGES: tuple[str, ...] = tuple(sorted(INSTALLERS))
+#: Every manifest detection reads: manifests.py's and the installers' own.
+MANIFESTS: dict[str, manifests.Manifest] = {
+    **manifests.MANIFESTS, **{name: kind for i in INSTALLERS.values() for name, kind in i.manifests.items()}}
+
+
+def kernel_env() -> dict[str, str]:
+    """The variables room kernels get from every installer."""
+    return {name: value for i in INSTALLERS.values() for name, value in i.kernel_env().items()}

@@ -1,0 +1,124 @@
+"""Installers beyond pip and Deno, on real containers and a real Debian mirror: the
+package is fetched through the install fence, put into the room's workspace, and used by
+the room's kernel with no network.
+
+The Debian mirror is this machine's own apt source (no mirror is named here), as https
+(the fence's proxy tunnels CONNECT only), with this machine's apt settings for it."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from kernelgate.environment.egress import address_refusal
+from kernelgate.environment.installers import perl
+from tests.ci import require
+from tests.test_environment import CONFIG, SECRET, install, kernel_of, make_room, put_file, token, tree_digest
+
+APT_SETTINGS = ("Acquire::Check-Valid-Until", "Acquire::Check-Date")
+
+
+def apt_sources() -> list[tuple[str, list[str]]]:
+    """(URI, suites) of this machine's apt sources (deb822 files and sources.list)."""
+    found = []
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in path.read_text().split("\n\n"):
+            fields = dict(line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#"))
+            if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes").strip() != "no":
+                found += [(uri, fields.get("Suites", "").split()) for uri in fields.get("URIs", "").split()]
+    listing = Path("/etc/apt/sources.list")
+    for line in listing.read_text().splitlines() if listing.exists() else []:
+        match = re.match(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+        if match:
+            found.append((match.group(1), [match.group(2)]))
+    return found
+
+
+def debian_settings() -> str:
+    """EnvironmentService settings for the Debian installers from this machine's apt."""
+    sources = apt_sources()
+    main = next((uri for uri, suites in sources if any(not s.endswith("-security") for s in suites)), None)
+    security = next((uri for uri, suites in sources if any(s.endswith("-security") for s in suites)), "")
+    require(None if main else f"no Debian apt source on this machine: {sources}")
+
+    def https(uri: str) -> str:
+        return "https://" + uri.split("://", 1)[1].rstrip("/") if uri else ""
+
+    hosts = {urlsplit(https(uri)).hostname for uri in (main, security) if uri}
+    private = sorted(host for host in hosts
+                     if any(address_refusal(info[4][0]) for info in socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)))
+    dump = subprocess.run(["apt-config", "dump", *APT_SETTINGS], capture_output=True, text=True, timeout=60).stdout
+    options = [f"{name}={value}" for name, value in re.findall(r'^(\S+) "([^"]*)";$', dump, re.M) if name in APT_SETTINGS]
+    return (f"c.EnvironmentService.debian_mirror = {https(main)!r}\n"
+            f"c.EnvironmentService.debian_security_mirror = {https(security)!r}\n"
+            f"c.EnvironmentService.apt_options = {options!r}\n"
+            f"c.EnvironmentService.egress_private_hosts = {private!r}\n")
+
+
+@pytest.fixture
+def debian_gateway(docker_engine, start_gateway, tmp_path):
+    config = tmp_path / "installers_config.py"
+    config.write_text(CONFIG + debian_settings())
+    return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
+
+
+def test_perl_module_names_map_to_debian_packages():
+    assert perl.candidates("Moo") == ["libmoo-perl"]
+    assert perl.candidates("Moose::Util::TypeConstraints") == [
+        "libmoose-util-typeconstraints-perl", "libmoose-util-perl", "libmoose-perl"]
+    assert perl.candidates("LWP::UserAgent") == ["libwww-perl"]
+    assert perl.candidates("Text_CSV::X") == ["libtext-csv-x-perl", "libtext-csv-perl"]
+    assert perl.cpanfile(b"requires 'Moo', '2.0';\nrequires \"perl\" => '5.010';\n"
+                         b"on 'test' => sub {\n  requires 'Test::Deep';\n};\nrecommends 'JSON::XS';\n"
+                         b"requires 'Try::Tiny';\n") == [
+        perl.manifests.Package("Moo", "2.0"), perl.manifests.Package("Test::Deep", "", True),
+        perl.manifests.Package("JSON::XS", "", True), perl.manifests.Package("Try::Tiny")]
+
+
+async def test_cpanfile_installed_from_debian_and_used_by_the_perl_kernel(debian_gateway):
+    """A module Debian lacks fails the install by name and changes nothing; then Moo and its
+    dependencies come from Debian's lib*-perl packages and the kernel uses them offline."""
+    alice = debian_gateway.client(token("alice"))
+    room = await make_room(alice, ["perl"])
+    rid = room["id"]
+    await put_file(alice, rid, "cpanfile", "requires 'Moo', '2.0';\nrequires 'Kernelgate::No::Such';\n"
+                                           "on 'test' => sub {\n  requires 'Test::Deep';\n};\n")
+    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
+    entry = next(e for e in report["languages"] if e["language"] == "perl")
+    assert entry["package_manager"] == "cpanm"
+    assert entry["install"] == {"supported": True, "source": "cpanfile", "packages": ["Moo", "Kernelgate::No::Such"]}
+
+    pl = await alice.connect(kernel_of(room, "perl"))
+    assert (await pl.execute("use Moo;")).status == "error"
+    pl.close()
+
+    workspace = debian_gateway.data_dir / "rooms" / rid
+    before = tree_digest(workspace)
+    _, result = await install(alice, rid)
+    assert result["status"] == "error", result
+    assert "no Debian package provides: Kernelgate::No::Such (libkernelgate-no-such-perl," in result["message"]
+    assert "Moo" not in result["message"].split("provides:")[1]
+    assert tree_digest(workspace) == before
+
+    await put_file(alice, rid, "cpanfile", "requires 'Moo', '2.0';\n")
+    progress, result = await install(alice, rid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["perl"]
+    lines = [e["line"] for e in progress]
+    assert "Moo: Debian package libmoo-perl" in lines
+    assert any(e["step"] == "swap" and "installed into .kernelgate/perl" in e["line"] for e in progress)
+    fetched = (workspace / ".kernelgate/perl/debian-packages.txt").read_text().split()
+    assert "libmoo-perl" in fetched and len(fetched) > 1  # its dependencies too
+
+    pl = await alice.connect(kernel_of(room, "perl"))  # the same kernel, in a fresh sandbox
+    run = await pl.execute("package Point { use Moo; has x => (is => 'ro'); }\n"
+                           "opendir(my $d, '/sys/class/net'); my @n = sort grep { !/^\\./ } readdir $d;\n"
+                           "print Point->new(x => 42)->x, ' ', $INC{'Moo.pm'}, ' ', join(',', @n), \"\\n\";")
+    assert run.status == "ok", run.reply
+    assert run.stdout.split() == ["42", "/workspace/.kernelgate/perl/lib/Moo.pm", "lo"]
+    pl.close()
