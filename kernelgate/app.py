@@ -101,6 +101,9 @@ class Services:
     environment: EnvironmentService
     health: HealthCheck
     execute_limit: ExecuteRateLimit
+    tiers: Tiers
+    images: ImageBuilder
+    engine: DockerEngine
 
 
 class ServeApp(ConfiguredApp):
@@ -245,15 +248,51 @@ class ServeApp(ConfiguredApp):
         return ExecuteRateLimit(parent=self)
 
     async def setup(self) -> web.Application:
-        """Build the services and the tornado application (no listening yet)."""
+        """Build the services and the tornado application (no listening yet).
+
+        This is the one place services are built; each is handed what it uses
+        (docs/architecture.md, "Wiring"). The steps, in dependency order: the
+        configuration-only services, where kernels run, the kernel registry, the store and
+        the rooms (re-adopting their kernels), what an earlier run left, the services the
+        handlers use.
+        """
         _raise_socket_limits()
         logs.configure(self.log, self.log_style, logs.FloodFilter(self.log_max_length, self.log_rate, self.log_burst))
-        Tiers.instance(parent=self)
-        plans = Plans.instance(parent=self)
-        images = ImageBuilder.instance(parent=self)
+        tiers, plans = Tiers(parent=self), Plans(parent=self)
+        # .instance(): EnvironmentService still looks these two up (environment/install.py)
         engine = DockerEngine.instance(parent=self)
+        images = ImageBuilder.instance(parent=self, engine=engine)
         identity_provider = self._identity_provider()
         development = isinstance(identity_provider, DevIdentityProvider)
+        catalog = await self._catalog(engine, images, development)
+        registry = KernelRegistry(parent=self, catalog=catalog, tiers=tiers, engine=engine, images=images)
+        store = await self._open_store()
+        rooms = RoomService(store, registry, plans, RoomStorage(store, parent=self), parent=self)
+        await rooms.start()  # re-adopts running room kernels: before orphans are removed
+        environment = EnvironmentService(rooms, registry, store, parent=self)
+        await self._remove_leftovers(registry, environment)
+        registry.start_pools()
+        self._record_solo_kernels(registry, store)
+        sessions = SessionManager(registry, store)
+        await sessions.start()
+        terminals = TerminalManager(registry, rooms.kernel_role, parent=self)
+        self._export_metrics(catalog, registry, terminals, rooms)
+        health = HealthCheck(store, rooms.storage, registry, None if catalog.local_kernels else engine,
+                             images=self._kernel_images(catalog, images), parent=self)
+        self.registry, self.store, self.rooms = registry, store, rooms
+        self.services = Services(
+            registry=registry, catalog=catalog, sessions=sessions,
+            identity_provider=identity_provider, plans=plans, terminals=terminals, rooms=rooms,
+            store=store, users=SeenUsers(store), environment=environment, health=health,
+            execute_limit=self._execute_limit(development), tiers=tiers, images=images,
+            engine=engine,
+        )
+        return web.Application(routes(self.base_url), **self._tornado_settings(development))
+
+    async def _catalog(self, engine: DockerEngine, images: ImageBuilder, development: bool) -> KernelSpecCatalog:
+        """Where kernels run (ServeApp.kernels, and whether the engine answers), said in
+        the log; the kernelspecs of that mode, loaded. With Docker, the image references
+        are computed now (in a thread), so that later lookups read no files."""
         engine_answers = self.kernels != "local" and await engine.ping()
         local = self.kernels == "local" or (self.kernels == "auto" and development and not engine_answers)
         if not local:
@@ -274,21 +313,28 @@ class ServeApp(ConfiguredApp):
             )
         catalog = KernelSpecCatalog(parent=self, local_kernels=local)
         await asyncio.get_running_loop().run_in_executor(None, catalog.load)
-        registry = KernelRegistry(parent=self, catalog=catalog)
+        return catalog
+
+    async def _open_store(self) -> Store:
+        """The store, migrated; the solo sessions an earlier run left open are ended."""
         store = Store(parent=self)
         await store.migrate()
         await store.end_open_solo_sessions("gateway stopped")
-        storage = RoomStorage(store, parent=self)
-        rooms = RoomService(store, registry, plans, storage, parent=self)
-        await rooms.start()  # re-adopts running room kernels: before orphans are removed
-        environment = EnvironmentService(rooms, registry, store, parent=self)
+        return store
+
+    async def _remove_leftovers(self, registry: KernelRegistry, environment: EnvironmentService) -> None:
+        """With cull_orphans: the containers, socket folders and installs an earlier run
+        left (after the rooms re-adopted theirs)."""
         if self.cull_orphans:
             try:
                 await registry.remove_orphans()
                 await environment.remove_leftovers()
             except EngineUnavailable as e:
                 self.log.warning("Orphaned kernels not removed: %s", e)
-        registry.start_pools()
+
+    @staticmethod
+    def _record_solo_kernels(registry: KernelRegistry, store: Store) -> None:
+        """Solo kernels' starts and ends go into the store (rooms record their own)."""
 
         async def solo_started(kernel):
             if kernel.room is None:
@@ -300,21 +346,15 @@ class ServeApp(ConfiguredApp):
 
         registry.on_started.append(solo_started)
         registry.on_stopped.append(solo_ended)
-        self.registry, self.store, self.rooms = registry, store, rooms
-        sessions = SessionManager(registry, store)
-        await sessions.start()
-        terminals = TerminalManager(registry, rooms.kernel_role, parent=self)
+
+    def _export_metrics(self, catalog: KernelSpecCatalog, registry: KernelRegistry,
+                        terminals: TerminalManager, rooms: RoomService) -> None:
         metrics.prepare(list(catalog.find_kernel_specs()))
         metrics.register_state(registry, terminals, rooms)
         self._loop_watch = asyncio.ensure_future(metrics.watch_event_loop())
-        services = self.services = Services(
-            registry, catalog, sessions, identity_provider, plans,
-            terminals, rooms, store,
-            SeenUsers(store), environment,
-            HealthCheck(store, rooms.storage, docker=not catalog.local_kernels,
-                        images=self._kernel_images(catalog, images), parent=self),
-            self._execute_limit(development),
-        )
+
+    def _tornado_settings(self, development: bool) -> dict:
+        """tornado Application settings: the services, origin policy, CORS, limits."""
         cors = {
             "Access-Control-Allow-Headers": self.allow_headers,
             "Access-Control-Allow-Methods": self.allow_methods,
@@ -322,9 +362,9 @@ class ServeApp(ConfiguredApp):
             "Access-Control-Expose-Headers": self.expose_headers,
             "Access-Control-Max-Age": self.max_age,
         }
-        settings = {
+        return {
             "base_url": self.base_url,
-            "kernelgate_services": services,
+            "kernelgate_services": self.services,
             "kernelgate_origins": self._origin_policy(development),
             "kernelgate_started": utcnow(),
             "kernelgate_max_body": self.max_message_size,
@@ -336,7 +376,6 @@ class ServeApp(ConfiguredApp):
             "kernelgate_metrics_token": self.metrics_token,
             **self.tornado_settings,
         }
-        return web.Application(routes(self.base_url), **settings)
 
     @staticmethod
     def _kernel_images(catalog: KernelSpecCatalog, images: ImageBuilder) -> dict[str, str]:
@@ -398,8 +437,7 @@ class ServeApp(ConfiguredApp):
         await stop.wait()
         if received[0] == signal.SIGTERM and self.drain_timeout > 0:
             self.log.warning("SIGTERM: draining (new kernels refused) for up to %gs", self.drain_timeout)
-            self.services.health.draining = True
-            left = await self.registry.drain(self.drain_timeout)
+            left = await self.registry.drain(self.drain_timeout)  # /api/ready: draining
             if left:
                 self.log.warning("Drain timed out with %d execution(s) still running", left)
         self.log.info("Shutting down: stopping %d kernel(s)", len(self.registry.kernels))

@@ -16,6 +16,7 @@ from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from kernelgate.engine import DockerEngine
+from kernelgate.kernels.registry import KernelRegistry
 from kernelgate.storage.service import RoomStorage
 from kernelgate.store import Store
 
@@ -25,16 +26,17 @@ class HealthCheck(LoggingConfigurable):
         5.0, config=True, help="How long the backends' answers are reused by /api/health.",
     )
 
-    def __init__(self, store: Store, storage: RoomStorage, docker: bool,
-                 images: dict[str, str] | None = None, **kwargs) -> None:
-        """`images`: kernelspec -> image reference, checked by `ready` (Docker only)."""
+    def __init__(self, store: Store, storage: RoomStorage, registry: KernelRegistry,
+                 engine: DockerEngine | None, images: dict[str, str] | None = None, **kwargs) -> None:
+        """`engine`: the one kernels run in, None with local kernels (no docker check);
+        `images`: kernelspec -> image reference, checked by `ready` (Docker only). Draining
+        is the registry's (`KernelRegistry.draining`, set by its `drain`)."""
         super().__init__(**kwargs)
         self.store = store
         self.storage = storage
-        self.docker = docker
+        self.registry = registry
+        self.engine = engine
         self.images = images or {}
-        #: set when the gateway drains (SIGTERM): it is no longer ready
-        self.draining = False
         self._checks: dict | None = None
         self._checked_at = 0.0
         self._running: asyncio.Future | None = None
@@ -61,7 +63,7 @@ class HealthCheck(LoggingConfigurable):
         missing = (await self._backends()).get("images", [])
         report["checks"]["images"] = "ok" if not missing else (
             "unavailable" + (f": not built: {', '.join(sorted(missing))}" if details else ""))
-        if self.draining:
+        if self.registry.draining:
             report["status"] = "draining"
         ready = report["status"] == "ok" and not missing
         return ready, report
@@ -86,14 +88,13 @@ class HealthCheck(LoggingConfigurable):
             checks["store"] = "ok"
         except Exception as e:  # noqa: BLE001 - any failure of the database is the answer
             checks["store"] = f"unavailable: {e.__class__.__name__}"
-        if self.docker:
-            checks["docker"] = "ok" if await DockerEngine.instance().ping() else (
+        if self.engine is not None:
+            checks["docker"] = "ok" if await self.engine.ping() else (
                 "unavailable: the Docker engine does not answer (DOCKER_HOST, "
                 "DockerEngine.docker_url); kernel starts answer 503")
         checks["storage"] = await self.storage.health()
-        engine = DockerEngine.instance()
         checks["images"] = [name for name, reference in self.images.items()
-                            if self.docker and not await _exists(engine, reference)]
+                            if self.engine is not None and not await _exists(self.engine, reference)]
         return checks
 
 

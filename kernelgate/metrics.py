@@ -148,7 +148,7 @@ class StateCollector:
             counts[(kernel.name, kernel.tier, "room" if kernel.room else "solo")] += 1
             channels += kernel.connections
         ready = GaugeMetricFamily("kernelgate_pool_ready", "Pooled kernels ready.", labels=["kernelspec"])
-        for name, pool in list(self.registry._pools.items()):
+        for name, pool in self.registry.pools.items():
             for kernel in pool:
                 counts[(kernel.name, kernel.tier, "pool")] += 1
             ready.add_metric([name], len(pool))

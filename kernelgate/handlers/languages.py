@@ -3,10 +3,8 @@ allows it and whether its image is built."""
 
 import asyncio
 
-from kernelgate.engine import DockerEngine, EngineUnavailable
+from kernelgate.engine import EngineUnavailable
 from kernelgate.handlers.base import APIHandler
-from kernelgate.images import ImageBuilder
-from kernelgate.tiers import Tiers
 
 
 class LanguagesHandler(APIHandler):
@@ -15,12 +13,12 @@ class LanguagesHandler(APIHandler):
         plan = self.services.plans.of(self.identity)
         names = sorted(catalog.find_kernel_specs())
         images = [None if catalog.local_kernels else catalog.image_of(n) for n in names]
-        references = [ImageBuilder.instance().reference(i) if i else None for i in images]
+        references = [self.services.images.reference(i) if i else None for i in images]
         ready = await asyncio.gather(*(self._built(r) for r in references))
         languages = []
         for name, reference, built in zip(names, references, ready):
             spec = catalog.get_kernel_spec(name)
-            tier = Tiers.instance().get(registry.tier_of(name))
+            tier = self.services.tiers.get(registry.tier_of(name))
             languages.append({
                 "name": spec.language,
                 "display_name": spec.display_name,
@@ -39,6 +37,6 @@ class LanguagesHandler(APIHandler):
         if reference is None:
             return True  # local kernels need no image
         try:
-            return await DockerEngine.instance().image_exists(reference)
+            return await self.services.engine.image_exists(reference)
         except EngineUnavailable:
             return False

@@ -34,6 +34,7 @@ from kernelgate import metrics, socketdir
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
+from kernelgate.images import ImageBuilder
 from kernelgate.errors import BadRequest, Capacity, GatewayError, NotFound, TooMany, Unavailable
 from kernelgate.kernels.agent import AgentClient
 from kernelgate.kernels.hub import KernelHub
@@ -178,6 +179,11 @@ class KernelRegistry(LoggingConfigurable):
     """Starts, tracks and stops kernels; the one place that knows which kernels exist."""
 
     catalog = Instance(KernelSpecCatalog)
+    #: Built once by ServeApp.setup and passed in. DockerProvisioner reaches them through
+    #: its kernel manager, whose parent is this registry (provisioners/docker.py).
+    tiers = Instance(Tiers)
+    engine = Instance(DockerEngine)
+    images = Instance(ImageBuilder)
     max_kernels = Int(
         0, config=True, help="Most kernels running at once on this gateway; 0 = no limit."
     )
@@ -333,7 +339,7 @@ class KernelRegistry(LoggingConfigurable):
     def tier_of(self, name: str) -> str:
         """The tier kernelspec `name` runs in; NotFound for an unknown kernelspec."""
         try:
-            return Tiers.instance().get(self.catalog.tier_of(name)).name
+            return self.tiers.get(self.catalog.tier_of(name)).name
         except NoSuchKernel:
             raise NotFound(f"No such kernel spec: {name}") from None
 
@@ -449,6 +455,11 @@ class KernelRegistry(LoggingConfigurable):
         if self.pool_sizes is None:
             return pool_limits({self.catalog.default_kernel_name: DEFAULT_POOL})
         return pool_limits(self.pool_sizes)
+
+    @property
+    def pools(self) -> dict[str, tuple[Kernel, ...]]:
+        """Kernelspec -> its pooled kernels ready to hand out: a snapshot (for metrics)."""
+        return {name: tuple(pool) for name, pool in self._pools.items()}
 
     def pool_target(self, name: str) -> int:
         """How many ready kernels of `name` the pool wants now: its solo starts in the
@@ -600,7 +611,7 @@ class KernelRegistry(LoggingConfigurable):
             ip=str(kernel_dir / socketdir.SOCKETS / "k"),
             connection_file=str(kernel_dir / "connection.json"),
         )
-        limits = Tiers.instance().get(tier)
+        limits = self.tiers.get(tier)
         kernel = Kernel(
             id=kernel_id, name=name, owner=owner, room=room,
             language=self.catalog.get_kernel_spec(name).language, tier=tier, manager=manager,
@@ -734,7 +745,7 @@ class KernelRegistry(LoggingConfigurable):
         exist. Returns the number of containers removed.
         """
         removed = 0
-        engine = DockerEngine.instance()
+        engine = self.engine
         if not self.catalog.local_kernels:
             for container in await engine.kernel_containers():
                 if container["kernel_id"] not in self.kernels:
@@ -791,7 +802,7 @@ class KernelRegistry(LoggingConfigurable):
                 if not await kernel.manager.is_alive():
                     await self._revive(kernel)
                 elif kernel.room is None:
-                    idle_timeout = Tiers.instance().get(kernel.tier).idle_timeout
+                    idle_timeout = self.tiers.get(kernel.tier).idle_timeout
                     idle = (now - kernel.last_activity).total_seconds()
                     if idle_timeout and kernel.connections == 0 and idle > idle_timeout:
                         await self.shutdown(kernel, "culled")

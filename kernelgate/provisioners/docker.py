@@ -30,6 +30,7 @@ from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.provisioners.base import KernelgateProvisioner
 from kernelgate.sandbox import HOME, Mount, SandboxSpec
 from kernelgate.tiers import Tiers
+from kernelgate.userns import UserNamespace
 
 #: Where a room's shared workspace is mounted (install containers mount it there too).
 WORKSPACE = project.MOUNT
@@ -71,6 +72,34 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
     _starting: asyncio.TimerHandle | None = None  # takes start_cpus back if settle() is late
 
     @property
+    def _registry(self):
+        """The KernelRegistry that made this kernel's manager, holding the gateway's
+        services (built once by ServeApp.setup).
+
+        The seam: jupyter_client's KernelProvisionerFactory creates provisioners itself,
+        from the kernelspec's entry point, with the kernel manager as parent and no
+        arguments of ours. KernelRegistry makes every kernel manager with itself as
+        parent, so the services are reached up that chain: provisioner -> kernel
+        manager -> registry (its `engine`, `tiers` and `images`).
+        """
+        registry = getattr(self.parent, "parent", None)
+        if getattr(registry, "engine", None) is None:
+            raise RuntimeError("DockerProvisioner runs only under kernelgate's KernelRegistry")
+        return registry
+
+    @property
+    def engine(self) -> DockerEngine:
+        return self._registry.engine
+
+    @property
+    def tiers(self) -> Tiers:
+        return self._registry.tiers
+
+    @property
+    def images(self) -> ImageBuilder:
+        return self._registry.images
+
+    @property
     def has_process(self) -> bool:
         return self.container_id is not None
 
@@ -80,7 +109,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
             return 0
         if self._exit_code is not None:
             return self._exit_code
-        return DockerEngine.instance().exit_code(self.container_id)
+        return self.engine.exit_code(self.container_id)
 
     async def wait(self) -> int | None:
         """Wait for the container to stop and return its exit code."""
@@ -88,17 +117,17 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
             return 0
         if self._exit_code is not None:
             return self._exit_code
-        return await DockerEngine.instance().wait(self.container_id)
+        return await self.engine.wait(self.container_id)
 
     async def send_signal(self, signum: int) -> None:
         """Deliver a signal to the kernel through the container's init."""
         if self.container_id is not None and signum != 0:
-            await DockerEngine.instance().signal(self.container_id, signum)
+            await self.engine.signal(self.container_id, signum)
 
     async def kill(self, restart: bool = False) -> None:
         """Remove the container at once (SIGKILL of everything in it)."""
         if self.container_id is not None:
-            await DockerEngine.instance().remove(self.container_id)
+            await self.engine.remove(self.container_id)
             self._exit_code = -signal.SIGKILL
 
     async def terminate(self, restart: bool = False) -> None:
@@ -123,11 +152,12 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
         rewriting of `python` to the gateway's own interpreter must not apply.
         """
         km = self.parent
-        await socketdir.renew(self.socket_dir, self.uid, self.socket_dir_size)
+        host_uid, host_gid = await UserNamespace(parent=self).ids_async(self.engine, self.uid)
+        await socketdir.renew(self.socket_dir, host_uid, self.socket_dir_size, gid=host_gid)
         km.write_connection_file()
         _readable_by_all(km.connection_file)
         self.connection_info = km.get_connection_info()
-        tier = Tiers.instance().get(self.tier)
+        tier = self.tiers.get(self.tier)
         self.workspace = kwargs.pop("cwd", None)  # a room's host folder, or none (solo)
         prefix = kwargs.pop("kernel_prefix", None) or []
         cmd = [
@@ -143,7 +173,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Start the container; raises ImageMissing or EngineUnavailable on failure."""
         km = self.parent
-        tier = Tiers.instance().get(self.tier)
+        tier = self.tiers.get(self.tier)
         owner = kwargs["env"].get("KERNEL_USERNAME", "")
         spec = self.sandbox_spec().with_mounts(
             Mount(self.socket_dir, self.socket_dir, writable=True),
@@ -163,12 +193,12 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
             },
         }
         try:
-            reference = ImageBuilder.instance().reference(self.image)
+            reference = self.images.reference(self.image)
         except ImageError as e:
             raise ImageMissing(f"Kernel {self.kernel_spec.display_name!r} has no image: {e}") from None
         self._exit_code = None
         try:
-            self.container_id = await DockerEngine.instance().run(reference, **options)
+            self.container_id = await self.engine.run(reference, **options)
         except ImageMissing:
             raise ImageMissing(
                 f"Image {reference} for kernel {self.kernel_spec.display_name!r} is not built;"
@@ -185,15 +215,15 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
 
     def sandbox_spec(self) -> SandboxSpec:
         """The confinement of this kernel's containers (without their mounts)."""
-        return SandboxSpec.for_tier(Tiers.instance().get(self.tier), self.uid, self.log_size, self.tmp_inodes)
+        return SandboxSpec.for_tier(self.tiers.get(self.tier), self.uid, self.log_size, self.tmp_inodes)
 
     async def settle(self) -> None:
         """Lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
         EngineUnavailable if the engine refuses; the kernel is then not handed out."""
         self._forget_allowance_timer()
-        tier = Tiers.instance().get(self.tier)
+        tier = self.tiers.get(self.tier)
         if self.container_id is not None and tier.cpus_at_start != tier.cpus:
-            await DockerEngine.instance().set_cpus(self.container_id, tier.cpus)
+            await self.engine.set_cpus(self.container_id, tier.cpus)
 
     async def _settle_late(self) -> None:
         """The kernel took longer than start_cpus_seconds: its start-up allowance ends."""
@@ -203,7 +233,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
         except Exception as e:  # noqa: BLE001 - a container that keeps the allowance must go
             self.log.warning("Kernel %s: CPU limit not lowered (%s); removing it", self.kernel_id, e)
             if container is not None:
-                await DockerEngine.instance().remove(container)
+                await self.engine.remove(container)
 
     def _forget_allowance_timer(self) -> None:
         if self._starting is not None:
@@ -212,11 +242,11 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
 
     async def exit_reason(self) -> str:
         """Why the container stopped, in words for users ('' if it is unknown)."""
-        state = await DockerEngine.instance().inspect_state(self.container_id) if self.container_id else None
+        state = await self.engine.inspect_state(self.container_id) if self.container_id else None
         if not state:
             return ""
         if state.get("OOMKilled"):
-            limit = Tiers.instance().get(self.tier).memory // (1024 * 1024)
+            limit = self.tiers.get(self.tier).memory // (1024 * 1024)
             return f"it ran out of memory (the {limit} MiB limit of its tier)"
         return f"its process exited with code {state.get('ExitCode')}"
 
@@ -225,7 +255,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
         idempotent."""
         self._forget_allowance_timer()
         if self.container_id is not None:
-            await DockerEngine.instance().remove(self.container_id)
+            await self.engine.remove(self.container_id)
             self.container_id = None
         if not restart:
             await socketdir.release(self.socket_dir)
@@ -243,7 +273,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
         """Re-attach to the container; if it stopped while nobody watched, poll() says so."""
         await super().load_provisioner_info(provisioner_info)
         self.container_id = provisioner_info.get("container_id")
-        state = await DockerEngine.instance().inspect_state(self.container_id) if self.container_id else None
+        state = await self.engine.inspect_state(self.container_id) if self.container_id else None
         if state is None or not state.get("Running"):
             self._exit_code = (state or {}).get("ExitCode", -1)
 
