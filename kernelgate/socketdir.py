@@ -38,24 +38,26 @@ async def _run(*argv: str) -> bool:
     return process.returncode == 0
 
 
-async def renew(path: str, uid: int, size: str = "1m", inodes: int = 64) -> bool:
+async def renew(path: str, uid: int, size: str = "1m", inodes: int = 64, gid: int | None = None) -> bool:
     """Give the socket folder `path` (whose parent is the gateway's) fresh, empty contents
-    only the sandbox's `uid` can write: a new tmpfs of `size` and `inodes` (mode 700,
-    owned by uid, nosymfollow) when root; else a new folder (`_new_folder`). True if it
-    is a tmpfs. OSError if the folder cannot be given to uid alone."""
+    only the sandbox's host `uid` can write: a new tmpfs of `size` and `inodes` (mode 700,
+    owned by uid and `gid` (default: uid), nosymfollow) when root; else a new folder
+    (`_new_folder`). True if it is a tmpfs. OSError if the folder cannot be given to uid
+    alone."""
+    gid = uid if gid is None else gid
     await release(path)
     if os.geteuid() == 0:
         if not os.path.isdir(path):
             os.mkdir(path, 0o700)
-        options = (f"size={size},nr_inodes={inodes},mode=0700,uid={uid},gid={uid},"
+        options = (f"size={size},nr_inodes={inodes},mode=0700,uid={uid},gid={gid},"
                    "nosuid,nodev,noexec,nosymfollow")
         if await _run("mount", "-t", "tmpfs", "-o", options, "kernelgate-sockets", path):
             return True
-    await asyncio.to_thread(_new_folder, path, uid)
+    await asyncio.to_thread(_new_folder, path, uid, gid)
     return False
 
 
-def _new_folder(path: str, uid: int) -> None:
+def _new_folder(path: str, uid: int, gid: int | None = None) -> None:
     """An empty folder of mode 700 that `uid` can enter and bind sockets in: owned by uid
     (chowned through the descriptor of the folder just made), or, when we may not chown
     and are not uid, ours with an ACL entry giving uid (and no one else) access."""
@@ -67,7 +69,7 @@ def _new_folder(path: str, uid: int) -> None:
         if uid == os.geteuid():
             return
         try:
-            os.fchown(fd, uid, uid)
+            os.fchown(fd, uid, uid if gid is None else gid)
         except PermissionError:
             os.setxattr(fd, "system.posix_acl_access", _acl_for(uid))
     finally:

@@ -1,0 +1,170 @@
+"""Kernels on a Docker engine with userns-remap: a second dockerd of this host, started
+for these tests with `--userns-remap=default` on its own socket, data root and exec root
+(the machine's main dockerd is not touched).
+
+Its data root (/var/lib/kg-userns) is kept between runs so that the python image is
+loaded into it once (`docker save | docker load`, when its tag is missing); the daemon is
+stopped after the module. Under remap, container uid 1000 is host uid (dockremap's
+subordinate start + 1000): the gateway must give the kernel's socket folder and the
+room's workspace to that host uid, and the kernel's processes must run as it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from kernelgate.engine import KERNEL_LABEL
+from kernelgate.userns import IdMap, engine_map
+from tests.ci import require
+from tests.test_rooms import CONFIG, SECRET, kernel_of, make_room, users
+
+RUN = Path("/run/kg-userns")
+SOCKET = RUN / "docker.sock"
+URL = f"unix://{SOCKET}"
+DATA_ROOT = Path("/var/lib/kg-userns")  # kept: the loaded image is reused by the next run
+CONTAINER_UID = 1000
+
+
+def _start_daemon() -> subprocess.Popen:
+    """The second dockerd, answering on SOCKET (RuntimeError if it does not)."""
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        raise RuntimeError("a second dockerd needs the dockerd binary and root")
+    if SOCKET.exists():
+        try:
+            docker.DockerClient(base_url=URL, timeout=5).ping()
+            raise RuntimeError(f"a dockerd already answers on {SOCKET}: stop it first")
+        except docker.errors.DockerException:
+            SOCKET.unlink()  # a stale socket of a daemon that died
+    (RUN / "exec").mkdir(parents=True, exist_ok=True)
+    DATA_ROOT.mkdir(parents=True, exist_ok=True)
+    log = open(RUN / "dockerd.log", "ab")
+    process = subprocess.Popen(
+        ["dockerd", "--userns-remap=default", "-H", URL, "--data-root", str(DATA_ROOT),
+         "--exec-root", str(RUN / "exec"), "--pidfile", str(RUN / "docker.pid"),
+         "--bridge=none", "--iptables=false", "--ip6tables=false"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dockerd exited: {(RUN / 'dockerd.log').read_text()[-2000:]}")
+        try:
+            docker.DockerClient(base_url=URL, timeout=5).ping()
+            return process
+        except docker.errors.DockerException:
+            time.sleep(0.5)
+    _stop_daemon(process)
+    raise RuntimeError("the second dockerd did not answer in 90 s")
+
+
+def _stop_daemon(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def remapped_engine(docker_engine):
+    """A running dockerd with userns-remap holding the python image; stopped afterwards,
+    with no container left in it."""
+    try:
+        process = _start_daemon()
+    except RuntimeError as e:
+        require(str(e))
+    client = docker.DockerClient(base_url=URL, timeout=120)
+    try:
+        from kernelgate.images import ImageBuilder
+
+        reference = ImageBuilder().reference("python")
+        try:
+            client.images.get(reference)
+        except docker.errors.ImageNotFound:
+            save = subprocess.Popen(["docker", "save", reference], stdout=subprocess.PIPE)
+            subprocess.run(["docker", "-H", URL, "load"], stdin=save.stdout, check=True,
+                           stdout=subprocess.DEVNULL, timeout=600)
+            assert save.wait(60) == 0
+        yield client
+        left = client.containers.list(all=True)
+        for container in left:
+            container.remove(force=True)
+        assert not left, f"containers left in the remapped engine: {[c.name for c in left]}"
+    finally:
+        client.close()
+        _stop_daemon(process)
+
+
+def _processes_of(container_id: str) -> dict[int, list[int]]:
+    """pid -> [real, effective, saved, fs uid] of every host process in the container."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if container_id not in (entry / "cgroup").read_text():
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        line = next(x for x in status.splitlines() if x.startswith("Uid:"))
+        found[int(entry.name)] = [int(v) for v in line.split()[1:]]
+    return found
+
+
+def test_engine_map_reads_docker_info(tmp_path):
+    """The derivation (kernelgate.userns): no remap is the identity; a remapped engine's
+    root folder names container root, and the remap user's ranges are laid end to end
+    in ascending order."""
+    assert engine_map({"SecurityOptions": ["name=seccomp,profile=default"]}) == IdMap()
+    subuid = tmp_path / "subuid"
+    subuid.write_text("alice:200000:65536\ndockremap:300000:1000\ndockremap:100000:1000\n")
+    mapping = engine_map({"SecurityOptions": ["name=userns"], "DockerRootDir": "/d/100000.100000"},
+                         str(subuid), str(tmp_path / "missing"))
+    assert [mapping.host(i) for i in (0, 999, 1000, 1999)] == [100000, 100999, 300000, 300999]
+    assert mapping.host(1000, gid=True) == 101000  # no subgid file: one range from root
+    with pytest.raises(ValueError):
+        mapping.host(2000)
+
+
+async def test_kernels_under_userns_remap(remapped_engine, start_gateway, tmp_path):
+    info = remapped_engine.info()
+    mapping = engine_map(info)
+    host_uid = mapping.host(CONTAINER_UID)
+    assert host_uid != CONTAINER_UID, info.get("SecurityOptions")
+    config = tmp_path / "userns_config.py"
+    config.write_text(CONFIG)
+    gateway = start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}",
+                            f"--DockerEngine.docker_url={URL}")
+    (alice,) = users(gateway, "alice")
+    room = await make_room(alice, ["python3"])
+    kid = kernel_of(room, "python3")
+    try:
+        ws = await alice.connect(kid)
+        run = await ws.execute("import os\nopen('/workspace/made.txt', 'w').write('x')\n"
+                               "print(os.getuid(), os.stat('/workspace/made.txt').st_uid)")
+        assert run.stdout == f"{CONTAINER_UID} {CONTAINER_UID}\n", (run.stdout, gateway.log())
+        # from the host: the kernel's processes and its file belong to the remapped uid
+        (container,) = remapped_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={kid}"})
+        processes = _processes_of(container.id)
+        assert processes and all(ids == [host_uid] * 4 for ids in processes.values()), processes
+        working_copy = gateway.data_dir / "rooms" / room["id"]
+        made = os.stat(working_copy / "made.txt")
+        assert (made.st_uid, made.st_gid) == (host_uid, mapping.host(CONTAINER_UID, gid=True))
+        ws.close()
+        # a restart gets a new socket folder, again the remapped uid's
+        response = await alice.request("POST", f"/api/kernels/{kid}/restart")
+        assert response.status == 200, (response.body, gateway.log())
+        ws = await alice.connect(kid)
+        assert (await ws.execute("print(open('/workspace/made.txt').read())")).stdout == "x\n"
+        ws.close()
+    finally:
+        assert (await alice.request("DELETE", f"/api/rooms/{room['id']}")).status == 204
