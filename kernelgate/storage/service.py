@@ -54,6 +54,7 @@ from traitlets.config import LoggingConfigurable
 
 from kernelgate import metrics
 from kernelgate.clock import iso, utcnow
+from kernelgate.engine import DockerEngine
 from kernelgate.errors import BadRequest, NotFound, TooLarge, Unavailable
 from kernelgate.plans import Plan
 from kernelgate.storage import volumes
@@ -65,6 +66,7 @@ from kernelgate.storage.database import DatabaseBackend
 from kernelgate.storage.local import LocalBackend
 from kernelgate.storage.s3 import S3Backend
 from kernelgate.store import SnapshotRecord, Store
+from kernelgate.userns import UserNamespace
 
 
 @dataclass
@@ -90,7 +92,8 @@ class RoomStorage(LoggingConfigurable):
                         "Default: <data_dir>/rooms.")
     volumes_dir = Unicode(config=True, help="Host folder holding the image of each room's "
                           "workspace volume (workspace_quotas 'loop'). Default: <data_dir>/volumes.")
-    workspace_uid = Int(1000, config=True, help="Owner (uid) of working copies: the sandboxes' user.")
+    workspace_uid = Int(1000, config=True, help="Owner (uid) of working copies: the sandboxes' user, "
+                        "as a container uid (its host uid is derived: kernelgate.userns).")
     max_archive_bytes = Int(
         16 << 30, config=True,
         help="Bytes of file content one archive (sync, snapshot) may hold, files counted at "
@@ -555,7 +558,12 @@ class RoomStorage(LoggingConfigurable):
             os.chown(folder, uid, uid)
 
     def _uid(self) -> int | None:
-        return self.workspace_uid if os.geteuid() == 0 else None
+        """Blocking: the host uid owning working copies (workspace_uid as the engine maps
+        it, kernelgate.userns); None when the gateway is not root (it cannot chown)."""
+        if os.geteuid() != 0:
+            return None
+        engine = DockerEngine.instance() if DockerEngine.initialized() else None
+        return UserNamespace(parent=self).ids(engine, self.workspace_uid)[0]
 
 
 #: Snapshots whose skipped report is kept in memory (for their answers).
