@@ -50,6 +50,7 @@ from kernelgate.rooms import RoomService
 from kernelgate.sandbox import Mount, SandboxSpec
 from kernelgate.socketdir import release
 from kernelgate.store import Store
+from kernelgate.userns import UserNamespace
 
 #: Label of install containers; its value is the room's id.
 INSTALL_LABEL = "org.kernelgate.install"
@@ -328,8 +329,9 @@ class EnvironmentService(LoggingConfigurable):
         """The staging folder, a tmpfs of `disk` when the gateway is root; its limit in KiB."""
         await asyncio.to_thread(staging.mkdir, parents=True, mode=0o700)
         limit = _kib(self.disk)
+        uid, gid = await UserNamespace(parent=self).ids_async(DockerEngine.instance(), self.uid)  # on the host
         if os.geteuid() == 0:
-            options = f"size={self.disk},mode=0700,uid={self.uid},gid={self.uid},nosuid,nodev,noexec"
+            options = f"size={self.disk},mode=0700,uid={uid},gid={gid},nosuid,nodev,noexec"
             process = await asyncio.create_subprocess_exec(
                 "mount", "-t", "tmpfs", "-o", options, "kernelgate-install", str(staging),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -338,9 +340,9 @@ class EnvironmentService(LoggingConfigurable):
                 raise InstallFailed(f"The staging area could not be made: {err.decode(errors='replace').strip()}")
         else:  # not root: the folder goes to the container user (the size is checked at the swap)
             try:
-                await asyncio.to_thread(_give, staging, self.uid)
+                await asyncio.to_thread(_give, staging, uid, gid)
             except OSError as e:
-                raise InstallFailed(f"The staging area could not be given to uid {self.uid} ({e.strerror}):"
+                raise InstallFailed(f"The staging area could not be given to uid {uid} ({e.strerror}):"
                                     " run the gateway as root or as that uid") from None
         return limit
 
@@ -491,12 +493,13 @@ class EnvironmentService(LoggingConfigurable):
         return restarted, failed
 
 
-def _give(folder: Path, uid: int) -> None:
-    """Make `folder` (just created, 0700) the container user's, without following a link."""
+def _give(folder: Path, uid: int, gid: int) -> None:
+    """Make `folder` (just created, 0700) the container user's (host `uid`, `gid`), without
+    following a link."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         if os.fstat(fd).st_uid != uid:
-            os.fchown(fd, uid, uid)
+            os.fchown(fd, uid, gid)
         os.fchmod(fd, 0o700)
     finally:
         os.close(fd)
