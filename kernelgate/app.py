@@ -49,6 +49,7 @@ from kernelgate.store import Store
 from kernelgate.terminals import TerminalManager
 from kernelgate.tiers import Tiers
 from kernelgate.users import SeenUsers
+from kernelgate.userns import UserNamespace
 
 ENV_PREFIX = "KERNELGATE_"
 
@@ -228,6 +229,7 @@ class ServeApp(ConfiguredApp):
         KernelRegistry, KernelSpecCatalog, TerminalManager, RoomService, RoomStorage, LocalBackend,
         S3Backend, EnvironmentService, Store, Tiers, Plans, DockerEngine, DockerProvisioner,
         ImageBuilder, JWTIdentityProvider, DevIdentityProvider, HealthCheck, ExecuteRateLimit,
+        UserNamespace,
     ]
 
     @default("allow_remote_access")
