@@ -61,6 +61,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.DockerProvisioner.uid = 1000             # the unprivileged user kernels run as
 # c.DockerProvisioner.start_cpus_seconds = 10.0  # longest start-up CPU allowance (tiers' start_cpus)
 # c.DockerProvisioner.tmp_inodes = 65536      # files each kernel tmpfs (/tmp, home) may hold
+# Host uid/gid owning what the gateway gives sandboxes (socket folders, install staging
+# areas, room workspaces). -1: derived from the engine: the container uid, or under
+# Docker's userns-remap the host uid it maps to (docs/deployment.md, "User namespaces").
+# c.UserNamespace.host_uid = -1
+# c.UserNamespace.host_gid = -1
 
 # --- Tiers: the limits of a kernel's container --------------------------------------
 # Each kernelspec names its tier in metadata.kernel_provisioner.config.tier.
