@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from traitlets import Int
 from traitlets.config import LoggingConfigurable
 
+from kernelgate.errors import Unavailable
+
 #: Container ids a remapped engine maps when the subordinate ranges cannot be read.
 _DEFAULT_LENGTH = 65536
 
@@ -105,11 +107,15 @@ class UserNamespace(LoggingConfigurable):
     def ids(self, engine, uid: int) -> tuple[int, int]:
         """Blocking: the host (uid, gid) of container uid (and gid) `uid` under `engine`
         (a DockerEngine; None: no engine, the identity). Asks the engine once; if it does
-        not answer, the identity, not remembered (a warning)."""
+        not answer, the identity, not remembered (a warning). Unavailable (a JSON 503) if
+        the engine remaps users and `uid` has no host uid, or the mapping is unknown."""
         if self.host_uid >= 0:
             return self.host_uid, self.host_gid if self.host_gid >= 0 else self.host_uid
-        mapping = IdMap() if engine is None else self._map(engine)
-        host_uid, host_gid = mapping.host(uid), mapping.host(uid, gid=True)
+        try:
+            mapping = IdMap() if engine is None else self._map(engine)
+            host_uid, host_gid = mapping.host(uid), mapping.host(uid, gid=True)
+        except ValueError as e:
+            raise Unavailable(f"Sandbox files have no host owner: {e}") from None
         return host_uid, self.host_gid if self.host_gid >= 0 else host_gid
 
     async def ids_async(self, engine, uid: int) -> tuple[int, int]:

@@ -120,6 +120,17 @@ def _processes_of(container_id: str) -> dict[int, list[int]]:
     return found
 
 
+def _socket_folder_owner(kernel_folder: Path) -> tuple[int, int]:
+    """uid and gid of the tmpfs mounted on the kernel's socket folder (mountinfo options)."""
+    target = str(kernel_folder.resolve() / "ipc")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == target:
+            options = dict(o.split("=", 1) for o in fields[-1].split(",") if "=" in o)
+            return int(options.get("uid", 0)), int(options.get("gid", 0))
+    raise AssertionError(f"no tmpfs on {target}")
+
+
 def test_engine_map_reads_docker_info(tmp_path):
     """The derivation (kernelgate.userns): no remap is the identity; a remapped engine's
     root folder names container root, and the remap user's ranges are laid end to end
@@ -145,6 +156,16 @@ async def test_kernels_under_userns_remap(remapped_engine, start_gateway, tmp_pa
     gateway = start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}",
                             f"--DockerEngine.docker_url={URL}")
     (alice,) = users(gateway, "alice")
+    # a solo kernel: it binds its sockets in its socket folder, the remapped uid's tmpfs
+    solo = (await alice.start_kernel())["id"]
+    ws = await alice.connect(solo)
+    run = await ws.execute("import os\nopen(os.path.expanduser('~/h'), 'w').write('h')\nprint(os.getuid())")
+    assert run.stdout == f"{CONTAINER_UID}\n", (run.stdout, gateway.log())
+    ws.close()
+    assert _socket_folder_owner(gateway.runtime_dir / solo) == (host_uid, mapping.host(CONTAINER_UID, gid=True))
+    (container,) = remapped_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={solo}"})
+    assert set(map(tuple, _processes_of(container.id).values())) == {(host_uid,) * 4}
+    assert (await alice.request("DELETE", f"/api/kernels/{solo}")).status == 204
     room = await make_room(alice, ["python3"])
     kid = kernel_of(room, "python3")
     try:
@@ -168,3 +189,20 @@ async def test_kernels_under_userns_remap(remapped_engine, start_gateway, tmp_pa
         ws.close()
     finally:
         assert (await alice.request("DELETE", f"/api/rooms/{room['id']}")).status == 204
+
+
+def test_gateway_derives_the_mapping_from_the_remapped_engine(remapped_engine):
+    """UserNamespace asks the engine itself: container uid 1000 is the host uid that
+    dockremap's range gives it; a uid outside the range is refused (JSON 503), not
+    silently given to a host uid."""
+    from kernelgate.engine import DockerEngine
+    from kernelgate.errors import Unavailable
+    from kernelgate.userns import UserNamespace
+
+    subuid = next(line.split(":") for line in Path("/etc/subuid").read_text().splitlines()
+                  if line.startswith("dockremap:"))
+    engine = DockerEngine(docker_url=URL)
+    assert UserNamespace().ids(engine, CONTAINER_UID)[0] == int(subuid[1]) + CONTAINER_UID
+    with pytest.raises(Unavailable):
+        UserNamespace().ids(engine, 1 << 20)
+    assert UserNamespace(host_uid=4242).ids(engine, CONTAINER_UID) == (4242, 4242)
