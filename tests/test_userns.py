@@ -206,3 +206,63 @@ def test_gateway_derives_the_mapping_from_the_remapped_engine(remapped_engine):
     with pytest.raises(Unavailable):
         UserNamespace().ids(engine, 1 << 20)
     assert UserNamespace(host_uid=4242).ids(engine, CONTAINER_UID) == (4242, 4242)
+
+
+def _mirror(root: Path) -> None:
+    """An air-gapped pip index at root/simple holding one tiny wheel, kgtiny 1.0, readable
+    by every uid (the install container's host uid is the remapped one)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder = root / "simple" / "kgtiny"
+    folder.mkdir(parents=True)
+    files = {"kgtiny.py": b"VALUE = 42\n",
+             "kgtiny-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: kgtiny\nVersion: 1.0\n",
+             "kgtiny-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for name, data in files.items()) + "kgtiny-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(folder / "kgtiny-1.0-py3-none-any.whl", "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+        wheel.writestr("kgtiny-1.0.dist-info/RECORD", record)
+    (folder / "index.html").write_text('<a href="kgtiny-1.0-py3-none-any.whl">kgtiny-1.0-py3-none-any.whl</a>\n')
+    (root / "simple" / "index.html").write_text('<a href="kgtiny/">kgtiny</a>\n')
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+async def test_install_under_userns_remap(remapped_engine, start_gateway, tmp_path):
+    """An air-gapped install (network 'none', a mirror folder): its staging area is the
+    remapped uid's, so the install container writes it, and what it installs into the
+    room's workspace is owned by the remapped uid."""
+    import tempfile
+
+    from tests.test_environment import install, put_file
+
+    host_uid = engine_map(remapped_engine.info()).host(CONTAINER_UID)
+    mirror = Path(tempfile.mkdtemp(prefix="kg-mirror-", dir="/tmp"))
+    try:
+        _mirror(mirror)
+        config = tmp_path / "userns_config.py"
+        config.write_text(CONFIG + f"c.EnvironmentService.network = 'none'\n"
+                          f"c.EnvironmentService.mirror_dir = {str(mirror)!r}\n"
+                          "c.EnvironmentService.pip_index_url = 'file:///mirror/simple'\n")
+        gateway = start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}",
+                                f"--DockerEngine.docker_url={URL}")
+        (alice,) = users(gateway, "alice")
+        room = await make_room(alice, ["python3"])
+        try:
+            await put_file(alice, room["id"], "requirements.txt", "kgtiny==1.0\n")
+            progress, result = await install(alice, room["id"])
+            assert result["status"] == "ok", (result, progress[-5:], gateway.log()[-3000:])
+            ws = await alice.connect(kernel_of(room, "python3"))
+            assert (await ws.execute("import kgtiny; print(kgtiny.VALUE)")).stdout == "42\n"
+            ws.close()
+            installed = list((gateway.data_dir / "rooms" / room["id"] / ".kernelgate").rglob("kgtiny.py"))
+            assert installed and all(os.stat(p).st_uid == host_uid for p in installed), installed
+        finally:
+            assert (await alice.request("DELETE", f"/api/rooms/{room['id']}")).status == 204
+    finally:
+        shutil.rmtree(mirror, ignore_errors=True)
