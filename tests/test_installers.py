@@ -7,18 +7,21 @@ The Debian mirror is this machine's own apt source (no mirror is named here), as
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import docker
 import pytest
 
 from kernelgate.environment.egress import address_refusal
 from kernelgate.environment.installers import perl
 from tests.ci import require
-from tests.test_environment import CONFIG, SECRET, install, kernel_of, make_room, put_file, token, tree_digest
+from tests.test_environment import (CONFIG, SECRET, install, kernel_of, make_room, put_file, registry_settings, token,
+                                    tree_digest)
 
 APT_SETTINGS = ("Acquire::Check-Valid-Until", "Acquire::Check-Date")
 
@@ -122,3 +125,62 @@ async def test_cpanfile_installed_from_debian_and_used_by_the_perl_kernel(debian
     assert run.status == "ok", run.reply
     assert run.stdout.split() == ["42", "/workspace/.kernelgate/perl/lib/Moo.pm", "lo"]
     pl.close()
+
+
+@pytest.fixture
+def pip_gateway(docker_engine, start_gateway, tmp_path):
+    config = tmp_path / "solo_config.py"
+    config.write_text(CONFIG + registry_settings())
+    return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
+
+
+async def install_into_kernel(client, kernel_id: str) -> tuple[list[dict], dict]:
+    """POST a solo kernel's install; (progress events, result event)."""
+    response = await client.request("POST", f"/api/kernels/{kernel_id}/environment/install", {}, timeout=400)
+    assert response.status == 200, response.body
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    raw = response.body if isinstance(response.body, bytes) else json.dumps(response.body).encode()
+    events = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+    assert events[-1]["type"] == "result" and all(e["type"] == "progress" for e in events[:-1])
+    return events[:-1], events[-1]
+
+
+async def test_solo_kernel_installs_into_its_own_sandbox(pip_gateway):
+    """A solo kernel's owner installs its requirements.txt into the kernel's home: the
+    kernel process restarts in the same sandbox (its files stay) and imports the package
+    with no network; nobody else can install, room kernels install through their room, and
+    the packages go with the kernel."""
+    gateway = pip_gateway
+    alice, bob = gateway.client(token("alice")), gateway.client(token("bob"))
+    kernel = await alice.start_kernel("python3")
+    kid = kernel["id"]
+    ws = await alice.connect(kid)
+    run = await ws.execute("import os\nopen('requirements.txt', 'w').write('six==1.16.0\\n')\n"
+                           "open('notes.txt', 'w').write('kept')\nprint(os.environ['PYTHONPATH'])")
+    assert run.status == "ok" and run.stdout.strip() == "/home/kernel/.kernelgate/python", run.reply
+    assert (await ws.execute("import six")).status == "error"
+    ws.close()
+
+    assert (await bob.request("POST", f"/api/kernels/{kid}/environment/install", {})).status == 404
+    room = await make_room(alice, ["python3"])
+    refused = await alice.request("POST", f"/api/kernels/{kernel_of(room, 'python3')}/environment/install", {})
+    assert refused.status == 400 and "room" in refused.body["message"], refused.body
+
+    progress, result = await install_into_kernel(alice, kid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["python3"] and result["languages"][0]["source"] == "requirements.txt"
+    assert any(e["step"] == "swap" and e["line"] == "installed into .kernelgate/python" for e in progress)
+
+    ws = await alice.connect(kid)
+    run = await ws.execute("import os, six\nprint(six.__version__, six.__file__, sorted(os.listdir('/sys/class/net')),"
+                           " open('notes.txt').read())")
+    assert run.status == "ok", run.reply
+    assert run.stdout.split() == ["1.16.0", "/home/kernel/.kernelgate/python/six.py", "['lo']", "kept"]
+    ws.close()
+    report = (await alice.request("GET", f"/api/kernels/{kid}/environment")).body
+    assert report["last_install"]["status"] == "ok" and report["installing"] is False
+    assert not list((gateway.data_dir / "installs").iterdir())  # staging and copied manifests removed
+
+    assert (await alice.request("DELETE", f"/api/kernels/{kid}")).status == 204
+    labels = {"label": f"org.kernelgate.kernel={kid}"}
+    assert docker.from_env(timeout=60).containers.list(all=True, filters=labels) == []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 import shutil
 import time
 import uuid
@@ -41,8 +42,8 @@ from kernelgate.environment.egress import EgressProxy, Fence, FenceError, allowe
 from kernelgate.environment.detect import INSTALLABLE, analyze, scan
 from kernelgate.environment.installers import INSTALLERS, perl
 from kernelgate.environment.installers.base import CA_PATH, STAGING_PATH, Context, PlanError
-from kernelgate.environment.tree import AgentTree, HostTree
-from kernelgate.errors import BadRequest, Conflict, GatewayError, Unavailable
+from kernelgate.environment.tree import AgentTree, HostTree, TreeError
+from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, Unavailable
 from kernelgate.identity import Identity
 from kernelgate.images import ImageBuilder, ImageError
 from kernelgate.kernels.registry import Kernel, KernelRegistry
@@ -58,6 +59,9 @@ INSTALL_LABEL = "org.kernelgate.install"
 MIRROR_PATH = "/mirror"
 #: Output lines streamed per install; beyond, one notice and silence.
 MAX_LINES, MAX_LINE = 5000, 2000
+#: A solo install: the most files and folders it may put into the kernel's home, the
+#: largest manifest it copies from there.
+MAX_SOLO_ENTRIES, MAX_SOLO_MANIFEST = 50_000, 512 * 1024
 
 _SWAP_SCRIPT = r"""
 set -u
@@ -89,8 +93,10 @@ class InstallFailed(Exception):
 class Job:
     """One running install: its events (progress lines, then one result) for the caller."""
 
-    room_id: str
+    room_id: str  # the room's id, or the solo kernel's
     user: str
+    workspace: Path | None = None  # the host folder the fetch sees at /workspace
+    kernel: Kernel | None = None  # a solo kernel's install: the kernel
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     lines: int = 0
     tails: dict[str, list[str]] = field(default_factory=dict)  # step key -> last lines
@@ -201,7 +207,8 @@ class EnvironmentService(LoggingConfigurable):
         self.registry = registry
         self.store = store
         self._jobs: dict[str, Job] = {}
-        self._last: dict[str, dict] = {}
+        self._last: dict[str, dict] = {}  # room id -> its last install's result
+        self._solo_last: dict[str, dict] = {}  # solo kernel id -> the same, while it lives
 
     # -- detection ---------------------------------------------------------------------
 
@@ -222,7 +229,11 @@ class EnvironmentService(LoggingConfigurable):
         if kernel.agent is None:
             raise Unavailable("The kernel's sandbox is not reachable")
         found = await scan(AgentTree(kernel.agent))
-        return await asyncio.to_thread(analyze, found)
+        report = await asyncio.to_thread(analyze, found)
+        if kernel.room is None:
+            report["last_install"] = self._solo_last.get(kernel.id)
+            report["installing"] = kernel.id in self._jobs
+        return report
 
     # -- installs ----------------------------------------------------------------------
 
@@ -235,19 +246,42 @@ class EnvironmentService(LoggingConfigurable):
         room = self.rooms.get(identity, room_id, "admin")
         if self.rooms.expired(room):
             raise Conflict(f"Room {room_id} expired; an admin can extend it")
-        if self.registry.catalog.local_kernels:
-            raise Unavailable("Installs run in containers: this gateway runs local kernels")
         if room_id in self._jobs:
             raise Conflict("An install is already running in this room")
+        job = Job(room_id, identity.user, workspace=self.rooms.workspace(room_id))
+        return await self._start(job, body, lambda: self.room_report(identity, room_id))
+
+    async def start_kernel_install(self, identity: Identity, kernel: Kernel, body: dict) -> Job:
+        """POST /api/kernels/{id}/environment/install: the same install for a solo kernel,
+        by its owner, into its sandbox's home (gone with the kernel); its manifest is copied
+        out through the agent for the fetch, the result written in through the agent, and
+        the kernel process restarted in the same sandbox."""
+        if kernel.room is not None:
+            raise BadRequest(f"Kernel {kernel.id} is a room kernel: its room installs"
+                             f" (POST /api/rooms/{kernel.room}/environment/install)")
+        if kernel.owner != identity.user:
+            raise Forbidden("Only the kernel's owner can install into it")
+        if kernel.id in self._jobs:
+            raise Conflict("An install is already running in this kernel")
+        for gone in [k for k in self._solo_last if k not in self.registry.kernels]:
+            del self._solo_last[gone]
+        return await self._start(Job(kernel.id, identity.user, kernel=kernel), body, lambda: self.kernel_report(kernel))
+
+    async def _start(self, job: Job, body: dict, report_of) -> Job:
+        """Check the request and the report (`report_of()`, awaited once claimed), then
+        install in the background. BadRequest for nothing to install or unknown languages,
+        Unavailable without Docker kernels."""
+        if self.registry.catalog.local_kernels:
+            raise Unavailable("Installs run in containers: this gateway runs local kernels")
         wanted = body.get("languages")
         if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted)):
             raise BadRequest("'languages' must be a list of language names")
         unsupported = sorted(set(wanted or []) - set(INSTALLABLE))
         if unsupported:
             raise BadRequest(f"Installs support {', '.join(INSTALLABLE)}, not {', '.join(unsupported)}")
-        self._jobs[room_id] = job = Job(room_id, identity.user)  # claimed before any await
+        self._jobs[job.room_id] = job  # claimed before any await
         try:
-            report = await self.room_report(identity, room_id)
+            report = await report_of()
             if report["project_file_error"]:
                 raise BadRequest(report["project_file_error"])
             plans = [lang for lang in report["languages"]
@@ -260,7 +294,7 @@ class EnvironmentService(LoggingConfigurable):
                                  f" and no [packages] in {project.PROJECT_FILE}")
             references = {lang["language"]: self._image(lang["language"]) for lang in plans}
         except BaseException:
-            del self._jobs[room_id]
+            del self._jobs[job.room_id]
             raise
         job.task = asyncio.ensure_future(self._run(job, report["workdir"], plans, references))
         return job
@@ -279,14 +313,20 @@ class EnvironmentService(LoggingConfigurable):
                                  "packages": p["install"]["packages"]} for p in plans],
                   "restarted": []}
         fence = None
+        sources = staging.with_name(staging.name + "-sources")
         try:
             limit_kib = await self._make_staging(staging)
+            if job.kernel:
+                await self._copy_sources(job, plans, sources)
             if self.network == "fenced":
                 fence = await self._open_fence(job)
             moves = []
             for plan in plans:
                 moves += await self._fetch(job, plan, workdir, references[plan["language"]], staging, fence)
-            await self._swap(job, staging, limit_kib, moves, references[plans[0]["language"]])
+            if job.kernel:
+                await self._swap_into_kernel(job, staging, limit_kib, moves)
+            else:
+                await self._swap(job, staging, limit_kib, moves, references[plans[0]["language"]])
             result["restarted"], failed = await self._restart(job)
             if failed:
                 result["message"] = f"Installed; these kernels did not restart: {'; '.join(failed)}"
@@ -295,14 +335,16 @@ class EnvironmentService(LoggingConfigurable):
         except GatewayError as e:  # the engine or an image
             result.update(status="error", message=f"The install failed: {e.message}")
         except Exception as e:  # noqa: BLE001 - the caller gets an answer whatever failed
-            self.log.exception("Install in room %s failed", job.room_id)
+            self.log.exception("Install in %s failed", job.room_id)
             result.update(status="error", message=f"The install failed: {e}")
         finally:
             if fence is not None:
                 await fence.close()
             await self._remove_staging(staging)
+            await self._remove_staging(sources)
             result["duration"] = round(time.monotonic() - started, 1)
-            self._last[job.room_id] = {k: v for k, v in result.items() if k != "type"}
+            (self._solo_last if job.kernel else self._last)[job.room_id] = \
+                {k: v for k, v in result.items() if k != "type"}
             del self._jobs[job.room_id]
             job.events.put_nowait(result)
         try:
@@ -361,7 +403,7 @@ class EnvironmentService(LoggingConfigurable):
     def _options(self, job: Job, staging: Path, network: str, workspace_mode: str, working_dir: str,
                  environment: dict[str, str]) -> dict:
         fetching = workspace_mode == "ro"  # the fetch writes the staging area, the swap the workspace
-        mounts = [Mount(str(self.rooms.workspace(job.room_id)), project.MOUNT, writable=not fetching),
+        mounts = [Mount(str(job.workspace), project.MOUNT, writable=not fetching),
                   Mount(str(staging), STAGING_PATH, writable=fetching)]
         if self.ca_bundle:
             mounts.append(Mount(self.ca_bundle, CA_PATH))
@@ -478,9 +520,84 @@ class EnvironmentService(LoggingConfigurable):
         finally:
             await engine.remove(container)
 
+    async def _copy_sources(self, job: Job, plans: list[dict], folder: Path) -> None:
+        """A solo install: the manifests its plans install from, read through the kernel's
+        agent into a host folder (mode 0755, files 0644) that the fetch sees at /workspace."""
+        await asyncio.to_thread(folder.mkdir, mode=0o755)
+        await asyncio.to_thread(os.chmod, folder, 0o755)
+        tree = AgentTree(job.kernel.agent)
+        for plan in plans:
+            path = plan["install"]["source"]
+            if path == project.PROJECT_FILE:
+                continue  # its packages are in the plan
+            try:
+                data = await tree.read(path, MAX_SOLO_MANIFEST)
+            except TreeError as e:
+                raise InstallFailed(f"{path} could not be read from the kernel: {e}") from None
+            try:
+                await asyncio.to_thread(_write_source, folder, path, data)
+            except ValueError as e:  # a name the kernel's agent reported
+                raise InstallFailed(f"{path} cannot be installed from: {e}") from None
+        job.workspace = folder
+
+    async def _swap_into_kernel(self, job: Job, staging: Path, limit_kib: int, moves: list[str]) -> None:
+        """A solo install's swap: what the fetch staged is written into the kernel's home
+        through its agent, next to each destination (`.kernelgate-new`), then renamed in
+        (the old one renamed away and deleted). Links in the staging area are left out;
+        files are written 0644. Before the renames, a failure leaves the home as it was."""
+        pairs = [(staging / posixpath.relpath(src, STAGING_PATH), posixpath.relpath(dest, project.MOUNT))
+                 for src, dest in zip(moves[::2], moves[1::2])]
+        listed = await asyncio.to_thread(_staged, [src for src, _ in pairs], limit_kib)
+        if isinstance(listed, str):
+            raise InstallFailed(f"The packages could not be moved into the kernel ({listed}); nothing changed")
+        agent = job.kernel.agent
+
+        async def op(name: str, path: str, new_path: str = "", data: bytes | None = None, missing_ok=False):
+            content = {"op": name, "path": path, **({"new_path": new_path} if new_path else {})}
+            reply, _ = await agent.request("file_request", content, None if data is None else [data])
+            if reply.get("status") != "ok" and not (missing_ok and reply.get("ename") == "ENOENT"):
+                raise InstallFailed(f"The packages could not be moved into the kernel ({name} {path}:"
+                                    f" {reply.get('evalue') or reply.get('ename')}); its home is as it was")
+
+        async def parents(path: str) -> None:
+            parts = path.split("/")[:-1]
+            for n in range(1, len(parts) + 1):
+                reply, _ = await agent.request("file_request", {"op": "mkdir", "path": "/".join(parts[:n])})
+                if reply.get("status") != "ok" and reply.get("ename") != "EEXIST":
+                    raise InstallFailed(f"{'/'.join(parts[:n])} could not be made in the kernel's home")
+
+        try:
+            for (src, dest), entries in zip(pairs, listed):
+                await parents(dest)
+                await op("delete", dest + ".kernelgate-new", missing_ok=True)
+                await op("mkdir", dest + ".kernelgate-new")
+                for relative, is_dir in entries:
+                    path = f"{dest}.kernelgate-new/{relative}"
+                    if is_dir:
+                        await op("mkdir", path)
+                    else:
+                        await op("write", path, data=await asyncio.to_thread((src / relative).read_bytes))
+        except BaseException:
+            for _, dest in pairs:
+                await agent.request("file_request", {"op": "delete", "path": dest + ".kernelgate-new"})
+            raise
+        for _, dest in pairs:
+            await op("delete", dest + ".kernelgate-old", missing_ok=True)
+            await op("rename", dest, dest + ".kernelgate-old", missing_ok=True)
+            await op("rename", dest + ".kernelgate-new", dest)
+            await op("delete", dest + ".kernelgate-old", missing_ok=True)
+            job.progress("", "swap", f"installed into {dest}")
+
     async def _restart(self, job: Job) -> tuple[list[str], list[str]]:
-        """Restart the room's running kernels in fresh sandboxes: (names restarted,
-        failures)."""
+        """Restart the room's running kernels in fresh sandboxes (a solo kernel: its process,
+        in the same sandbox): (names restarted, failures)."""
+        if job.kernel:
+            job.progress("", "restart", f"[kernelgate] restarting the {job.kernel.name} kernel")
+            try:
+                await self.registry.restart(job.kernel, "install")
+                return [job.kernel.name], []
+            except GatewayError as e:
+                return [], [f"{job.kernel.name}: {e.message}"]
         restarted, failed = [], []
         for kernel in sorted((k for k in self.registry.kernels.values() if k.room == job.room_id),
                              key=lambda k: k.name):
@@ -503,6 +620,40 @@ def _give(folder: Path, uid: int, gid: int) -> None:
         os.fchmod(fd, 0o700)
     finally:
         os.close(fd)
+
+
+def _write_source(folder: Path, path: str, data: bytes) -> None:
+    """Write a copied manifest at its relative path (made of clean components) below folder."""
+    target = folder.joinpath(*project.clean_relative(path, "a manifest's path").split("/"))
+    for parent in reversed(target.relative_to(folder).parents):
+        (folder / parent).mkdir(mode=0o755, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(0o644)
+
+
+def _staged(sources: list[Path], limit_kib: int) -> list[list[tuple[str, bool]]] | str:
+    """Each staged tree's entries (relative path, is a folder), parents first, links
+    left out; or why it cannot be moved (larger than the limit, too many entries)."""
+    listed, total, count = [], 0, 0
+    for source in sources:
+        entries = []
+        if source.is_dir() and not source.is_symlink():
+            for folder, dirs, files in os.walk(source):
+                dirs.sort()
+                base = Path(folder).relative_to(source)
+                for name in dirs + sorted(files):
+                    path = Path(folder) / name
+                    if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                        continue
+                    count += 1
+                    total += path.stat().st_size if path.is_file() else 0
+                    if count > MAX_SOLO_ENTRIES:
+                        return f"more than {MAX_SOLO_ENTRIES} files"
+                    if total > limit_kib * 1024:
+                        return f"more than the {limit_kib} KiB allowed"
+                    entries.append((str(base / name) if str(base) != "." else name, path.is_dir()))
+        listed.append(entries)
+    return listed
 
 
 def _kib(size: str) -> int:

@@ -168,6 +168,15 @@ def kernel_prefix(root: Path) -> list[str]:
     return prefix + [f"{name}={value}" for name, value in env.items()]
 
 
+def solo_prefix() -> list[str]:
+    """The command prefix of a sandboxed solo kernel: the installers' variables for its
+    home, where its installs go (docs/environment.md)."""
+    from kernelgate.environment import installers  # they import this module
+    from kernelgate.sandbox import HOME
+
+    return ["/usr/bin/env", *(f"{name}={value}" for name, value in installers.kernel_env(HOME).items())]
+
+
 async def kernel_prefix_async(root: Path) -> list[str]:
     """kernel_prefix, off the event loop."""
     return await asyncio.to_thread(kernel_prefix, root)

@@ -15,6 +15,7 @@ from kernelgate.handlers.contents import KernelContentsHandler
 from kernelgate.handlers.editor import EditorHandler
 from kernelgate.handlers.environment import (
     KernelEnvironmentHandler,
+    KernelEnvironmentInstallHandler,
     RoomEnvironmentHandler,
     RoomEnvironmentInstallHandler,
 )
@@ -64,6 +65,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"api/kernels/{_KERNEL}/channels", ChannelsHandler),
         (rf"api/kernels/{_WORKSPACE}/contents(?P<path>/.*)?", KernelContentsHandler),
         (rf"api/kernels/{_KERNEL}/environment/?", KernelEnvironmentHandler),
+        (rf"api/kernels/{_KERNEL}/environment/install/?", KernelEnvironmentInstallHandler),
         (r"api/terminals/?", TerminalsHandler),
         (r"api/terminals/(?P<name>[^/]+)/?", TerminalHandler),
         (r"terminals/websocket/(?P<name>[^/]+)", TerminalSocketHandler),

@@ -21,18 +21,32 @@ class RoomEnvironmentInstallHandler(APIHandler):
     (and is recorded) if the caller goes away."""
 
     async def post(self, room_id: str):
-        job = await self.services.environment.start_install(self.identity, room_id, self.json_body())
-        self.set_header("Content-Type", "application/x-ndjson")
-        try:
-            async for event in job.stream():
-                self.write(json.dumps(event) + "\n")
-                await self.flush()
-            self.finish()
-        except StreamClosedError:
-            pass
+        await stream(self, await self.services.environment.start_install(self.identity, room_id, self.json_body()))
+
+
+async def stream(handler: APIHandler, job) -> None:
+    """An install's events, one JSON object a line, as they come."""
+    handler.set_header("Content-Type", "application/x-ndjson")
+    try:
+        async for event in job.stream():
+            handler.write(json.dumps(event) + "\n")
+            await handler.flush()
+        handler.finish()
+    except StreamClosedError:
+        pass
 
 
 class KernelEnvironmentHandler(KernelAccess, APIHandler):
     async def get(self, kernel_id: str):
         kernel = self.visible_kernel(kernel_id)
         self.write_json(await self.services.environment.kernel_report(kernel))
+
+
+class KernelEnvironmentInstallHandler(KernelAccess, APIHandler):
+    """POST (the solo kernel's owner): the room install's stream, into the kernel's own
+    sandbox."""
+
+    async def post(self, kernel_id: str):
+        kernel = self.visible_kernel(kernel_id)
+        await stream(self, await self.services.environment.start_kernel_install(self.identity, kernel,
+                                                                                self.json_body()))

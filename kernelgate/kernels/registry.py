@@ -774,9 +774,9 @@ class KernelRegistry(LoggingConfigurable):
     async def _launch_args(self, kernel: Kernel) -> dict:
         """What the provisioner is handed at each launch (kernelgate.provisioners.base):
         the kernel's folder and, for a sandboxed room kernel, its project's prefix, read
-        again at each launch."""
+        again at each launch; a sandboxed solo kernel gets its installs' variables."""
         if kernel.workspace is None:
-            return {}
+            return {} if self.catalog.local_kernels else {"kernel_prefix": project.solo_prefix()}
         if self.catalog.local_kernels:
             return {"cwd": str(kernel.workspace)}
         return {"cwd": str(kernel.workspace),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from kernelgate.environment import manifests
+from kernelgate.environment import manifests, project
 from kernelgate.environment.installers.base import Installer
 
 
@@ -29,6 +29,7 @@ MANIFESTS: dict[str, manifests.Manifest] = {
     **manifests.MANIFESTS, **{name: kind for i in INSTALLERS.values() for name, kind in i.manifests.items()}}
 
 
-def kernel_env() -> dict[str, str]:
-    """The variables room kernels get from every installer."""
-    return {name: value for i in INSTALLERS.values() for name, value in i.kernel_env().items()}
+def kernel_env(root: str = project.MOUNT) -> dict[str, str]:
+    """The variables kernels get from every installer (`root`: where they see their
+    workspace)."""
+    return {name: value for i in INSTALLERS.values() for name, value in i.kernel_env(root).items()}

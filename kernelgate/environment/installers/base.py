@@ -4,7 +4,7 @@ package; docs/environment.md lists them).
 An installer is told what detection parsed and answers four questions: which manifests
 it reads (`manifests`, added to detection), what an install would do (`plan`), how the
 fetch container runs (`fetch`: command, environment, folder, and what the swap moves
-into the workspace), and what a room kernel needs to find the result (`kernel_env`).
+into the workspace), and what a kernel needs to find the result (`kernel_env`).
 The service (install.py) runs the containers, the fence and the swap; installers only
 describe.
 """
@@ -67,8 +67,9 @@ class Installer(Protocol):
     def fetch(self, install: dict, context: Context) -> Fetch:
         """The fetch container; PlanError for a request it cannot run."""
 
-    def kernel_env(self) -> dict[str, str]:
-        """Variables room kernels get so they find what the swap put in the workspace."""
+    def kernel_env(self, root: str) -> dict[str, str]:
+        """Variables kernels get so they find what the swap put in the workspace, whose
+        root they see at `root` (/workspace in rooms, the home of solo kernels)."""
 
 
 def target(relative: str) -> str:

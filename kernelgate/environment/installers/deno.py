@@ -37,7 +37,7 @@ class Deno:
                    ' exec deno install', "sh", manifest]
         return Fetch(command, env, "/tmp", [f"{STAGING_PATH}/js/node_modules", f"{context.project_dir}/node_modules"])
 
-    def kernel_env(self) -> dict[str, str]:
+    def kernel_env(self, root: str) -> dict[str, str]:
         return {}  # Deno resolves bare specifiers through package.json and node_modules
 
 

@@ -14,6 +14,7 @@ error naming it (the install then changes nothing).
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 from kernelgate.environment import manifests
@@ -163,8 +164,8 @@ class Perl:
         return Fetch(["sh", "-c", _SCRIPT, "sh", *modules], env, "/tmp",
                      [f"{STAGING_PATH}/perl", target(PERL_TARGET)])
 
-    def kernel_env(self) -> dict[str, str]:
-        return {"PERL5LIB": target(PERL_TARGET) + "/lib"}
+    def kernel_env(self, root: str) -> dict[str, str]:
+        return {"PERL5LIB": posixpath.join(root, PERL_TARGET, "lib")}
 
 
 INSTALLER = Perl()

@@ -49,8 +49,8 @@ class Pip:
             working_dir = "/tmp"
         return Fetch(command, env, working_dir, [f"{STAGING_PATH}/python", target(project.PYTHON_TARGET)])
 
-    def kernel_env(self) -> dict[str, str]:
-        return {"PYTHONPATH": target(project.PYTHON_TARGET)}
+    def kernel_env(self, root: str) -> dict[str, str]:
+        return {"PYTHONPATH": posixpath.join(root, project.PYTHON_TARGET)}
 
 
 INSTALLER = Pip()
