@@ -261,7 +261,8 @@ class ServeApp(ConfiguredApp):
         _raise_socket_limits()
         logs.configure(self.log, self.log_style, logs.FloodFilter(self.log_max_length, self.log_rate, self.log_burst))
         tiers, plans = Tiers(parent=self), Plans(parent=self)
-        # .instance(): EnvironmentService still looks these two up (environment/install.py)
+        # .instance(): modules not yet converted look these two up (environment/install.py,
+        # RoomStorage's uid mapping); the rest are handed them
         engine = DockerEngine.instance(parent=self)
         images = ImageBuilder.instance(parent=self, engine=engine)
         identity_provider = self._identity_provider()
