@@ -127,7 +127,8 @@ async def test_project_file_overrides(tmp_path):
     assert language(report, "javascript")["install"]["source"] == "service/package.json"
     prefix = project.kernel_prefix(tmp_path)
     assert prefix == ["/usr/bin/env", "-C", "/workspace/service",
-                      "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python", "APP_MODE=dev"]
+                      "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python",
+                      "R_LIBS=/workspace/.kernelgate/r/library", "APP_MODE=dev"]
 
 
 @pytest.mark.parametrize("text, word", [
@@ -139,7 +140,7 @@ async def test_project_file_overrides(tmp_path):
     ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\ngo = ["x"]', "installs support javascript, perl, python"),
+    ('[packages]\ngo = ["x"]', "installs support javascript, perl, python, r"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
@@ -155,7 +156,8 @@ async def test_an_invalid_project_file_is_reported_and_ignored_by_kernels(tmp_pa
     report = await detect(tmp_path)
     assert "PATH" in report["project_file_error"] and report["project_file"] is None
     assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "PERL5LIB=/workspace/.kernelgate/perl/lib",
-                                                 "PYTHONPATH=/workspace/.kernelgate/python"]
+                                                 "PYTHONPATH=/workspace/.kernelgate/python",
+                                                 "R_LIBS=/workspace/.kernelgate/r/library"]
 
 
 def test_manifest_parsers():

@@ -66,7 +66,8 @@ def debian_settings() -> str:
 @pytest.fixture
 def debian_gateway(docker_engine, start_gateway, tmp_path):
     config = tmp_path / "installers_config.py"
-    config.write_text(CONFIG + debian_settings())
+    config.write_text(CONFIG.replace('"kernel_tiers": ["low", "medium"]', '"kernel_tiers": ["low", "medium", "high"]')
+                      + debian_settings())  # the R kernel is in the high tier
     return start_gateway("--kernels=docker", f"--config={config}", f"--jwt-secret={SECRET}")
 
 
@@ -184,3 +185,37 @@ async def test_solo_kernel_installs_into_its_own_sandbox(pip_gateway):
     assert (await alice.request("DELETE", f"/api/kernels/{kid}")).status == 204
     labels = {"label": f"org.kernelgate.kernel={kid}"}
     assert docker.from_env(timeout=60).containers.list(all=True, filters=labels) == []
+
+
+async def test_description_installed_from_debian_and_used_by_the_r_kernel(debian_gateway):
+    """A DESCRIPTION's Imports come from Debian's r-cran-* packages with their
+    dependencies (what the image's R has is skipped, Suggests left out), and the room's
+    R kernel loads them with no network."""
+    alice = debian_gateway.client(token("alice"))
+    room = await make_room(alice, ["r"])
+    rid = room["id"]
+    await put_file(alice, rid, "DESCRIPTION", "Package: demo\nVersion: 0.1\nDepends: R (>= 4.0)\n"
+                                              "Imports:\n    tibble,\n    glue (>= 1.0)\nSuggests: testthat\n")
+    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
+    entry = next(e for e in report["languages"] if e["language"] == "r")
+    assert entry["install"] == {"supported": True, "source": "DESCRIPTION", "packages": ["tibble", "glue"]}
+
+    kernel = await alice.connect(kernel_of(room, "r"))
+    assert (await kernel.execute("library(tibble)")).status == "error"
+    kernel.close()
+
+    progress, result = await install(alice, rid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["r"]
+    lines = [e["line"] for e in progress]
+    assert "tibble: Debian package r-cran-tibble" in lines and "glue: already in the image" in lines
+    workspace = debian_gateway.data_dir / "rooms" / rid
+    fetched = (workspace / ".kernelgate/r/debian-packages.txt").read_text().split()
+    assert "r-cran-tibble" in fetched and "r-cran-testthat" not in fetched and len(fetched) > 1
+
+    kernel = await alice.connect(kernel_of(room, "r"))
+    run = await kernel.execute("library(tibble)\nt <- tibble(x = 1:3)\n"
+                               "cat(nrow(t), find.package('tibble'), paste(list.files('/sys/class/net'), collapse=','), '\\n')")
+    assert run.status == "ok", run.reply
+    assert run.stdout.split() == ["3", "/workspace/.kernelgate/r/library/tibble", "lo"]
+    kernel.close()

@@ -40,7 +40,7 @@ from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
 from kernelgate.environment.egress import EgressProxy, Fence, FenceError, allowed_targets, remove_leftover_fences
 from kernelgate.environment.detect import INSTALLABLE, analyze, scan
-from kernelgate.environment.installers import INSTALLERS, perl
+from kernelgate.environment.installers import INSTALLERS, debian
 from kernelgate.environment.installers.base import CA_PATH, STAGING_PATH, Context, PlanError
 from kernelgate.environment.tree import AgentTree, HostTree, TreeError
 from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, Unavailable
@@ -165,7 +165,7 @@ class EnvironmentService(LoggingConfigurable):
     debian_mirror = Unicode(
         "", config=True,
         help="Debian mirror (an https URL on the fenced network, the folder holding dists/)"
-        " that Debian-packaged installs (Perl) read for the image's release and its -updates;"
+        " that Debian-packaged installs (Perl, R) read for the image's release and its -updates;"
         " empty: those installs are refused.",
     )
     debian_security_mirror = Unicode("", config=True, help="Debian security mirror (the image's release-security).")
@@ -200,7 +200,7 @@ class EnvironmentService(LoggingConfigurable):
         except ValueError as e:
             raise SystemExit(f"EnvironmentService.egress_hosts: {e}") from None
         try:
-            perl.check_settings(self)
+            debian.check_settings(self)
         except ValueError as e:
             raise SystemExit(str(e)) from None
         self.rooms = rooms
