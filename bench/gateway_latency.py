@@ -106,7 +106,7 @@ class Gateway:
     dir, and no ./jupyter_config.py from the checkout: defaults unless --gateway-arg)."""
 
     def __init__(self, kernels: str, extra_args: list[str], token: str | None,
-                 kernel_cpus: float | None = None, source: Path = ROOT) -> None:
+                 tier_changes: dict | None = None, source: Path = ROOT) -> None:
         self.kernels = kernels
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -116,10 +116,10 @@ class Gateway:
         self.log_path = self.workdir / "gateway.log"
         auth = ["--no-auth"] if token is None and _serve_supports("--no-auth", source) else []
         config = []
-        if kernel_cpus is not None:  # every tier's CPU limit (Docker kernels' CFS quota)
+        if tier_changes:  # e.g. every tier's CPU limit (Docker kernels' CFS quota)
             config += [
                 "from kernelgate.tiers import DEFAULT_TIERS",
-                f"c.Tiers.tiers = {{n: {{**t, 'cpus': {kernel_cpus!r}}} "
+                f"c.Tiers.tiers = {{n: {{**t, **{tier_changes!r}}} "
                 "for n, t in DEFAULT_TIERS.items()}",
             ]
         if source != ROOT and kernels == "local":  # local kernels import from the source too
@@ -504,6 +504,50 @@ def process_cpu(pid: int) -> float | None:
     return total / 1e9
 
 
+def _container(kernel_id: str) -> tuple[str | None, str]:
+    """The full id of a Docker kernel's container (None if there is none) and its CPU
+    settings as text."""
+    import docker
+
+    client = docker.from_env(timeout=30)
+    try:
+        found = client.containers.list(filters={"label": f"org.kernelgate.kernel={kernel_id}"})
+        if not found:
+            return None, ""
+        host = found[0].attrs["HostConfig"]
+        return found[0].id, (f"CFS quota {host['CpuQuota']} µs per {host['CpuPeriod']} µs, "
+                             f"cpu.shares {host['CpuShares'] or 'default'}")
+    finally:
+        client.close()
+
+
+def cpu_stat(container_id: str | None) -> dict[str, int] | None:
+    """The CFS counters of a container's cgroup (cgroup v1 or v2), or None if unreadable:
+    nr_periods, nr_throttled, throttled_usec (time spent throttled) and usage_usec (CPU
+    time used by all its processes)."""
+    if container_id is None:
+        return None
+    for path, unit in ((f"/sys/fs/cgroup/cpu/docker/{container_id}/cpu.stat", 1000),  # ns
+                       (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1)):
+        try:
+            with open(path) as f:
+                values = dict(line.split() for line in f if line.strip())
+        except OSError:
+            continue
+        throttled = values.get("throttled_usec") or str(int(values.get("throttled_time", 0)) // unit)
+        usage = values.get("usage_usec")
+        if usage is None:  # cgroup v1: the cpuacct controller's counter, in ns
+            try:
+                with open(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage") as f:
+                    usage = str(int(f.read()) // 1000)
+            except (OSError, ValueError):
+                usage = "0"
+        return {"nr_periods": int(values.get("nr_periods", 0)),
+                "nr_throttled": int(values.get("nr_throttled", 0)),
+                "throttled_usec": int(throttled), "usage_usec": int(usage)}
+    return None
+
+
 def measure_start(gateway: Gateway, starts: int) -> dict:
     """POST -> WebSocket -> execute 1+1 -> execute_result, `starts` times."""
     rows = []
@@ -598,6 +642,7 @@ def measure_round_trips(gateway: Gateway, rounds: int, warmup: int, block: int,
     direct = ZmqTransport(gateway.connection_file(kernel_id))
     results = {name: Series() for name in ("legacy", "v1", "direct")}
     note = ""
+    container_id, limits = _container(kernel_id) if gateway.kernels == "docker" else (None, "")
     own_affinity = os.sched_getaffinity(0)
     try:
         direct.wait_subscribed()
@@ -646,6 +691,7 @@ def measure_round_trips(gateway: Gateway, rounds: int, warmup: int, block: int,
         order = ["direct", "legacy", "v1"]
         done = 0
         cycle = 0
+        stat0, t0 = cpu_stat(container_id), perf()
         while done < rounds:  # bounded: ceil(rounds / block) cycles
             n = min(block, rounds - done)
             for name in order[cycle % 3:] + order[: cycle % 3]:
@@ -659,6 +705,14 @@ def measure_round_trips(gateway: Gateway, rounds: int, warmup: int, block: int,
                         ws.close()
             done += n
             cycle += 1
+        stat1, t1 = cpu_stat(container_id), perf()
+        if stat0 is not None and stat1 is not None:
+            d = {k: stat1[k] - stat0[k] for k in stat0}
+            throttling = (f"kernel cgroup ({limits}) during the timed rounds ({t1 - t0:.1f} s): "
+                          f"{d['nr_throttled']} of {d['nr_periods']} CFS periods throttled, "
+                          f"{d['throttled_usec'] / 1000:.0f} ms throttled in all, "
+                          f"{d['usage_usec'] / 1e6 / (t1 - t0):.2f} CPUs used on average")
+            note = f"{note}; {throttling}" if note else throttling
     finally:
         direct.close()
         gateway.delete_kernel(kernel_id)
@@ -796,6 +850,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel-cpus", type=float,
                         help="CPU limit of every tier for this run (Docker kernels; default: "
                         "the project's tiers, python3 runs in 'low' = 0.5 CPU)")
+    parser.add_argument("--kernel-burst-cpus", type=float,
+                        help="every tier's burst_cpus for this run: the CPU limit, with the "
+                        "tier's cpus as the kernel's share (kernelgate/tiers.py)")
     parser.add_argument("--pin", action="store_true",
                         help="for the round trips, give the gateway the first CPU to itself and "
                         "put the kernel and the benchmark on the others (separates the "
@@ -822,6 +879,7 @@ def main(argv=None) -> int:
     out += ["", f"rounds {args.rounds} per transport (+{args.warmup} warm-up), block {args.block}, "
             f"code {args.code!r}, {args.starts} starts"
             + (f", kernel CPU limit {args.kernel_cpus}" if args.kernel_cpus is not None else "")
+            + (f", kernel CPU burst {args.kernel_burst_cpus}" if args.kernel_burst_cpus is not None else "")
             + (", pinned" if args.pin else ""), ""]
     raw: dict = {}
     failed = False
@@ -834,7 +892,9 @@ def main(argv=None) -> int:
                 failed = True
                 continue
         print(f"\n[{mode}] starting gateway", flush=True)
-        gateway = Gateway(mode, args.gateway_arg, args.token, args.kernel_cpus, source)
+        tier_changes = {k: v for k, v in (("cpus", args.kernel_cpus), ("burst_cpus", args.kernel_burst_cpus))
+                        if v is not None}
+        gateway = Gateway(mode, args.gateway_arg, args.token, tier_changes, source)
         start = rt = None
         note = ""
         load_before = loadavg()
