@@ -74,6 +74,9 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # lowered to cpus once the kernel answers, before anyone can run code (0 = cpus), or after
 # DockerProvisioner.start_cpus_seconds if it has not answered by then. A kernel restarted
 # inside its container (the API's restart) gets no allowance: its terminals run meanwhile.
+# burst_cpus (0 = none): the CPU limit instead of cpus, which becomes the kernel's share
+# when CPUs are contended (cpu.shares 1024 x cpus): a burst of work is not stalled by a
+# quota below what it uses (docs/benchmarks.md, "Round-trip p99"). E.g. "burst_cpus": 1.0.
 # MiB = 1024 * 1024
 # c.Tiers.tiers = {
 #     "low": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 30,

@@ -56,15 +56,16 @@ class SandboxSpec:
     tmp_inodes: int = 65536  # files each tmpfs may hold (0 = as many as memory allows)
     log_size: str = "1m"
     mounts: tuple[Mount, ...] = ()
+    cpu_shares: int = 0  # cpu.shares (0 = the engine's default, 1024)
 
     @classmethod
     def for_tier(cls, tier: Tier, uid: int = 1000, log_size: str = "1m", tmp_inodes: int = 65536) -> SandboxSpec:
         """A kernel's sandbox under `tier`: no network, a tmpfs home, the tier's runtime.
         Its CPU limit is the tier's start-up allowance (`Tier.cpus_at_start`); the
-        provisioner lowers it to `cpus` once the kernel answers."""
+        provisioner lowers it to `Tier.cpu_limit` once the kernel answers."""
         return cls(uid=uid, memory=tier.memory, cpus=tier.cpus_at_start, pids=tier.pids,
                    tmp_size=tier.tmp_size, runtime=tier.runtime, home=HOME, log_size=log_size,
-                   tmp_inodes=tmp_inodes)
+                   tmp_inodes=tmp_inodes, cpu_shares=tier.cpu_shares)
 
     def with_mounts(self, *mounts: Mount) -> SandboxSpec:
         """This spec with `mounts` added."""
@@ -99,4 +100,6 @@ class SandboxSpec:
         }
         if self.runtime:
             options["runtime"] = self.runtime
+        if self.cpu_shares:
+            options["cpu_shares"] = self.cpu_shares
         return options

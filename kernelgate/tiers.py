@@ -27,6 +27,12 @@ class Tier:
     default, e.g. "runsc" for gVisor). start_cpus is the CPU limit while a new sandbox
     starts, until its kernel first answers and before anyone can use it (0, or anything
     below cpus, = cpus): a kernel's start is mostly CPU-bound imports.
+
+    burst_cpus (0, or anything not above cpus, = none) makes cpus a share instead of a
+    limit: the sandbox may use up to burst_cpus (its CFS quota), and when the CPUs are
+    contended it gets CPU in proportion to cpus (cpu.shares 1024 x cpus, against 1024 for
+    every other process group). A hard quota below what a kernel uses in a burst of work
+    stalls it for the rest of each 100 ms period (docs/benchmarks.md, "Round-trip p99").
     """
 
     name: str
@@ -39,11 +45,23 @@ class Tier:
     max_file_size: int = 32 * _MIB
     runtime: str = ""
     start_cpus: float = 0.0
+    burst_cpus: float = 0.0
+
+    @property
+    def cpu_limit(self) -> float:
+        """The CPU limit (CFS quota) of a running sandbox: burst_cpus or cpus."""
+        return max(self.burst_cpus, self.cpus)
+
+    @property
+    def cpu_shares(self) -> int:
+        """The sandbox's cpu.shares: 1024 x cpus with a burst, 0 (the engine's default,
+        1024) without."""
+        return max(2, round(1024 * self.cpus)) if self.burst_cpus > self.cpus else 0
 
     @property
     def cpus_at_start(self) -> float:
         """The CPU limit a new sandbox starts with."""
-        return max(self.start_cpus, self.cpus)
+        return max(self.start_cpus, self.cpu_limit)
 
     def as_model(self) -> dict:
         """The tier as JSON for API responses."""
@@ -69,7 +87,7 @@ class Tiers(SingletonConfigurable):
         default_value=DEFAULT_TIERS,
         config=True,
         help="Tier name -> {memory, cpus, pids, exec_timeout, idle_timeout, tmp_size,"
-        " max_file_size, runtime, start_cpus}."
+        " max_file_size, runtime, start_cpus, burst_cpus}."
         " memory and tmp_size in bytes.",
     )
     default_tier = Unicode("low", config=True, help="Tier for kernelspecs that name none.")

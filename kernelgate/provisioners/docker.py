@@ -181,7 +181,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
             *([Mount(self.workspace, WORKSPACE, writable=True)] if self.workspace else []),
         )
         options: dict[str, Any] = {
-            **spec.run_options(),  # its CPU limit is lowered to tier.cpus by settle()
+            **spec.run_options(),  # its CPU limit is lowered to tier.cpu_limit by settle()
             "command": cmd,
             "name": f"kernelgate-{self.kernel_id}",
             "hostname": "kernel",
@@ -204,7 +204,7 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
                 f"Image {reference} for kernel {self.kernel_spec.display_name!r} is not built;"
                 f" run: kernelgate images build {self.image}"
             ) from None
-        if tier.cpus_at_start != tier.cpus:
+        if tier.cpus_at_start != tier.cpu_limit:
             self._starting = asyncio.get_running_loop().call_later(
                 self.start_cpus_seconds, lambda: asyncio.ensure_future(self._settle_late()))
         self.log.info(
@@ -218,12 +218,12 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
         return SandboxSpec.for_tier(self.tiers.get(self.tier), self.uid, self.log_size, self.tmp_inodes)
 
     async def settle(self) -> None:
-        """Lowers the CPU limit from the tier's start-up allowance to its `cpus`. Raises
+        """Lowers the CPU limit from the tier's start-up allowance to its `cpu_limit`. Raises
         EngineUnavailable if the engine refuses; the kernel is then not handed out."""
         self._forget_allowance_timer()
         tier = self.tiers.get(self.tier)
-        if self.container_id is not None and tier.cpus_at_start != tier.cpus:
-            await self.engine.set_cpus(self.container_id, tier.cpus)
+        if self.container_id is not None and tier.cpus_at_start != tier.cpu_limit:
+            await self.engine.set_cpus(self.container_id, tier.cpu_limit)
 
     async def _settle_late(self) -> None:
         """The kernel took longer than start_cpus_seconds: its start-up allowance ends."""
