@@ -200,8 +200,9 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.EnvironmentService.pip_extra_index_urls = []
 # c.EnvironmentService.npm_registry = ""       # NPM_CONFIG_REGISTRY for Deno; "" = its default
 #                                              # (fenced: then list its host in egress_hosts)
-# c.EnvironmentService.debian_mirror = ""       # Perl and R installs (Debian lib*-perl, r-cran-*): an https URL of a
-#                                              # Debian mirror (the folder with dists/); "" = refused
+# c.EnvironmentService.debian_mirror = ""       # Perl, R, Ruby installs (lib*-perl, r-cran-*, ruby-*):
+#                                              # an https URL of a Debian mirror (the folder with dists/);
+#                                              # "" = those installs are refused
 # c.EnvironmentService.debian_security_mirror = ""  # its security suite; "" = left out
 # c.EnvironmentService.apt_options = []         # "Name=value", e.g. "Acquire::Check-Valid-Until=false"
 # c.EnvironmentService.http_proxy = ""        # these three: only on a network of your own
@@ -209,7 +210,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.EnvironmentService.no_proxy = ""
 # c.EnvironmentService.mirror_dir = ""         # mounted read-only at /mirror
 # c.EnvironmentService.uid = 1000
-# c.EnvironmentService.images = {"javascript": "deno", "perl": "perl", "python": "python", "r": "r"}
+# c.EnvironmentService.images = {"javascript": "deno", "perl": "perl", "python": "python", "r": "r", "ruby": "ruby"}
 
 # --- Images (kernelgate images build / list) ---------------------------------------
 # c.ImageBuilder.debian_mirror = ""          # empty: debootstrap's default mirror

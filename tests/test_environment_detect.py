@@ -128,7 +128,7 @@ async def test_project_file_overrides(tmp_path):
     prefix = project.kernel_prefix(tmp_path)
     assert prefix == ["/usr/bin/env", "-C", "/workspace/service",
                       "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python",
-                      "R_LIBS=/workspace/.kernelgate/r/library", "APP_MODE=dev"]
+                      "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:", "APP_MODE=dev"]
 
 
 @pytest.mark.parametrize("text, word", [
@@ -140,7 +140,7 @@ async def test_project_file_overrides(tmp_path):
     ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\ngo = ["x"]', "installs support javascript, perl, python, r"),
+    ('[packages]\ngo = ["x"]', "installs support javascript, perl, python, r, ruby"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
@@ -157,7 +157,7 @@ async def test_an_invalid_project_file_is_reported_and_ignored_by_kernels(tmp_pa
     assert "PATH" in report["project_file_error"] and report["project_file"] is None
     assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "PERL5LIB=/workspace/.kernelgate/perl/lib",
                                                  "PYTHONPATH=/workspace/.kernelgate/python",
-                                                 "R_LIBS=/workspace/.kernelgate/r/library"]
+                                                 "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:"]
 
 
 def test_manifest_parsers():

@@ -219,3 +219,37 @@ async def test_description_installed_from_debian_and_used_by_the_r_kernel(debian
     assert run.status == "ok", run.reply
     assert run.stdout.split() == ["3", "/workspace/.kernelgate/r/library/tibble", "lo"]
     kernel.close()
+
+
+async def test_gemfile_installed_from_debian_and_used_by_the_ruby_kernel(debian_gateway):
+    """A Gemfile's gems come from Debian's ruby-* packages with their dependencies, and
+    the room's Ruby kernel requires them with no network."""
+    alice = debian_gateway.client(token("alice"))
+    room = await make_room(alice, ["ruby"])
+    rid = room["id"]
+    await put_file(alice, rid, "Gemfile", 'source "https://rubygems.invalid"\ngem "i18n", "~> 1.0"\n')
+    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
+    entry = next(e for e in report["languages"] if e["language"] == "ruby")
+    assert entry["install"] == {"supported": True, "source": "Gemfile", "packages": ["i18n"]}
+
+    kernel = await alice.connect(kernel_of(room, "ruby"))
+    assert (await kernel.execute('require "i18n"')).status == "error"
+    kernel.close()
+
+    progress, result = await install(alice, rid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["ruby"]
+    assert "i18n: Debian package ruby-i18n" in [e["line"] for e in progress]
+    fetched = (debian_gateway.data_dir / "rooms" / rid / ".kernelgate/ruby/debian-packages.txt").read_text().split()
+    assert "ruby-i18n" in fetched and "ruby-concurrent" in fetched  # and its dependency
+
+    kernel = await alice.connect(kernel_of(room, "ruby"))
+    run = await kernel.execute('require "i18n"\nI18n.available_locales = [:en]\n'
+                               'I18n.backend.store_translations(:en, hello: "hi")\n'
+                               'puts [I18n.t(:hello), $LOADED_FEATURES.grep(/i18n\\.rb$/).first,'
+                               ' Dir.children("/sys/class/net").sort.join(",")].join(" ")')
+    assert run.status == "ok", run.reply
+    words = run.stdout.split()
+    assert words[0] == "hi" and words[2] == "lo", run.stdout
+    assert re.fullmatch(r"/workspace/\.kernelgate/ruby/gems/gems/i18n-[0-9.]+/lib/i18n\.rb", words[1]), words
+    kernel.close()

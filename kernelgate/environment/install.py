@@ -165,7 +165,7 @@ class EnvironmentService(LoggingConfigurable):
     debian_mirror = Unicode(
         "", config=True,
         help="Debian mirror (an https URL on the fenced network, the folder holding dists/)"
-        " that Debian-packaged installs (Perl, R) read for the image's release and its -updates;"
+        " that Debian-packaged installs (Perl, R, Ruby) read for the image's release and its -updates;"
         " empty: those installs are refused.",
     )
     debian_security_mirror = Unicode("", config=True, help="Debian security mirror (the image's release-security).")
@@ -454,7 +454,8 @@ class EnvironmentService(LoggingConfigurable):
         command, moves = fetch.command, fetch.moves
         options = self._options(job, staging, fence.name if fence else self.network, "ro", fetch.working_dir,
                                 fetch.env)
-        job.progress(language, "fetch", f"[kernelgate] {' '.join(command[:4])} ... (from {install['source']})")
+        summary = fetch.summary or f"{' '.join(command[:4])} ..."
+        job.progress(language, "fetch", f"[kernelgate] {summary} (from {install['source']})")
         refused = fence.proxy.refusals if fence else 0
         code, why = await self._run_container(job, language, "fetch", reference, command, options)
         if code != 0:

@@ -35,6 +35,7 @@ class Fetch:
     env: dict[str, str]
     working_dir: str
     moves: list[str]  # source, destination, source, destination... for the swap
+    summary: str = ""  # the progress line that announces it; default: the command's start
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,9 @@ echo "[kernelgate] fetching:" $needed
 cd $apt/debs
 [ -z "$needed" ] || apt-get -q download $needed
 for deb in $apt/debs/*.deb; do [ -e "$deb" ] && dpkg -x "$deb" $apt/root; done
+cd $apt/root
 for dir in $KG_TREES; do
-  if [ -d "$apt/root/$dir" ]; then cp -a "$apt/root/$dir"/. "$out/$KG_FOLDER"/; fi
+  if [ -d "$dir" ]; then cp -a "$dir"/. "$out/$KG_FOLDER"/; fi
 done
 echo $needed | tr ' ' '\n' > "$out/debian-packages.txt"
 """
@@ -107,7 +108,8 @@ def fetch(context: Context, name: str, wanted: dict[str, list[str]], have: str, 
            "KG_HAVE": have, "KG_TREES": trees,
            "KG_APT_CONF": "\n".join(f'{key} "{value}";' for key, value in conf.items())}
     args = [f"{requested}={','.join(candidates)}" for requested, candidates in wanted.items()]
-    return Fetch(["sh", "-c", _SCRIPT, "sh", *args], env, "/tmp", [f"{STAGING_PATH}/{name}", destination])
+    return Fetch(["sh", "-c", _SCRIPT, "sh", *args], env, "/tmp", [f"{STAGING_PATH}/{name}", destination],
+                 f"apt-get download of Debian packages for {', '.join(wanted) or 'nothing'}")
 
 
 def urls(config) -> list[str]:
