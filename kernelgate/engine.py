@@ -216,12 +216,16 @@ class DockerEngine(SingletonConfigurable):
         self._forget(container_id)
 
     def exit_code(self, container_id: str) -> int | None:
-        """The container's exit code once it has stopped, else None. Costs no API call."""
+        """The container's exit code once it has stopped, else None. Costs no API call.
+        Starts the event watcher if need be: a gateway that only re-adopted containers
+        (started none) must see them die too."""
+        self._ensure_watcher()
         with self._lock:
             return self._exits.get(container_id)
 
     async def wait(self, container_id: str, timeout: float | None = None) -> int | None:
         """Wait until the container stops; its exit code, or None on timeout."""
+        self._ensure_watcher()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._lock:

@@ -82,7 +82,8 @@ class RoomService(LoggingConfigurable):
                 kernel = None
                 if room is not None and not self.expired(room) and await self._present(room):
                     kernel = await self.registry.adopt(
-                        record.kernel_id, record.kernelspec, room.owner, room.id, record.info
+                        record.kernel_id, record.kernelspec, room.owner, room.id, record.info,
+                        self.workspace(room.id),
                     )
                 if kernel is None:
                     await self.store.remove_room_kernel(record.room_id, record.kernelspec)

@@ -259,3 +259,30 @@ async def test_s3_stopped_during_a_snapshot_is_503_degraded_then_recovers(docker
 async def room_in_state(client, room_id: str, state: str) -> bool:
     got = await answered(client, "GET", f"/api/rooms/{room_id}")
     return got.status == 200 and got.body["storage_status"]["state"] == state
+
+
+async def test_a_re_adopted_room_kernel_killed_is_revived(docker_engine, start_gateway):
+    """After a gateway restart re-adopted the room kernel, its container is killed: the
+    user sees the same as before the restart (told, revived in a new container, files
+    kept)."""
+    gateway = start_gateway("--kernels=docker")
+    client = gateway.client()
+    room = (await answered(client, "POST", "/api/rooms", {"name": "again", "languages": ["python3"]})).body
+    kernel = room["kernels"][0]["id"]
+    ws = await client.connect(kernel)
+    assert (await ws.execute("open('/workspace/kept.txt', 'w').write('kept')")).status == "ok"
+    ws.close()
+    gateway.stop(signal.SIGKILL)
+    gateway = start_gateway("--kernels=docker", like=gateway)
+    client = gateway.client()
+    await wait_for(lambda: kernel_state(client, kernel, "idle"), "the kernel is re-adopted")
+    [first] = docker_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={kernel}"})
+    await asyncio.to_thread(first.kill)
+    await wait_for(lambda: kernel_state(client, kernel, "restarting"), "the death is seen", every=0.1, tries=600)
+    await wait_for(lambda: kernel_state(client, kernel, "idle"), "the kernel is revived")
+    [revived] = docker_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={kernel}"})
+    assert revived.id != first.id
+    ws = await client.connect(kernel)
+    assert (await ws.execute("print(open('/workspace/kept.txt').read())", timeout=ANSWER_BOUND)).stdout == "kept\n"
+    ws.close()
+    assert (await answered(client, "DELETE", f"/api/rooms/{room['id']}")).status == 204

@@ -545,15 +545,23 @@ class KernelRegistry(LoggingConfigurable):
         return not self.max_kernels or total < self.max_kernels
 
     async def adopt(self, kernel_id: str, name: str, owner: str, room: str | None,
-                    provisioner_info: dict) -> Kernel | None:
-        """Re-attach to a kernel an earlier run of the gateway started (a room's), from
-        its socket directory and `provisioner_info`; None if it is no longer alive or
+                    provisioner_info: dict, workspace: Path | None = None) -> Kernel | None:
+        """Re-attach to a kernel an earlier run of the gateway started (a room's, whose
+        `workspace` its later sandboxes mount again, as `start`'s), from its socket
+        directory and `provisioner_info`; None if it is no longer alive or
         its sandbox does not answer within adopt_timeout (see _reattach). A kernel busy
         with an execution is re-adopted: this never waits for its shell."""
         if kernel_id in self.kernels or not (Path(self.runtime_dir) / kernel_id).is_dir():
             return None
         kernel = self._new_kernel(kernel_id, name, owner, room)
+        kernel.workspace = workspace
         manager = kernel.manager
+        # As after its own start_kernel: a revival restarts the kernel with the start's
+        # arguments (a room kernel's environment: the owner), and jupyter_client's
+        # restart of a manager that never attempted a start launches the new sandbox,
+        # then raises InvalidStateError (its "ready" future was already done).
+        manager._attempted_start = True
+        manager._launch_args = {"env": self._kernel_env({}, owner)}
         try:
             manager.load_connection_info(provisioner_info["connection_info"])
             provisioner = KPF.instance(parent=self).create_provisioner_instance(
@@ -799,15 +807,22 @@ class KernelRegistry(LoggingConfigurable):
             for kernel in list(self.kernels.values()):
                 if kernel.lock.locked():
                     continue
-                if not await kernel.manager.is_alive():
-                    await self._revive(kernel)
-                elif kernel.room is None:
-                    idle_timeout = self.tiers.get(kernel.tier).idle_timeout
-                    idle = (now - kernel.last_activity).total_seconds()
-                    if idle_timeout and kernel.connections == 0 and idle > idle_timeout:
-                        await self.shutdown(kernel, "culled")
-                    elif self.max_lifetime and (now - kernel.started).total_seconds() > self.max_lifetime:
-                        await self.shutdown(kernel, "lifetime")
+                try:
+                    await self._check(kernel, now)
+                except Exception:  # noqa: BLE001 - one kernel's failure must not end supervision
+                    self.log.exception("Supervising kernel %s failed", kernel.id)
+
+    async def _check(self, kernel: Kernel, now: datetime) -> None:
+        """One round of `_supervise` for one kernel."""
+        if not await kernel.manager.is_alive():
+            await self._revive(kernel)
+        elif kernel.room is None:
+            idle_timeout = self.tiers.get(kernel.tier).idle_timeout
+            idle = (now - kernel.last_activity).total_seconds()
+            if idle_timeout and kernel.connections == 0 and idle > idle_timeout:
+                await self.shutdown(kernel, "culled")
+            elif self.max_lifetime and (now - kernel.started).total_seconds() > self.max_lifetime:
+                await self.shutdown(kernel, "lifetime")
 
     async def _revive(self, kernel: Kernel) -> None:
         """Restart a dead kernel in a fresh sandbox, unless it died too often lately or
