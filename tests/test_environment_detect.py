@@ -126,7 +126,8 @@ async def test_project_file_overrides(tmp_path):
                                                      "packages": ["six==1.16.0", "attrs"]}
     assert language(report, "javascript")["install"]["source"] == "service/package.json"
     prefix = project.kernel_prefix(tmp_path)
-    assert prefix == ["/usr/bin/env", "-C", "/workspace/service",
+    assert prefix == ["/usr/bin/env", "-C", "/workspace/service", "CPATH=/workspace/.kernelgate/c/include",
+                      "LIBRARY_PATH=/workspace/.kernelgate/c/lib", "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib",
                       "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python",
                       "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:", "APP_MODE=dev"]
 
@@ -140,7 +141,7 @@ async def test_project_file_overrides(tmp_path):
     ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\ngo = ["x"]', "installs support javascript, perl, python, r, ruby"),
+    ('[packages]\ngo = ["x"]', "installs support c, javascript, perl, python, r, ruby"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
@@ -155,7 +156,10 @@ async def test_an_invalid_project_file_is_reported_and_ignored_by_kernels(tmp_pa
     write(tmp_path, {"kernelgate.toml": '[env]\nPATH = "/nowhere"\n', "requirements.txt": "six\n"})
     report = await detect(tmp_path)
     assert "PATH" in report["project_file_error"] and report["project_file"] is None
-    assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "PERL5LIB=/workspace/.kernelgate/perl/lib",
+    assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "CPATH=/workspace/.kernelgate/c/include",
+                                                 "LIBRARY_PATH=/workspace/.kernelgate/c/lib",
+                                                 "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib",
+                                                 "PERL5LIB=/workspace/.kernelgate/perl/lib",
                                                  "PYTHONPATH=/workspace/.kernelgate/python",
                                                  "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:"]
 

@@ -253,3 +253,38 @@ async def test_gemfile_installed_from_debian_and_used_by_the_ruby_kernel(debian_
     assert words[0] == "hi" and words[2] == "lo", run.stdout
     assert re.fullmatch(r"/workspace/\.kernelgate/ruby/gems/gems/i18n-[0-9.]+/lib/i18n\.rb", words[1]), words
     kernel.close()
+
+
+async def test_vcpkg_json_installed_from_debian_and_used_by_the_c_kernel(debian_gateway):
+    """A vcpkg.json's libraries come from Debian's -dev packages (uthash: Debian's
+    uthash-dev, the second name tried), and the room's C kernel compiles against their
+    headers with no network."""
+    alice = debian_gateway.client(token("alice"))
+    room = await make_room(alice, ["c"])
+    rid = room["id"]
+    await put_file(alice, rid, "vcpkg.json", '{"name": "demo", "dependencies": ["uthash", {"name": "cmake", "host": true}]}')
+    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
+    entry = next(e for e in report["languages"] if e["language"] == "c")
+    assert entry["package_manager"] == "vcpkg"
+    assert entry["install"] == {"supported": True, "source": "vcpkg.json", "packages": ["uthash"]}
+
+    program = ('#include <stdio.h>\n#include <uthash.h>\n'
+               'struct item { int id; UT_hash_handle hh; };\n'
+               'int main(void) {\n  struct item *items = NULL, a = {.id = 1}, b = {.id = 2};\n'
+               '  HASH_ADD_INT(items, id, (&a)); HASH_ADD_INT(items, id, (&b));\n'
+               '  printf("%u\\n", HASH_COUNT(items));\n  return 0;\n}\n')
+    kernel = await alice.connect(kernel_of(room, "c"))
+    assert (await kernel.execute(program)).status == "error"
+    kernel.close()
+
+    progress, result = await install(alice, rid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["c"]
+    assert "uthash: Debian package uthash-dev" in [e["line"] for e in progress]
+    assert (debian_gateway.data_dir / "rooms" / rid / ".kernelgate/c/include/uthash.h").is_file()
+
+    kernel = await alice.connect(kernel_of(room, "c"))
+    run = await kernel.execute(program)
+    assert run.status == "ok", run.reply
+    assert run.stdout.split() == ["2"]
+    kernel.close()

@@ -7,7 +7,7 @@ release into /tmp, maps each requested name to the first of its candidate packag
 lists have, resolves their dependencies against what the image already has
 (`apt-get -s install`), fetches the missing ones with `apt-get download` and unpacks
 them with `dpkg -x`: nothing is installed into the image and no maintainer script runs.
-The unpacked trees the installer names are merged into /install/<name>/<folder>.
+The unpacked trees the installer names are merged into folders of /install/<name>.
 
 A name the image already has (the installer's `have` shell test) is skipped; names no
 package provides fail the install with one line naming each and the packages tried.
@@ -40,7 +40,7 @@ def check_settings(config) -> None:
 _SCRIPT = r"""
 set -eu
 apt=/tmp/apt out="/install/$KG_NAME"
-mkdir -p $apt/lists/partial $apt/cache $apt/archives/partial $apt/parts $apt/debs $apt/root "$out/$KG_FOLDER"
+mkdir -p $apt/lists/partial $apt/cache $apt/archives/partial $apt/parts $apt/debs $apt/root "$out"
 . /etc/os-release
 printf '%s\n' "$KG_APT_SOURCES" | sed "s/@CODENAME@/$VERSION_CODENAME/g" > $apt/sources.list
 printf '%s\n' "$KG_APT_CONF" > $apt/apt.conf
@@ -69,19 +69,23 @@ cd $apt/debs
 [ -z "$needed" ] || apt-get -q download $needed
 for deb in $apt/debs/*.deb; do [ -e "$deb" ] && dpkg -x "$deb" $apt/root; done
 cd $apt/root
-for dir in $KG_TREES; do
-  if [ -d "$dir" ]; then cp -a "$dir"/. "$out/$KG_FOLDER"/; fi
+printf '%s\n' "$KG_TREES" | while read -r folder globs; do
+  mkdir -p "$out/$folder"
+  for dir in $globs; do
+    if [ -d "$dir" ]; then cp -a "$dir"/. "$out/$folder"/; fi
+  done
 done
 echo $needed | tr ' ' '\n' > "$out/debian-packages.txt"
 """
 
 
-def fetch(context: Context, name: str, wanted: dict[str, list[str]], have: str, trees: str, folder: str,
+def fetch(context: Context, name: str, wanted: dict[str, list[str]], have: str, trees: dict[str, str],
           destination: str) -> Fetch:
     """The fetch of Debian packages: `wanted` maps each requested name to its candidate
     packages; `have` is a shell test of "$1" (the name) the image already provides;
-    `trees` the unpacked folders (shell globs below /) merged into
-    /install/<name>/<folder>, which the swap moves to `destination`."""
+    `trees` maps a folder of /install/<name> to the unpacked folders merged into it
+    (shell globs below /, space-separated); the swap moves /install/<name> to
+    `destination`."""
     config = context.config
     if not config.debian_mirror:
         raise PlanError("no Debian mirror is configured (EnvironmentService.debian_mirror)")
@@ -104,8 +108,8 @@ def fetch(context: Context, name: str, wanted: dict[str, list[str]], have: str, 
     if config.ca_bundle:
         conf["Acquire::https::CaInfo"] = CA_PATH
     conf.update(option.split("=", 1) for option in config.apt_options)
-    env = {**context.network_env, "KG_APT_SOURCES": "\n".join(sources), "KG_NAME": name, "KG_FOLDER": folder,
-           "KG_HAVE": have, "KG_TREES": trees,
+    env = {**context.network_env, "KG_APT_SOURCES": "\n".join(sources), "KG_NAME": name, "KG_HAVE": have,
+           "KG_TREES": "\n".join(f"{folder} {globs}" for folder, globs in trees.items()),
            "KG_APT_CONF": "\n".join(f'{key} "{value}";' for key, value in conf.items())}
     args = [f"{requested}={','.join(candidates)}" for requested, candidates in wanted.items()]
     return Fetch(["sh", "-c", _SCRIPT, "sh", *args], env, "/tmp", [f"{STAGING_PATH}/{name}", destination],

@@ -83,7 +83,7 @@ class Perl:
         if bad:
             raise PlanError(f"not Perl module names: {', '.join(bad)}")
         return debian.fetch(context, "perl", {m: candidates(m) for m in install["packages"]},
-                            'perl -M"$1" -e 1', "usr/share/perl5 usr/lib/*/perl5/*", "lib", target(PERL_TARGET))
+                            'perl -M"$1" -e 1', {"lib": "usr/share/perl5 usr/lib/*/perl5/*"}, target(PERL_TARGET))
 
     def kernel_env(self, root: str) -> dict[str, str]:
         return {"PERL5LIB": posixpath.join(root, PERL_TARGET, "lib")}

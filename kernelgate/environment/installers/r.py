@@ -46,7 +46,7 @@ class R:
         if bad:
             raise PlanError(f"not R package names: {', '.join(bad)}")
         return debian.fetch(context, "r", {p: candidates(p) for p in install["packages"]},
-                            _HAVE, "usr/lib/R/site-library", "library", target(R_TARGET))
+                            _HAVE, {"library": "usr/lib/R/site-library"}, target(R_TARGET))
 
     def kernel_env(self, root: str) -> dict[str, str]:
         return {"R_LIBS": posixpath.join(root, R_TARGET, "library")}

@@ -48,7 +48,7 @@ class Ruby:
             raise PlanError(f"not gem names: {', '.join(bad)}")
         return debian.fetch(context, "ruby", {g: candidates(g) for g in install["packages"]},
                             _HAVE,
-                            "usr/share/rubygems-integration/all usr/lib/*/rubygems-integration/*", "gems",
+                            {"gems": "usr/share/rubygems-integration/all usr/lib/*/rubygems-integration/*"},
                             target(RUBY_TARGET))
 
     def kernel_env(self, root: str) -> dict[str, str]:
