@@ -288,3 +288,27 @@ async def test_vcpkg_json_installed_from_debian_and_used_by_the_c_kernel(debian_
     assert run.status == "ok", run.reply
     assert run.stdout.split() == ["2"]
     kernel.close()
+
+
+def test_debian_installers_refuse_names_and_settings_that_are_not_theirs():
+    """Names reach the fetch script only as arguments, and only when they are names of
+    their kind; mirrors and apt options that would not fit apt's files stop the gateway."""
+    from types import SimpleNamespace
+
+    from kernelgate.environment.installers import INSTALLERS, debian
+    from kernelgate.environment.installers.base import Context, PlanError
+
+    config = SimpleNamespace(debian_mirror="https://mirror.invalid/debian", debian_security_mirror="",
+                             apt_options=[], ca_bundle="")
+    for language, name in [("perl", "Foo;id"), ("r", "x$(id)"), ("ruby", "a b"), ("c", "../etc")]:
+        with pytest.raises(PlanError):
+            INSTALLERS[language].fetch({"packages": [name]}, Context(config, ""))
+    fetch = INSTALLERS["perl"].fetch({"packages": ["Try::Tiny"]}, Context(config, ""))
+    assert fetch.command[-1] == "Try::Tiny=libtry-tiny-perl,libtry-perl" and fetch.command[:2] == ["sh", "-c"]
+    with pytest.raises(PlanError, match="debian_mirror"):
+        INSTALLERS["r"].fetch({"packages": ["R6"]}, Context(SimpleNamespace(**{**vars(config), "debian_mirror": ""}), ""))
+    for bad in [{"debian_mirror": 'https://x/";\nDir "/'}, {"debian_security_mirror": "ftp://x"},
+                {"apt_options": ['Acquire::x=1"; Dir::Etc "/']}]:
+        with pytest.raises(ValueError):
+            debian.check_settings(SimpleNamespace(**{**vars(config), **bad}))
+    debian.check_settings(config)
