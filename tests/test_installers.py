@@ -312,3 +312,29 @@ def test_debian_installers_refuse_names_and_settings_that_are_not_theirs():
         with pytest.raises(ValueError):
             debian.check_settings(SimpleNamespace(**{**vars(config), **bad}))
     debian.check_settings(config)
+
+
+async def test_solo_perl_kernel_installs_from_debian_into_its_home(debian_gateway):
+    """A solo kernel's cpanfile: the Debian packages are written into its home through
+    its agent (nested folders), and its perl, restarted in the same sandbox, loads them."""
+    alice = debian_gateway.client(token("alice"))
+    kernel = await alice.start_kernel("perl")
+    kid = kernel["id"]
+    ws = await alice.connect(kid)
+    run = await ws.execute("open(my $f, '>', 'cpanfile') or die; print $f \"requires 'Try::Tiny';\\n\"; close $f;"
+                           " print $ENV{PERL5LIB}, \"\\n\";")
+    assert run.status == "ok" and run.stdout.strip() == "/home/kernel/.kernelgate/perl/lib", run.reply
+    ws.close()
+
+    progress, result = await install_into_kernel(alice, kid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["perl"]
+    assert "Try::Tiny: Debian package libtry-tiny-perl" in [e["line"] for e in progress]
+
+    ws = await alice.connect(kid)
+    run = await ws.execute("use Try::Tiny; my $r = try { die 'x' } catch { 'caught' };"
+                           " print $r, ' ', $INC{'Try/Tiny.pm'}, \"\\n\";")
+    assert run.status == "ok", run.reply
+    assert run.stdout.split() == ["caught", "/home/kernel/.kernelgate/perl/lib/Try/Tiny.pm"]
+    ws.close()
+    assert (await alice.request("DELETE", f"/api/kernels/{kid}")).status == 204
