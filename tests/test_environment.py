@@ -261,17 +261,22 @@ class LanHost:
     def __init__(self, docker_engine) -> None:
         from kernelgate.images import ImageBuilder
 
-        self.container = docker_engine.containers.run(
+        self.container = docker_engine.containers.create(
             ImageBuilder().reference("python"), entrypoint=["python3", "-c", LAN_SERVER],
-            name=f"kernelgate-test-lan-{os.urandom(4).hex()}", network="bridge", detach=True,
+            name=f"kernelgate-test-lan-{os.urandom(4).hex()}", network="bridge",
             user="1000:1000", cap_drop=["ALL"], read_only=True, security_opt=["no-new-privileges"])
-        for _ in range(300):
-            self.container.reload()
-            if b"LISTENING" in self.container.logs():
-                break
-            time.sleep(0.1)
-        self.ip, self.port = self.container.attrs["NetworkSettings"]["IPAddress"], 8080
-        assert self.ip and b"LISTENING" in self.container.logs(), self.container.logs()
+        try:  # a container that does not start is removed too
+            self.container.start()
+            for _ in range(300):
+                self.container.reload()
+                if b"LISTENING" in self.container.logs():
+                    break
+                time.sleep(0.1)
+            self.ip, self.port = self.container.attrs["NetworkSettings"]["IPAddress"], 8080
+            assert self.ip and b"LISTENING" in self.container.logs(), self.container.logs()
+        except BaseException:
+            self.container.remove(force=True)
+            raise
 
     def accepted(self) -> int:
         return self.container.logs().count(b"ACCEPTED")
