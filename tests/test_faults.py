@@ -286,3 +286,54 @@ async def test_a_re_adopted_room_kernel_killed_is_revived(docker_engine, start_g
     assert (await ws.execute("print(open('/workspace/kept.txt').read())", timeout=ANSWER_BOUND)).stdout == "kept\n"
     ws.close()
     assert (await answered(client, "DELETE", f"/api/rooms/{room['id']}")).status == 204
+
+
+LIMITED = """
+MiB = 1024 * 1024
+c.Tiers.tiers = {
+    "low": {"memory": 256 * MiB, "cpus": 0.5, "pids": 128, "exec_timeout": 20,
+            "idle_timeout": 600, "tmp_size": 64 * MiB},
+    "medium": {"memory": 512 * MiB, "cpus": 1.0, "pids": 256, "exec_timeout": 20,
+               "idle_timeout": 900, "tmp_size": 256 * MiB},
+    "high": {"memory": 1024 * MiB, "cpus": 2.0, "pids": 512, "exec_timeout": 20,
+             "idle_timeout": 1800, "tmp_size": 512 * MiB},
+}
+c.KernelRegistry.timeout_grace = 2
+"""
+
+
+async def test_an_endless_cell_left_by_a_killed_gateway_keeps_its_time_limit(docker_engine, start_gateway,
+                                                                            tmp_path):
+    """The gateway is SIGKILLed while a room kernel runs an endless loop; the next
+    gateway re-adopts the kernel busy and still stops the loop after the tier's
+    exec_timeout: its clients see the notice, the kernel is interrupted (its variables
+    stay) and answers again."""
+    config = tmp_path / "limited.py"
+    config.write_text(LIMITED)
+    gateway = start_gateway("--kernels=docker", f"--config={config}")
+    client = gateway.client()
+    room = (await answered(client, "POST", "/api/rooms", {"name": "loop", "languages": ["python3"]})).body
+    kernel = room["kernels"][0]["id"]
+    ws = await client.connect(kernel)
+    assert (await ws.execute("kept = 41")).status == "ok"
+    await ws.send("shell", "execute_request", {"code": "while True: pass", "silent": False})
+    await wait_for(lambda: kernel_state(client, kernel, "busy"), "the loop runs")
+    ws.close()
+    gateway.stop(signal.SIGKILL)
+
+    again = start_gateway("--kernels=docker", f"--config={config}", like=gateway)
+    client = again.client()
+    assert await kernel_state(client, kernel, "busy")
+    ws = await client.connect(kernel)
+    told = ""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while "Execution stopped" not in told:
+        msg = await ws.recv(max(0.1, deadline - loop.time()))
+        if msg["header"]["msg_type"] == "stream":
+            told += msg["content"]["text"]
+    assert "longer than 20 s" in told, told
+    await wait_for(lambda: kernel_state(client, kernel, "idle"), "the loop is interrupted")
+    assert (await ws.execute("print(kept + 1)", timeout=ANSWER_BOUND)).stdout == "42\n"
+    ws.close()
+    assert (await answered(client, "DELETE", f"/api/rooms/{room['id']}")).status == 204

@@ -589,7 +589,8 @@ class KernelRegistry(LoggingConfigurable):
         (the container then stops), so an answering agent means a running kernel. The
         shell then has ADOPT_SHELL_WAIT seconds to answer kernel_info: if it does, the
         kernel is idle; if not, it is adopted as busy, and its next iopub status (the
-        end of that execution) tells its real state. Unavailable, RuntimeError or
+        end of that execution) tells its real state; that execution's time limit (its
+        tier's exec_timeout) counts from now. Unavailable, RuntimeError or
         TimeoutError if the kernel cannot be re-adopted."""
         self._open(kernel)
         await kernel.agent.request("file_request", {"op": "stat", "path": ""}, timeout=self.adopt_timeout)
@@ -599,6 +600,7 @@ class KernelRegistry(LoggingConfigurable):
         except TimeoutError:
             self.log.info("Kernel %s is busy with an execution of the earlier run", kernel.id)
             kernel.execution_state = "busy"
+            kernel.watch.running_unseen()  # the tier's exec_timeout holds for it too
         await self._settle(kernel)
 
     async def provisioner_info(self, kernel: Kernel) -> dict:

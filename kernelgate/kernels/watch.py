@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 OUTPUT_TYPES = {"stream", "display_data", "update_display_data", "execute_result"}
 #: Executions whose output budgets are kept after they end (for their background threads).
 KEPT_BUDGETS = 64
+#: The id `running_unseen` gives an execution this gateway did not send.
+UNSEEN = "(an execution of an earlier run)"
 
 
 class _Budget:
@@ -115,7 +117,7 @@ class KernelWatch:
                 self.execution_state = state
                 if state == "busy" and parent_id in self._requests:
                     self._begin(parent_id)
-                elif state == "idle" and parent_id == self._current:
+                elif state == "idle" and self._current in (parent_id, UNSEEN):
                     self._end()
             return True
         if frames.msg_type in OUTPUT_TYPES and self.max_output:
@@ -169,6 +171,12 @@ class KernelWatch:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def running_unseen(self) -> None:
+        """The kernel runs an execution this gateway did not send (one an earlier run of
+        the gateway left, found busy at re-adoption): its time limit counts from now,
+        and the kernel's next idle status ends it."""
+        self._begin(UNSEEN)
 
     def reset(self) -> None:
         """The kernel restarted: no execution runs and none is pending."""
