@@ -128,6 +128,8 @@ async def test_project_file_overrides(tmp_path):
     prefix = project.kernel_prefix(tmp_path)
     assert prefix == ["/usr/bin/env", "-C", "/workspace/service", "CPATH=/workspace/.kernelgate/c/include",
                       "LIBRARY_PATH=/workspace/.kernelgate/c/lib", "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib",
+                      "LUA_PATH=/workspace/.kernelgate/lua/share/?.lua;/workspace/.kernelgate/lua/share/?/init.lua;;",
+                      "LUA_CPATH=/workspace/.kernelgate/lua/lib/?.so;;",
                       "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python",
                       "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:", "APP_MODE=dev"]
 
@@ -141,7 +143,7 @@ async def test_project_file_overrides(tmp_path):
     ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\ngo = ["x"]', "installs support c, javascript, perl, python, r, ruby"),
+    ('[packages]\ngo = ["x"]', "installs support c, javascript, lua, perl, python, r, ruby"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
@@ -159,6 +161,9 @@ async def test_an_invalid_project_file_is_reported_and_ignored_by_kernels(tmp_pa
     assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "CPATH=/workspace/.kernelgate/c/include",
                                                  "LIBRARY_PATH=/workspace/.kernelgate/c/lib",
                                                  "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib",
+                                                 "LUA_PATH=/workspace/.kernelgate/lua/share/?.lua;"
+                                                 "/workspace/.kernelgate/lua/share/?/init.lua;;",
+                                                 "LUA_CPATH=/workspace/.kernelgate/lua/lib/?.so;;",
                                                  "PERL5LIB=/workspace/.kernelgate/perl/lib",
                                                  "PYTHONPATH=/workspace/.kernelgate/python",
                                                  "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:"]

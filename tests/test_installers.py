@@ -338,3 +338,30 @@ async def test_solo_perl_kernel_installs_from_debian_into_its_home(debian_gatewa
     assert run.stdout.split() == ["caught", "/home/kernel/.kernelgate/perl/lib/Try/Tiny.pm"]
     ws.close()
     assert (await alice.request("DELETE", f"/api/kernels/{kid}")).status == 204
+
+
+async def test_rockspec_installed_from_debian_and_used_by_the_lua_kernel(debian_gateway):
+    """A rockspec's dependencies come from Debian's lua-* packages, and the room's Lua
+    kernel requires them with no network."""
+    alice = debian_gateway.client(token("alice"))
+    room = await make_room(alice, ["lua"])
+    rid = room["id"]
+    await put_file(alice, rid, "demo-0.1-1.rockspec", 'package = "demo"\nversion = "0.1-1"\n'
+                                                      'dependencies = {\n  "lua >= 5.1",\n  "inspect >= 3.0",\n}\n'
+                                                      'test_dependencies = { "busted" }\n')
+    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
+    entry = next(e for e in report["languages"] if e["language"] == "lua")
+    assert entry["package_manager"] == "luarocks"
+    assert entry["install"] == {"supported": True, "source": "demo-0.1-1.rockspec", "packages": ["inspect"]}
+
+    progress, result = await install(alice, rid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["lua"]
+    assert "inspect: Debian package lua-inspect" in [e["line"] for e in progress]
+
+    kernel = await alice.connect(kernel_of(room, "lua"))
+    run = await kernel.execute('local inspect = require("inspect")\n'
+                               'print(inspect({1, 2}) == "{ 1, 2 }", package.searchpath("inspect", package.path))')
+    assert run.status == "ok", run.reply
+    assert run.stdout.split() == ["true", "/workspace/.kernelgate/lua/share/inspect.lua"]
+    kernel.close()

@@ -82,7 +82,7 @@ async def scan(tree: Tree, limits: Limits = Limits()) -> Scan:
             elif kind == "file":
                 if path == project.PROJECT_FILE:
                     found.project_file = await _read(tree, path, project.MAX_PROJECT_FILE, found)
-                elif name in installers.MANIFESTS:
+                elif installers.manifest_kind(name) is not None:
                     data = await _read(tree, path, limits.max_manifest_bytes, found)
                     if data is not None:
                         found.manifests.append((path, data))
@@ -143,7 +143,7 @@ def analyze(found: Scan) -> dict:
 
     parsed: dict[str, list[manifests.Package]] = {}
     for path, data in found.manifests:
-        kind = installers.MANIFESTS[posixpath.basename(path)]
+        kind = installers.manifest_kind(posixpath.basename(path))
         entry = language_entry(kind.language)
         manager = lock_managers.get((posixpath.dirname(path), kind.language))
         if manager is None and posixpath.basename(path) == "pyproject.toml":

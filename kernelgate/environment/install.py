@@ -165,7 +165,7 @@ class EnvironmentService(LoggingConfigurable):
     debian_mirror = Unicode(
         "", config=True,
         help="Debian mirror (an https URL on the fenced network, the folder holding dists/)"
-        " that Debian-packaged installs (Perl, R, Ruby, C) read for the image's release and its -updates;"
+        " that Debian-packaged installs (Perl, R, Ruby, C, Lua) read for the image's release and its -updates;"
         " empty: those installs are refused.",
     )
     debian_security_mirror = Unicode("", config=True, help="Debian security mirror (the image's release-security).")

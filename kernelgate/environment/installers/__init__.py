@@ -29,6 +29,15 @@ MANIFESTS: dict[str, manifests.Manifest] = {
     **manifests.MANIFESTS, **{name: kind for i in INSTALLERS.values() for name, kind in i.manifests.items()}}
 
 
+def manifest_kind(name: str) -> manifests.Manifest | None:
+    """The manifest a file name is, if any: an exact name, or a `*.suffix` key
+    (`*.rockspec`)."""
+    if name in MANIFESTS:
+        return MANIFESTS[name]
+    return next((kind for key, kind in MANIFESTS.items()
+                 if key.startswith("*") and name.endswith(key[1:]) and len(name) > len(key) - 1), None)
+
+
 def kernel_env(root: str = project.MOUNT) -> dict[str, str]:
     """The variables kernels get from every installer (`root`: where they see their
     workspace)."""

@@ -7,7 +7,8 @@ release into /tmp, maps each requested name to the first of its candidate packag
 lists have, resolves their dependencies against what the image already has
 (`apt-get -s install`), fetches the missing ones with `apt-get download` and unpacks
 them with `dpkg -x`: nothing is installed into the image and no maintainer script runs.
-The unpacked trees the installer names are merged into folders of /install/<name>.
+The unpacked trees the installer names are merged, in their order, into folders of
+/install/<name>, links replaced by what they point to (the package's own relative links).
 
 A name the image already has (the installer's `have` shell test) is skipped; names no
 package provides fail the install with one line naming each and the packages tried.
@@ -72,7 +73,7 @@ cd $apt/root
 printf '%s\n' "$KG_TREES" | while read -r folder globs; do
   mkdir -p "$out/$folder"
   for dir in $globs; do
-    if [ -d "$dir" ]; then cp -a "$dir"/. "$out/$folder"/; fi
+    if [ -d "$dir" ]; then cp -RL --preserve=mode,timestamps "$dir"/. "$out/$folder"/; fi
   done
 done
 echo $needed | tr ' ' '\n' > "$out/debian-packages.txt"
