@@ -25,8 +25,8 @@ random order (each waits for the previous one's recovery):
   storage is `ok` again after it is back (moto restarts empty: the gateway must upload
   every workspace again).
 
-A failed operation is counted `in_fault` if it happened between a fault's injection and
-its recovery (plus `--grace` seconds), else `outside_fault` (should be 0). At the end
+A failed operation counts in `failed_in_fault` if it began between a fault's injection and
+its recovery (plus `--grace` seconds), else in `failed_outside_fault` (must be 0). At the end
 the gateway is stopped, every room's working copy and volume are removed (a new host),
 a gateway is started again and every acknowledged file is read back from S3: a missing
 or different one is `files_lost` (must be 0). Then everything is deleted and what the
@@ -170,8 +170,11 @@ class Chaos:
             raise RuntimeError(f"execution {run.status}")
         return run.stdout
 
-    def failed(self, kind: str) -> None:
-        self.failures.append((time.monotonic(), kind))
+    def failed(self, kind: str, began: float) -> None:
+        """An operation begun at `began` (monotonic) failed: it counts for a fault whose
+        window holds its beginning (an execution sent to a kernel about to be killed times
+        out well after the kernel is back)."""
+        self.failures.append((began, kind))
 
     async def work(self, user: User, deadline: float) -> None:
         rng = random.Random(user.name)
@@ -187,9 +190,9 @@ class Chaos:
                     self.executions += 1
                     run = await ws.execute(f"print({a} * {b})", timeout=self.args.timeout)
                     if run.status != "ok":
-                        self.failed(f"execute {run.status}")
+                        self.failed(f"execute {run.status}", started)
                     elif run.stdout != f"{a * b}\n":
-                        self.failed("wrong output")
+                        self.failed("wrong output", started)
                     else:
                         self.latency.append(time.monotonic() - started)
                 elif step < 0.9:
@@ -202,20 +205,20 @@ class Chaos:
                         user.saved[path] = {text}
                         self.files_written += 1
                     else:
-                        self.failed(f"file write {put.status}")
+                        self.failed(f"file write {put.status}", started)
                 elif user.saved:
                     path = rng.choice(sorted(user.saved))
                     got = await user.client.request("GET", f"/api/rooms/{user.room}/contents/{path}")
                     self.files_checked += 1
                     if got.status != 200:
-                        self.failed(f"file read {got.status}")
+                        self.failed(f"file read {got.status}", started)
                     elif got.body["content"] not in user.saved[path]:
-                        self.failed("file read wrong")
+                        self.failed("file read wrong", started)
             except asyncio.TimeoutError:
-                self.failed("timeout")
+                self.failed("timeout", started)
                 ws = self.drop(ws)
             except (ConnectionError, OSError, HTTPClientError, WebSocketError) as e:
-                self.failed(type(e).__name__)
+                self.failed(type(e).__name__, started)
                 ws = self.drop(ws)
                 await asyncio.sleep(1)
                 if not user.room and await self.gone(user):
