@@ -147,6 +147,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.RoomStorage.max_archive_members = 1_000_000  # entries per archive; more: left out / 413
 # c.RoomStorage.max_archive_depth = 128        # nested folders; deeper: left out / 413
 # c.RoomStorage.retry_interval = 10.0          # seconds between retries of degraded rooms
+# c.RoomStorage.sweep_after = 3600.0           # at start, remove half-written objects older than this
 # c.RoomStorage.snapshot_retention = 30 * 24 * 3600.0
 # c.LocalBackend.root = ""                     # empty: <data_dir>/storage
 # The "database" backend stores archives in the store's database (Store.url).

@@ -5,7 +5,9 @@ gateway killed mid-snapshot, the S3 server stopped mid-snapshot."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -186,10 +188,16 @@ async def test_the_gateway_killed_mid_snapshot_lists_no_half_snapshot(docker_eng
     with pytest.raises(Exception):  # the request dies with the gateway
         await snapshot
 
+    left = snapshot_parts(gateway, room_id)
+    fresh = left[0].with_name(".fresh.tar.0.part")  # as another gateway's put in progress would be
+    fresh.write_bytes(b"")
+    for part in left:  # the killed snapshot's, made to look two hours old
+        os.utime(part, (time.time() - 7200, time.time() - 7200))
     again = start_gateway("--kernels=docker", like=gateway)
     client = again.client()
     listed = (await answered(client, "GET", f"/api/rooms/{room_id}/snapshots")).body
     assert [s["id"] for s in listed] == [first.body["id"]], listed
+    assert snapshot_parts(gateway, room_id) == [fresh]  # the stale half-snapshot is swept at start
     ws = await client.connect(kernel)  # re-adopted: the same kernel
     run = await ws.execute("import os; print(open('/workspace/v.txt').read(), os.path.getsize('/workspace/big.bin'))")
     assert run.stdout == f"two {300 << 20}\n", run.reply

@@ -65,6 +65,12 @@ class StorageBackend(LoggingConfigurable, metaclass=_BackendMeta):
     def check(self) -> None:
         """Return if the backend answers, raise StorageUnavailable otherwise."""
 
+    def sweep(self, older_than: float) -> int:
+        """Remove what writes interrupted more than `older_than` seconds ago left behind
+        (a killed gateway's half-written objects, never listed, never read); returns how
+        many. Called at gateway start; the default has nothing to sweep."""
+        return 0
+
 
 def check_key(key: str) -> str:
     if not KEY_PATTERN.fullmatch(key) or ".." in key.split("/"):

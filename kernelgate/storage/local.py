@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -62,6 +63,25 @@ class LocalBackend(StorageBackend):
             raise StorageUnavailable(f"Local storage folder {root}: {e.strerror}") from e
         if not os.access(root, os.W_OK):
             raise StorageUnavailable(f"Local storage folder {root} is not writable")
+
+    def sweep(self, older_than: float) -> int:
+        """Remove the temporary files (`.<name>.<hex>.part`) of puts that never ended;
+        fresher ones may be a put of another gateway sharing the folder, and stay."""
+        limit, removed = time.time() - older_than, 0
+        for folder, _, files in os.walk(self.root):  # the gateway's own folder: no links followed
+            for name in files:
+                if not (name.startswith(".") and name.endswith(".part")):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_mtime < limit:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    raise StorageUnavailable(f"Local storage cannot sweep {path}: {e.strerror}") from e
+        return removed
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / check_key(key)

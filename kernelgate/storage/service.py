@@ -112,6 +112,11 @@ class RoomStorage(LoggingConfigurable):
     )
     sync_interval = Float(60.0, config=True, help="Seconds between syncs of changed working copies.")
     retry_interval = Float(10.0, config=True, help="Seconds between sync attempts of degraded rooms.")
+    sweep_after = Float(
+        3600.0, config=True,
+        help="At start, backends remove what writes interrupted longer ago than this left "
+        "(a killed gateway's half-written snapshot); younger leftovers may be another "
+        "gateway's write in progress.")
     snapshot_retention = Float(
         30 * 24 * 3600.0, config=True,
         help="Seconds a snapshot is kept, a deleted room's final snapshot included.",
@@ -300,6 +305,14 @@ class RoomStorage(LoggingConfigurable):
         `rooms()` gives (room id, storage) pairs."""
         for room_id, (digest, synced_at) in (await self.store.storage_states()).items():
             self._status[room_id] = StorageStatus(synced_at=synced_at, fingerprint=digest)
+        for name, backend in self.backends.items():
+            try:
+                swept = await asyncio.to_thread(backend.sweep, self.sweep_after)
+            except StorageUnavailable as e:
+                self.log.warning("%s storage not swept: %s", name, e.message)
+                continue
+            if swept:
+                self.log.info("%s storage: removed %d object(s) an interrupted write left", name, swept)
         self._loop_task = asyncio.ensure_future(self._background(rooms))
 
     async def stop(self, rooms: Iterable[tuple[str, str]]) -> None:
