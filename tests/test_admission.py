@@ -9,6 +9,7 @@ import asyncio
 import docker
 
 from kernelgate.engine import GATEWAY_LABEL
+from tests.test_metrics import parse
 
 
 async def started_at_once(client, count: int, path: str = "/api/kernels", body=None) -> list:
@@ -55,6 +56,9 @@ async def test_starts_beyond_the_line_are_503_at_once_and_the_line_starts(start_
     engine = docker.from_env(timeout=30)
     running = engine.containers.list(filters={"label": f"{GATEWAY_LABEL}={gateway.gateway_id}"})
     assert len(running) == 3  # refused starts left no container
+    samples = parse((await client.request("GET", "/metrics")).body.decode())
+    assert samples[("kernelgate_kernel_start_failures_total",
+                    frozenset({("kernelspec", "python3"), ("reason", "StartsQueueFull")}))] == 4
     for kernel in kernels:
         assert (await client.request("DELETE", f"/api/kernels/{kernel}")).status == 204
 

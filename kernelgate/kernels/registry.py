@@ -375,7 +375,11 @@ class KernelRegistry(LoggingConfigurable):
             self._demand.setdefault(name, collections.deque(maxlen=10_000)).append(begun)
             kernel = await self._take_pooled(name, owner)
         if kernel is None:
-            self._admit(owner)  # then counted at once: no await between check and count
+            try:
+                self._admit(owner)  # then counted at once: no await between check and count
+            except (StartsQueueFull, TooManyStarts) as e:
+                metrics.kernel_start_failed(name, e)
+                raise
             self._starting[owner] = self._starting.get(owner, 0) + 1
             try:
                 async with self._launch_slots:
