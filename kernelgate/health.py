@@ -15,6 +15,7 @@ import time
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from kernelgate import logs
 from kernelgate.engine import DockerEngine
 from kernelgate.kernels.registry import KernelRegistry
 from kernelgate.storage.service import RoomStorage
@@ -72,7 +73,7 @@ class HealthCheck(LoggingConfigurable):
         if self._checks is not None and time.monotonic() - self._checked_at < self.cache_seconds:
             return self._checks
         if self._running is None:
-            self._running = asyncio.ensure_future(self._check())
+            self._running = logs.background(self._check())
             self._running.add_done_callback(self._keep)
         return await asyncio.shield(self._running)
 

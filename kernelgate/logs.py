@@ -10,6 +10,7 @@ record ("N similar messages suppressed").
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -22,6 +23,13 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="")
 kernel: contextvars.ContextVar[str] = contextvars.ContextVar("kernel", default="")
 room: contextvars.ContextVar[str] = contextvars.ContextVar("room", default="")
+
+
+def background(coroutine) -> "asyncio.Task":
+    """A task for background work, outside the request that happens to start it: its log
+    records carry no request id, user, kernel or room unless they name them (`extra`)."""
+    return asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+
 
 #: Templates whose buckets are kept at most (older ones are forgotten first).
 _MAX_TEMPLATES = 4096

@@ -25,6 +25,7 @@ from pathlib import Path
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from kernelgate import logs
 from kernelgate.clock import iso, utcnow
 from kernelgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, TooMany, Unavailable
 from kernelgate.identity import Identity
@@ -93,7 +94,7 @@ class RoomService(LoggingConfigurable):
             by_room.setdefault(record.room_id, []).append(record)
         # rooms at once: each adoption may wait (registry.adopt_timeout), the waits must not add up
         await asyncio.gather(*(readopt(records) for records in by_room.values()))
-        self._expiry = asyncio.ensure_future(self._expire_rooms())
+        self._expiry = logs.background(self._expire_rooms())
         self.registry.on_new_sandbox.append(self._remember_room_kernel)
         await self.storage.start(lambda: [(r.id, r.storage) for r in self._rooms.values()])
 

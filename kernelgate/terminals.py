@@ -23,6 +23,7 @@ from typing import Callable, Protocol
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
+from kernelgate import logs
 from kernelgate.errors import Forbidden, GatewayError, NotFound, Unavailable
 from kernelgate.identity import Identity
 from kernelgate.clock import iso, utcnow
@@ -105,7 +106,7 @@ class TerminalManager(LoggingConfigurable):
         terminal = Terminal(name=name, owner=user, kernel=kernel)
         self.terminals[name] = terminal
         if self._culler is None:
-            self._culler = asyncio.ensure_future(self._cull())
+            self._culler = logs.background(self._cull())
         return terminal
 
     def attach(self, terminal: Terminal, client: TerminalClient) -> None:

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 
+from kernelgate.engine import KERNEL_LABEL
 from kernelgate.jwt_auth import mint
 from kernelgate.logs import FloodFilter
 
@@ -260,3 +261,24 @@ async def test_timeout_and_out_of_memory_restarts_are_counted_by_reason(start_ga
     assert value(samples, "kernelgate_kernel_restarts_total", kernelspec="python3", reason="crash") == 0
     ws.close()
     await client.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+async def test_background_log_records_name_their_kernel_and_room(start_gateway, docker_engine):
+    """Records of the supervisor (no request behind them) carry the kernel and the room."""
+    gateway = start_gateway("--kernels=docker", "--log-format=json", "--log-level=INFO",
+                            "--KernelRegistry.check_interval=0.5")
+    client = gateway.client()
+    room = await client.request("POST", "/api/rooms", {"name": "logged", "languages": ["python3"]})
+    assert room.status == 201, room.body
+    kernel = room.body["kernels"][0]["id"]
+    container = docker_engine.containers.list(filters={"label": f"{KERNEL_LABEL}={kernel}"})[0]
+    container.kill()
+    died = []
+    for _ in range(120):
+        entries = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
+        died = [e for e in entries if "died" in e["event"] and kernel in e["event"]]
+        if died:
+            break
+        await asyncio.sleep(0.5)
+    assert died and died[0]["kernel"] == kernel and died[0]["room"] == room.body["id"], died
+    assert "request_id" not in died[0]

@@ -30,7 +30,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 from traitlets import Dict, Float, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from kernelgate import metrics, socketdir
+from kernelgate import logs, metrics, socketdir
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.environment import project
@@ -174,6 +174,11 @@ class Kernel:
             },
         }
 
+
+def _about(kernel: "Kernel") -> dict:
+    """A log record's `extra` naming the kernel and its room (JSON logs' fields), for
+    records of background work, which no request's context names."""
+    return {"kernel": kernel.id, "room": kernel.room or ""}
 
 class KernelRegistry(LoggingConfigurable):
     """Starts, tracks and stops kernels; the one place that knows which kernels exist."""
@@ -398,7 +403,7 @@ class KernelRegistry(LoggingConfigurable):
         self._register(kernel)
         metrics.kernel_started(name, "pool" if kernel.pooled else "cold", time.monotonic() - begun)
         self.log.info("Kernel %s (%s) started for %s%s", kernel.id, name, room or owner,
-                      " from the pool" if kernel.pooled else "")
+                      " from the pool" if kernel.pooled else "", extra=_about(kernel))
         for listener in list(self.on_started):
             await listener(kernel)
         return kernel
@@ -478,7 +483,7 @@ class KernelRegistry(LoggingConfigurable):
     def start_pools(self) -> None:
         """Keep the pools of pool_limits() filled (Docker kernels only)."""
         if self.pool_limits() and self._pool_keeper is None:
-            self._pool_keeper = asyncio.ensure_future(self._keep_pools())
+            self._pool_keeper = logs.background(self._keep_pools())
 
     async def _take_pooled(self, name: str, owner: str) -> Kernel | None:
         """A ready pooled kernel of `name`, now `owner`'s; None if none is ready.
@@ -510,7 +515,7 @@ class KernelRegistry(LoggingConfigurable):
                 pool = self._pools.setdefault(name, [])
                 target = 0 if self.draining else self.pool_target(name)
                 while len(pool) > target:  # in tasks: a shutdown cancelling the keeper waits for them
-                    drop = asyncio.ensure_future(self._dispose(pool.pop()))
+                    drop = logs.background(self._dispose(pool.pop()))
                     self._pool_drops.add(drop)
                     drop.add_done_callback(self._pool_drops.discard)
                 failed = self._pool_failed.get(name)
@@ -519,7 +524,7 @@ class KernelRegistry(LoggingConfigurable):
                 fills = self._pool_fills.setdefault(name, set())
                 while (len(pool) + len(fills) < target and self._room_for_pool()
                        and sum(map(len, self._pool_fills.values())) < self.pool_parallel):
-                    task = asyncio.ensure_future(self._fill_pool(name))
+                    task = logs.background(self._fill_pool(name))
                     fills.add(task)
                     task.add_done_callback(lambda t, fills=fills: (fills.discard(t), self._pool_wanted.set()))
             try:
@@ -577,11 +582,12 @@ class KernelRegistry(LoggingConfigurable):
                 raise RuntimeError("its sandbox is gone")
             await self._reattach(kernel)
         except Exception as e:  # noqa: BLE001 - anything wrong means: start afresh later
-            self.log.warning("Kernel %s not re-adopted (it will start afresh): %s", kernel_id, e)
+            self.log.warning("Kernel %s not re-adopted (it will start afresh): %s", kernel_id, e,
+                             extra=_about(kernel))
             await self._dispose(kernel)
             return None
         self._register(kernel)
-        self.log.info("Kernel %s (%s) re-adopted", kernel_id, name)
+        self.log.info("Kernel %s (%s) re-adopted", kernel_id, name, extra=_about(kernel))
         return kernel
 
     async def _reattach(self, kernel: Kernel) -> None:
@@ -602,7 +608,8 @@ class KernelRegistry(LoggingConfigurable):
             await kernel.hub.wait_ready(min(ADOPT_SHELL_WAIT, self.adopt_timeout), kernel.manager.is_alive)
             kernel.execution_state = "idle"
         except TimeoutError:
-            self.log.info("Kernel %s is busy with an execution of the earlier run", kernel.id)
+            self.log.info("Kernel %s is busy with an execution of the earlier run", kernel.id,
+                          extra=_about(kernel))
             kernel.execution_state = "busy"
             kernel.watch.running_unseen()  # the tier's exec_timeout holds for it too
         await self._settle(kernel)
@@ -679,7 +686,7 @@ class KernelRegistry(LoggingConfigurable):
     def _register(self, kernel: Kernel) -> None:
         self.kernels[kernel.id] = kernel
         if self._supervisor is None:
-            self._supervisor = asyncio.ensure_future(self._supervise())
+            self._supervisor = logs.background(self._supervise())
 
     async def interrupt(self, kernel: Kernel) -> None:
         """Interrupt the kernel (signal or message, as its kernelspec says)."""
@@ -702,7 +709,7 @@ class KernelRegistry(LoggingConfigurable):
                 await kernel.hub.wait_ready(self.startup_timeout, kernel.manager.is_alive)
             except (Unavailable, RuntimeError, TimeoutError) as e:
                 self.log.warning("Kernel %s did not restart in its sandbox (%s); starting a fresh one",
-                                 kernel.id, e)
+                                 kernel.id, e, extra=_about(kernel))
                 try:
                     await self._fresh_sandbox(kernel)
                 except (RuntimeError, TimeoutError) as e:
@@ -715,7 +722,7 @@ class KernelRegistry(LoggingConfigurable):
             return
         async with kernel.lock:
             await self._dispose(kernel)
-        self.log.info("Kernel %s shut down (%s)", kernel.id, reason)
+        self.log.info("Kernel %s shut down (%s)", kernel.id, reason, extra=_about(kernel))
         for listener in list(self.on_stopped):
             await listener(kernel, reason)
 
@@ -816,7 +823,7 @@ class KernelRegistry(LoggingConfigurable):
                 try:
                     await self._check(kernel, now)
                 except Exception:  # noqa: BLE001 - one kernel's failure must not end supervision
-                    self.log.exception("Supervising kernel %s failed", kernel.id)
+                    self.log.exception("Supervising kernel %s failed", kernel.id, extra=_about(kernel))
 
     async def _check(self, kernel: Kernel, now: datetime) -> None:
         """One round of `_supervise` for one kernel."""
@@ -845,14 +852,15 @@ class KernelRegistry(LoggingConfigurable):
             metrics.kernel_restarted(kernel.name, "oom" if "memory" in why else "crash")
             if len(kernel.restarts) < self.restart_limit:
                 kernel.restarts.append(now)
-                self.log.warning("Kernel %s died (%s); restarting it", kernel.id, why or "no reason known")
+                self.log.warning("Kernel %s died (%s); restarting it", kernel.id, why or "no reason known",
+                                 extra=_about(kernel))
                 try:
                     await self._fresh_sandbox(kernel)
                     revived = True
                 except (GatewayError, RuntimeError, TimeoutError) as e:
-                    self.log.warning("Kernel %s could not be restarted: %s", kernel.id, e)
+                    self.log.warning("Kernel %s could not be restarted: %s", kernel.id, e, extra=_about(kernel))
         if not revived:
-            self.log.warning("Kernel %s is dead", kernel.id)
+            self.log.warning("Kernel %s is dead", kernel.id, extra=_about(kernel))
             kernel.execution_state = "dead"
             kernel.hub.publish_status("dead")
             await self.shutdown(kernel, "dead")
@@ -897,7 +905,7 @@ class KernelRegistry(LoggingConfigurable):
             else:
                 await kernel.manager.cleanup_resources()
         except Exception as e:  # noqa: BLE001 - disposal must finish whatever failed
-            self.log.warning("Kernel %s: cleanup failed: %s", kernel.id, e)
+            self.log.warning("Kernel %s: cleanup failed: %s", kernel.id, e, extra=_about(kernel))
         # in a thread: a sandbox can fill the folder when the gateway is not root, and a
         # local kernel's scratch workspace lives in it
         await asyncio.to_thread(shutil.rmtree, Path(kernel.manager.connection_file).parent, ignore_errors=True)

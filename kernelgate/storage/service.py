@@ -52,7 +52,7 @@ from typing import BinaryIO, Callable, Iterable
 from traitlets import Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from kernelgate import metrics
+from kernelgate import logs, metrics
 from kernelgate.clock import iso, utcnow
 from kernelgate.engine import DockerEngine
 from kernelgate.errors import BadRequest, NotFound, TooLarge, Unavailable
@@ -313,7 +313,7 @@ class RoomStorage(LoggingConfigurable):
                 continue
             if swept:
                 self.log.info("%s storage: removed %d object(s) an interrupted write left", name, swept)
-        self._loop_task = asyncio.ensure_future(self._background(rooms))
+        self._loop_task = logs.background(self._background(rooms))
 
     async def stop(self, rooms: Iterable[tuple[str, str]]) -> None:
         """Gateway shutdown: stop the background work, then sync every room and detach
