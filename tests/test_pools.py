@@ -117,8 +117,10 @@ async def test_a_gateway_client_start_comes_from_the_pool(docker_engine, start_g
     assert seen["env"]["HOME"] == HOME
     assert "/tmp/evil" not in seen["env"]["PATH"]
     for name in ("KERNEL_FOO", "KERNEL_WORKING_DIR", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_USERNAME",
-                 "SECRET_TOKEN", "LD_LIBRARY_PATH"):
+                 "SECRET_TOKEN"):
         assert seen["env"][name] is None, (name, seen)
+    # the gateway's own value (where the kernel's C installs go), never the client's
+    assert seen["env"]["LD_LIBRARY_PATH"] in (None, f"{HOME}/.kernelgate/c/lib"), seen
     assert "mallory" not in str(seen) and "hunter2" not in str(seen)
 
     # an allowed variable: a new kernel, which has it, and the same folder and user
