@@ -31,6 +31,7 @@ SOCKET = RUN / "docker.sock"
 URL = f"unix://{SOCKET}"
 DATA_ROOT = Path("/var/lib/kg-userns")  # kept: the loaded image is reused by the next run
 CONTAINER_UID = 1000
+NETNS = "kg-userns"  # the second dockerd's network namespace
 
 
 def _start_daemon() -> subprocess.Popen:
@@ -46,8 +47,13 @@ def _start_daemon() -> subprocess.Popen:
     (RUN / "exec").mkdir(parents=True, exist_ok=True)
     DATA_ROOT.mkdir(parents=True, exist_ok=True)
     log = open(RUN / "dockerd.log", "ab")
+    # In a network namespace of its own: a dockerd with --bridge=none deletes the host's
+    # docker0 (the main engine's default bridge) when it starts. Kernels use no network;
+    # the daemon's socket is a file, reachable from here.
+    subprocess.run(["ip", "netns", "add", NETNS], capture_output=True)  # kept from a last run: fine
     process = subprocess.Popen(
-        ["dockerd", "--userns-remap=default", "-H", URL, "--data-root", str(DATA_ROOT),
+        ["nsenter", f"--net=/run/netns/{NETNS}",  # not `ip netns exec`: it remounts /sys, hiding the cgroups
+         "dockerd", "--userns-remap=default", "-H", URL, "--data-root", str(DATA_ROOT),
          "--exec-root", str(RUN / "exec"), "--pidfile", str(RUN / "docker.pid"),
          "--bridge=none", "--iptables=false", "--ip6tables=false"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -65,22 +71,26 @@ def _start_daemon() -> subprocess.Popen:
 
 
 def _stop_daemon(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # nsenter execs dockerd: the same process
     try:
         process.wait(60)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    subprocess.run(["ip", "netns", "delete", NETNS], capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def remapped_engine(docker_engine):
     """A running dockerd with userns-remap holding the python image; stopped afterwards,
     with no container left in it."""
+    bridge = Path("/sys/class/net/docker0")  # the main engine's default bridge
+    had_bridge = bridge.exists()
     try:
         process = _start_daemon()
     except RuntimeError as e:
         require(str(e))
+    assert bridge.exists() or not had_bridge, "starting the second dockerd removed the host's docker0"
     client = docker.DockerClient(base_url=URL, timeout=120)
     try:
         from kernelgate.images import ImageBuilder
