@@ -12,7 +12,6 @@ import re
 
 from kernelgate.environment import manifests
 from kernelgate.environment.installers import debian
-from kernelgate.environment.installers.base import Context, Fetch, PlanError, target
 
 #: Where the libraries go, relative to the workspace.
 C_TARGET = ".kernelgate/c"
@@ -49,27 +48,16 @@ def candidates(library: str) -> list[str]:
     return [f"{name}-dev"] if name.startswith("lib") else [f"lib{name}-dev", f"{name}-dev"]
 
 
-class C:
+class C(debian.DebianInstaller):
     language = "c"
     image = "gcc"
     manifests = {"vcpkg.json": manifests.Manifest("c", "vcpkg", vcpkg_json)}
     sources = "vcpkg.json"
-
-    def plan(self, at, parsed) -> dict:
-        if at("vcpkg.json") in parsed:
-            return {"supported": True, "source": at("vcpkg.json"),
-                    "packages": [p.name for p in parsed[at("vcpkg.json")] if not p.dev]}
-        return {"supported": True, "source": None, "packages": []}
-
-    def urls(self, config) -> list[str]:
-        return debian.urls(config)
-
-    def fetch(self, install: dict, context: Context) -> Fetch:
-        bad = [p for p in install["packages"] if not _NAME.match(p)]
-        if bad:
-            raise PlanError(f"not library names: {', '.join(bad)}")
-        return debian.fetch(context, "c", {p: candidates(p) for p in install["packages"]}, "false",
-                            {"include": "usr/include", "lib": "usr/lib/*-linux-gnu*"}, target(C_TARGET))
+    what = "library names"
+    names = _NAME
+    trees = {"include": "usr/include", "lib": "usr/lib/*-linux-gnu*"}
+    folder = C_TARGET
+    candidates = staticmethod(candidates)
 
     def kernel_env(self, root: str) -> dict[str, str]:
         base = posixpath.join(root, C_TARGET)

@@ -1,5 +1,6 @@
 """Installs from Debian's packages, for installers whose ecosystem Debian packages
-(perl.py, r.py): not an installer itself, the fetch they share.
+(perl.py, r.py, ruby.py, c.py, lua.py): not an installer itself, but the base class they
+share (`DebianInstaller`) and its fetch.
 
 The fetch container (the language's image, a Debian release) reads the package lists
 of the configured mirror (`debian_mirror`, `debian_security_mirror`) for the image's own
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from kernelgate.environment.installers.base import CA_PATH, STAGING_PATH, Context, Fetch, PlanError
+from kernelgate.environment.installers.base import CA_PATH, STAGING_PATH, Context, Fetch, PlanError, target
 
 #: Mirror URLs go into apt's sources list: plain http(s) URLs only.
 _URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/[A-Za-z0-9._~/+-]*)?\Z")
@@ -119,3 +120,32 @@ def fetch(context: Context, name: str, wanted: dict[str, list[str]], have: str, 
 
 def urls(config) -> list[str]:
     return [config.debian_mirror, config.debian_security_mirror]
+
+
+class DebianInstaller:
+    """What the installers of Debian-packaged ecosystems share: the plan from their one
+    manifest, the fence's URLs (`urls`), and `fetch` of each name's candidates. A subclass
+    sets language, image, manifests, sources (the manifest's file name), what (what its
+    names are, for errors), names (their pattern), have (a shell test: the image already
+    has the name), trees (folder -> unpacked trees) and folder (its place in the
+    workspace), and defines candidates(name) and kernel_env(root)."""
+
+    manifests: dict = {}
+    have = "false"
+
+    def plan(self, at, parsed) -> dict:
+        source = at(self.sources)
+        if source in parsed:
+            return {"supported": True, "source": source,
+                    "packages": [p.name for p in parsed[source] if not p.dev]}
+        return {"supported": True, "source": None, "packages": []}
+
+    def urls(self, config) -> list[str]:
+        return urls(config)
+
+    def fetch(self, install: dict, context: Context) -> Fetch:
+        bad = [name for name in install["packages"] if not self.names.match(name)]
+        if bad:
+            raise PlanError(f"not {self.what}: {', '.join(bad)}")
+        return fetch(context, self.language, {n: self.candidates(n) for n in install["packages"]},
+                     self.have, self.trees, target(self.folder))

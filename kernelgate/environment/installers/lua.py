@@ -13,7 +13,6 @@ import re
 
 from kernelgate.environment import manifests
 from kernelgate.environment.installers import debian
-from kernelgate.environment.installers.base import Context, Fetch, PlanError, target
 
 #: Where the rocks go, relative to the workspace.
 LUA_TARGET = ".kernelgate/lua"
@@ -49,30 +48,25 @@ def candidates(rock: str) -> list[str]:
     return [f"lua-{name}"] + ([f"lua-{name[3:]}"] if name.startswith("lua") and len(name) > 3 else [])
 
 
-class Lua:
+class Lua(debian.DebianInstaller):
     language = "lua"
     image = "lua"
     manifests = {"*.rockspec": manifests.Manifest("lua", "luarocks", rockspec)}
     sources = "a .rockspec"
+    what = "rock names"
+    names = _NAME
+    trees = {"share": " ".join(f"usr/share/lua/5.{n}" for n in range(1, 5)),
+             "lib": f"usr/lib/*/lua/{LUA_VERSION}"}
+    folder = LUA_TARGET
+    candidates = staticmethod(candidates)
 
     def plan(self, at, parsed) -> dict:
+        """The first rockspec (by name) of the folder."""
         folder = posixpath.dirname(at("x"))
         specs = sorted(p for p in parsed if p.endswith(".rockspec") and posixpath.dirname(p) == folder)
         if specs:
             return {"supported": True, "source": specs[0], "packages": [p.name for p in parsed[specs[0]] if not p.dev]}
         return {"supported": True, "source": None, "packages": []}
-
-    def urls(self, config) -> list[str]:
-        return debian.urls(config)
-
-    def fetch(self, install: dict, context: Context) -> Fetch:
-        bad = [r for r in install["packages"] if not _NAME.match(r)]
-        if bad:
-            raise PlanError(f"not rock names: {', '.join(bad)}")
-        return debian.fetch(context, "lua", {r: candidates(r) for r in install["packages"]}, "false",
-                            {"share": " ".join(f"usr/share/lua/5.{n}" for n in range(1, 5)),
-                             "lib": f"usr/lib/*/lua/{LUA_VERSION}"},
-                            target(LUA_TARGET))
 
     def kernel_env(self, root: str) -> dict[str, str]:
         base = posixpath.join(root, LUA_TARGET)

@@ -12,7 +12,6 @@ import re
 
 from kernelgate.environment import manifests
 from kernelgate.environment.installers import debian
-from kernelgate.environment.installers.base import Context, Fetch, PlanError, target
 
 #: Where the modules go, relative to the workspace (on room kernels' PERL5LIB).
 PERL_TARGET = ".kernelgate/perl"
@@ -63,27 +62,17 @@ def candidates(module: str) -> list[str]:
     return [f"lib{'-'.join(parts[:n]).lower().replace('_', '-')}-perl" for n in range(len(parts), 0, -1)]
 
 
-class Perl:
+class Perl(debian.DebianInstaller):
     language = "perl"
     image = "perl"
     manifests = {"cpanfile": manifests.Manifest("perl", "cpanm", cpanfile)}
     sources = "cpanfile"
-
-    def plan(self, at, parsed) -> dict:
-        if at("cpanfile") in parsed:
-            return {"supported": True, "source": at("cpanfile"),
-                    "packages": [p.name for p in parsed[at("cpanfile")] if not p.dev]}
-        return {"supported": True, "source": None, "packages": []}
-
-    def urls(self, config) -> list[str]:
-        return debian.urls(config)
-
-    def fetch(self, install: dict, context: Context) -> Fetch:
-        bad = [m for m in install["packages"] if not _MODULE.match(m)]
-        if bad:
-            raise PlanError(f"not Perl module names: {', '.join(bad)}")
-        return debian.fetch(context, "perl", {m: candidates(m) for m in install["packages"]},
-                            'perl -M"$1" -e 1', {"lib": "usr/share/perl5 usr/lib/*/perl5/*"}, target(PERL_TARGET))
+    what = "Perl module names"
+    names = _MODULE
+    have = 'perl -M"$1" -e 1'
+    trees = {"lib": "usr/share/perl5 usr/lib/*/perl5/*"}
+    folder = PERL_TARGET
+    candidates = staticmethod(candidates)
 
     def kernel_env(self, root: str) -> dict[str, str]:
         return {"PERL5LIB": posixpath.join(root, PERL_TARGET, "lib")}

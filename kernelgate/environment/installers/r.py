@@ -10,7 +10,6 @@ import posixpath
 import re
 
 from kernelgate.environment.installers import debian
-from kernelgate.environment.installers.base import Context, Fetch, PlanError, target
 
 #: Where the packages go, relative to the workspace (on kernels' R_LIBS).
 R_TARGET = ".kernelgate/r"
@@ -26,27 +25,16 @@ def candidates(package: str) -> list[str]:
     return [DEBIAN_NAMES.get(package, f"r-cran-{package.lower()}")]
 
 
-class R:
+class R(debian.DebianInstaller):
     language = "r"
     image = "r"
-    manifests: dict = {}  # DESCRIPTION is read by manifests.py
-    sources = "DESCRIPTION"
-
-    def plan(self, at, parsed) -> dict:
-        if at("DESCRIPTION") in parsed:
-            return {"supported": True, "source": at("DESCRIPTION"),
-                    "packages": [p.name for p in parsed[at("DESCRIPTION")] if not p.dev]}
-        return {"supported": True, "source": None, "packages": []}
-
-    def urls(self, config) -> list[str]:
-        return debian.urls(config)
-
-    def fetch(self, install: dict, context: Context) -> Fetch:
-        bad = [p for p in install["packages"] if not _NAME.match(p)]
-        if bad:
-            raise PlanError(f"not R package names: {', '.join(bad)}")
-        return debian.fetch(context, "r", {p: candidates(p) for p in install["packages"]},
-                            _HAVE, {"library": "usr/lib/R/site-library"}, target(R_TARGET))
+    sources = "DESCRIPTION"  # read by manifests.py
+    what = "R package names"
+    names = _NAME
+    have = _HAVE
+    trees = {"library": "usr/lib/R/site-library"}
+    folder = R_TARGET
+    candidates = staticmethod(candidates)
 
     def kernel_env(self, root: str) -> dict[str, str]:
         return {"R_LIBS": posixpath.join(root, R_TARGET, "library")}

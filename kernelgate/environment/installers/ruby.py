@@ -11,7 +11,6 @@ import posixpath
 import re
 
 from kernelgate.environment.installers import debian
-from kernelgate.environment.installers.base import Context, Fetch, PlanError, target
 
 #: Where the gems go, relative to the workspace (on kernels' GEM_PATH).
 RUBY_TARGET = ".kernelgate/ruby"
@@ -27,29 +26,16 @@ def candidates(gem: str) -> list[str]:
     return [DEBIAN_NAMES.get(gem, "ruby-" + gem.lower().replace("_", "-"))]
 
 
-class Ruby:
+class Ruby(debian.DebianInstaller):
     language = "ruby"
     image = "ruby"
-    manifests: dict = {}  # Gemfile is read by manifests.py
-    sources = "Gemfile"
-
-    def plan(self, at, parsed) -> dict:
-        if at("Gemfile") in parsed:
-            return {"supported": True, "source": at("Gemfile"),
-                    "packages": [p.name for p in parsed[at("Gemfile")] if not p.dev]}
-        return {"supported": True, "source": None, "packages": []}
-
-    def urls(self, config) -> list[str]:
-        return debian.urls(config)
-
-    def fetch(self, install: dict, context: Context) -> Fetch:
-        bad = [g for g in install["packages"] if not _NAME.match(g)]
-        if bad:
-            raise PlanError(f"not gem names: {', '.join(bad)}")
-        return debian.fetch(context, "ruby", {g: candidates(g) for g in install["packages"]},
-                            _HAVE,
-                            {"gems": "usr/share/rubygems-integration/all usr/lib/*/rubygems-integration/*"},
-                            target(RUBY_TARGET))
+    sources = "Gemfile"  # read by manifests.py
+    what = "gem names"
+    names = _NAME
+    have = _HAVE
+    trees = {"gems": "usr/share/rubygems-integration/all usr/lib/*/rubygems-integration/*"}
+    folder = RUBY_TARGET
+    candidates = staticmethod(candidates)
 
     def kernel_env(self, root: str) -> dict[str, str]:
         return {"GEM_PATH": posixpath.join(root, RUBY_TARGET, "gems") + ":"}  # ':': then Ruby's own
