@@ -74,13 +74,7 @@ class PostgresServer:
         )
         password_file.unlink()
         self.port = free_port()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self._postgres_args(), stdout=log, stderr=subprocess.STDOUT, env=self._env(),
-            cwd=self.dir, **self._unprivileged,
-        )
-        log.close()
-        self._wait_ready()
+        self._serve()
         return self
 
     def stop(self) -> None:
@@ -102,6 +96,10 @@ class PostgresServer:
 
     def resume(self) -> None:
         """Start again after `halt`, on the same port with the same data."""
+        self._serve()
+
+    def _serve(self) -> None:
+        """Run postgres on self.port until it accepts connections."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self._postgres_args(), stdout=log, stderr=subprocess.STDOUT, env=self._env(),
