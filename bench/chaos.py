@@ -39,10 +39,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,9 +55,8 @@ from tornado.websocket import WebSocketError
 from bench.load import CONFIG, SECRET, percentile
 from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL
 from kernelgate.jwt_auth import mint
-from kernelgate.storage.archive import remove_tree
 from tests.client import GatewayClient
-from tests.harness import GatewayProcess, mounts_under, remove_containers
+from tests.harness import GatewayProcess, lose_working_copy
 from tests.s3 import S3Server
 
 FAULTS = ["kill_kernel", "restart_gateway", "s3_outage"]
@@ -384,17 +381,6 @@ class Chaos:
             gateway.stop()
         self.gateway.cleanup()
         self.s3.stop()
-
-
-def lose_working_copy(gateway: GatewayProcess, room_id: str) -> None:
-    """What a new host lacks, after `gateway` stopped: the room's containers, its working
-    copy and its volume (the files can then come only from the backend)."""
-    remove_containers(gateway.gateway_id)
-    folder = gateway.data_dir / "rooms" / room_id
-    for mountpoint in mounts_under(folder) + ([str(folder)] if os.path.ismount(folder) else []):
-        subprocess.run(["umount", "-l", mountpoint], check=True)
-    remove_tree(str(folder))
-    (gateway.data_dir / "volumes" / f"{room_id}.ext4").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,17 @@ def leftovers(gateway: "GatewayProcess") -> list[str]:
     return left
 
 
+def lose_working_copy(gateway: "GatewayProcess", room_id: str) -> None:
+    """What a new host lacks, after `gateway` stopped: the room's containers, its working
+    copy and its volume (the files can then come only from the backend)."""
+    remove_containers(gateway.gateway_id)
+    folder = gateway.data_dir / "rooms" / room_id
+    for mountpoint in mounts_under(folder) + ([str(folder)] if os.path.ismount(folder) else []):
+        subprocess.run(["umount", "-l", mountpoint], check=True)
+    remove_tree(str(folder))
+    (gateway.data_dir / "volumes" / f"{room_id}.ext4").unlink(missing_ok=True)
+
+
 #: Every gateway started in this process, in order (the leak check reads it).
 STARTED: list["GatewayProcess"] = []
 

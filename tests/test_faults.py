@@ -15,8 +15,8 @@ import websocket
 
 from kernelgate.engine import KERNEL_LABEL
 from tests.ci import require
+from tests.harness import lose_working_copy
 from tests.postgres import PostgresServer, postgres_bindir
-from tests.test_room_storage import lose_working_copy
 from tests.test_workspace import in_thread, open_terminal
 
 #: Longest any answer may take during a fault, seconds.

@@ -9,14 +9,12 @@ import asyncio
 import base64
 import hashlib
 import os
-import shutil
 import sqlite3
-import subprocess
 
 import boto3
 import pytest
 
-from tests.harness import mounts_under, remove_containers
+from tests.harness import lose_working_copy
 from tests.s3 import ACCESS_KEY, SECRET_KEY
 
 BACKENDS = ["local", "database", "s3"]
@@ -94,16 +92,6 @@ async def storage_failures(client) -> float:
     text = text.decode() if isinstance(text, bytes) else str(text)
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith('kernelgate_storage_failures_total{backend="s3"}'))
-
-
-def lose_working_copy(gateway, room_id: str) -> None:
-    """What a new host lacks, after `gateway` stopped: the room's containers, its
-    working copy and the working copy's volume (the files can come only from the backend)."""
-    remove_containers(gateway.gateway_id)
-    for mountpoint in mounts_under(gateway.data_dir / "rooms" / room_id):
-        subprocess.run(["umount", mountpoint], check=True)
-    shutil.rmtree(gateway.data_dir / "rooms" / room_id)
-    (gateway.data_dir / "volumes" / f"{room_id}.ext4").unlink(missing_ok=True)
 
 
 async def test_files_come_back_from_the_backend_when_the_working_copy_is_lost(serve, storage):
