@@ -9,20 +9,14 @@ A Lab-style client sees the refusal end its request: an iopub error and an idle 
 from __future__ import annotations
 
 import asyncio
-import time
 
-import jwt
 import pytest
 
+from kernelgate.jwt_auth import mint
 from kernelgate.ratelimit import ExecuteRateLimit
 
 SECRET = "rate-limit-test-secret-long-enough-for-hs256"
 BURST = 4
-
-
-def token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now}, SECRET, algorithm="HS256")
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ async def flood(ws, count: int) -> list[dict]:
 
 
 async def test_a_user_beyond_the_limit_is_refused_and_the_kernel_never_runs_it(gateway):
-    alice, bob = gateway.client(token("alice")), gateway.client(token("alice-colleague"))
+    alice, bob = gateway.client(mint(SECRET, "alice")), gateway.client(mint(SECRET, "alice-colleague"))
     kernel = await alice.start_kernel("python3")
     first, second = await alice.connect(kernel["id"]), await alice.connect(kernel["id"])
 

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import asyncio
 
-import jwt
 import pytest
-import time
+
+from kernelgate.jwt_auth import mint
 
 SECRET = "host-files-test-secret-long-enough-for-hs256"
 
 #: Longest an answer may take, seconds (generous: 2 cores, other tests running).
 ANSWER_BOUND = 30
-
-
-def token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "exp": now + 3600, "iat": now}, SECRET, algorithm="HS256")
 
 
 @pytest.fixture
@@ -32,7 +27,7 @@ def gateway(docker_engine, start_gateway):
 
 
 async def test_a_fifo_for_a_project_file_is_refused_without_blocking(gateway):
-    alice = gateway.client(token("alice"))
+    alice = gateway.client(mint(SECRET, "alice"))
     made = await alice.request("POST", "/api/rooms", {"name": "fifo", "languages": ["python3"]})
     assert made.status == 201, made.body
     room = made.body
