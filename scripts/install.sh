@@ -23,6 +23,8 @@ command -v npm >/dev/null || missing+=(npm)
 command -v chromium >/dev/null || missing+=(chromium)  # the browser tests' browser (Playwright drives it)
 command -v runsc >/dev/null || missing+=(runsc)        # gVisor, the untrusted tier's Docker runtime
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs) # room workspace volumes (RoomStorage.workspace_quotas)
+command -v iptables >/dev/null || missing+=(iptables)   # the install fence's host rules (environment/egress.py)
+command -v ip >/dev/null || missing+=(iproute2)         # network namespaces (tests/test_userns.py's second dockerd)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing Debian packages: ${missing[*]}"
   apt-get update -qq
