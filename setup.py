@@ -52,6 +52,7 @@ setup(
             "moto[server]>=5.0",
             "jupyterlab>=4.2",
             "playwright>=1.44",
+            "kubernetes-validate>=1.30",  # deploy/kubernetes/ checked against the API's schemas
         ],
     },
     entry_points={
