@@ -182,7 +182,7 @@ async def work(user: User, deadline: float, think: float, timeout: float, result
                 ws.close()  # its reply may still come: a fresh socket does not mistake it
                 ws = await user.client.connect(user.kernel)
             except (ConnectionError, OSError) as e:
-                results.error(type(e).__name__)
+                results.error(f"{type(e).__name__}: {e}"[:120])
                 ws = await user.client.connect(user.kernel)
                 terminal = await Terminal.open(user.client, user.terminal_name)
             await asyncio.sleep(think * rng.uniform(0.5, 1.5))
