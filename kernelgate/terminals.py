@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Protocol
@@ -47,7 +48,12 @@ class Terminal:
     clients: list[TerminalClient] = field(default_factory=list)
     scrollback: list[str] = field(default_factory=list)
     scrollback_size: int = 0
-    last_activity: datetime = field(default_factory=utcnow)
+    last_activity: datetime = field(default_factory=utcnow)  # shown by the API
+    active_mono: float = field(default_factory=time.monotonic)  # idle_timeout counts from it
+
+    def touch(self) -> None:
+        """Activity now, on both clocks (a wall-clock jump does not close a terminal)."""
+        self.last_activity, self.active_mono = utcnow(), time.monotonic()
 
     def model(self) -> dict:
         return {"name": self.name, "last_activity": iso(self.last_activity),
@@ -119,7 +125,7 @@ class TerminalManager(LoggingConfigurable):
             terminal.clients.remove(client)
 
     def input(self, terminal: Terminal, data: str) -> None:
-        terminal.last_activity = utcnow()
+        terminal.touch()
         terminal.kernel.agent.send("terminal_input", {"name": terminal.name, "data": data})
 
     def resize(self, terminal: Terminal, rows: int, cols: int) -> None:
@@ -143,7 +149,7 @@ class TerminalManager(LoggingConfigurable):
             return  # not a terminal of the sandbox whose agent sent this
         if kind == "terminal_output":
             data = str(content.get("data", ""))
-            terminal.last_activity = utcnow()
+            terminal.touch()
             terminal.scrollback.append(data)
             terminal.scrollback_size += len(data)
             while terminal.scrollback_size > self.scrollback_bytes and len(terminal.scrollback) > 1:
@@ -168,9 +174,9 @@ class TerminalManager(LoggingConfigurable):
     async def _cull(self) -> None:
         while True:
             await asyncio.sleep(self.cull_interval)
-            now = utcnow()
+            now = time.monotonic()
             for terminal in list(self.terminals.values()):
-                idle = (now - terminal.last_activity).total_seconds()
+                idle = now - terminal.active_mono
                 if not terminal.clients and idle > self.idle_timeout:
                     self.log.info("Closing idle terminal %s", terminal.name)
                     await self.close(terminal)

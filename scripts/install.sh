@@ -25,6 +25,7 @@ command -v runsc >/dev/null || missing+=(runsc)        # gVisor, the untrusted t
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs) # room workspace volumes (RoomStorage.workspace_quotas)
 command -v iptables >/dev/null || missing+=(iptables)   # the install fence's host rules (environment/egress.py)
 command -v ip >/dev/null || missing+=(iproute2)         # network namespaces (tests/test_userns.py's second dockerd)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)  # tests/test_faults_clock.py jumps a gateway's wall clock
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing Debian packages: ${missing[*]}"
   apt-get update -qq

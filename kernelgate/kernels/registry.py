@@ -137,6 +137,7 @@ class Kernel:
     hub: KernelHub | None = None
     agent: AgentClient | None = None
     started: datetime = field(default_factory=utcnow)
+    started_mono: float = field(default_factory=time.monotonic)  # max_lifetime counts from it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     restarts: list[float] = field(default_factory=list)  # monotonic times of automatic restarts
     pooled: bool = False  # started ahead of demand, before anyone owned it
@@ -498,8 +499,8 @@ class KernelRegistry(LoggingConfigurable):
             self._pool_wanted.set()
             if await kernel.manager.is_alive():
                 kernel.owner = owner
-                kernel.started = utcnow()
-                kernel.watch.active_at = kernel.started.timestamp()
+                kernel.started, kernel.started_mono = utcnow(), time.monotonic()
+                kernel.watch.touch()
                 return kernel
             await self._dispose(kernel)
         self._pool_wanted.set()  # a miss is demand too
@@ -816,25 +817,25 @@ class KernelRegistry(LoggingConfigurable):
         kernels idle past their tier's idle_timeout or older than max_lifetime."""
         while True:
             await asyncio.sleep(self.check_interval)
-            now = utcnow()
             for kernel in list(self.kernels.values()):
                 if kernel.lock.locked():
                     continue
                 try:
-                    await self._check(kernel, now)
+                    await self._check(kernel)
                 except Exception:  # noqa: BLE001 - one kernel's failure must not end supervision
                     self.log.exception("Supervising kernel %s failed", kernel.id, extra=_about(kernel))
 
-    async def _check(self, kernel: Kernel, now: datetime) -> None:
-        """One round of `_supervise` for one kernel."""
+    async def _check(self, kernel: Kernel) -> None:
+        """One round of `_supervise` for one kernel. Durations are monotonic: a jump of
+        the wall clock neither culls a kernel nor extends its life."""
         if not await kernel.manager.is_alive():
             await self._revive(kernel)
         elif kernel.room is None:
             idle_timeout = self.tiers.get(kernel.tier).idle_timeout
-            idle = (now - kernel.last_activity).total_seconds()
+            idle = kernel.watch.idle_seconds()
             if idle_timeout and kernel.connections == 0 and idle > idle_timeout:
                 await self.shutdown(kernel, "culled")
-            elif self.max_lifetime and (now - kernel.started).total_seconds() > self.max_lifetime:
+            elif self.max_lifetime and time.monotonic() - kernel.started_mono > self.max_lifetime:
                 await self.shutdown(kernel, "lifetime")
 
     async def _revive(self, kernel: Kernel) -> None:

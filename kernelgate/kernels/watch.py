@@ -66,6 +66,7 @@ class KernelWatch:
         self.own_session = own_session
         self.execution_state = "starting"
         self.active_at = time.time()  # the last message either way, in epoch seconds (set per message)
+        self.active_mono = time.monotonic()  # the same moment on the monotonic clock: idle durations
         self._requests: dict[str, dict] = {}  # execute_request msg_id -> its header
         self._current: str | None = None  # msg_id of the running execution
         self._budgets: OrderedDict[str, _Budget] = OrderedDict()  # execution msg_id -> budget
@@ -84,17 +85,26 @@ class KernelWatch:
     def last_activity(self) -> datetime:
         return datetime.fromtimestamp(self.active_at, timezone.utc)
 
+    def touch(self) -> None:
+        """Activity now: the wall time the API shows, the monotonic time culling counts
+        from (a wall-clock jump neither culls nor spares a kernel)."""
+        self.active_at, self.active_mono = time.time(), time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last message either way, on the monotonic clock."""
+        return time.monotonic() - self.active_mono
+
     # -- the hub's observer ---------------------------------------------------------
 
     def to_kernel(self, frames: Frames) -> None:
-        self.active_at = time.time()
+        self.touch()
         metrics.count_message(frames.channel, "in")
         if frames.channel == "shell" and frames.msg_type == "execute_request":
             self._requests[frames.header["msg_id"]] = frames.header
             self._sent_at[frames.header["msg_id"]] = time.monotonic()
 
     def from_kernel(self, frames: Frames) -> bool:
-        self.active_at = time.time()
+        self.touch()
         metrics.count_message(frames.channel, "out")
         if self._cut_notice is not None:
             self._publish_cut_notice()
