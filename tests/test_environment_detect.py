@@ -125,13 +125,31 @@ async def test_project_file_overrides(tmp_path):
     assert language(report, "python")["install"] == {"supported": True, "source": "kernelgate.toml",
                                                      "packages": ["six==1.16.0", "attrs"]}
     assert language(report, "javascript")["install"]["source"] == "service/package.json"
-    prefix = project.kernel_prefix(tmp_path)
-    assert prefix == ["/usr/bin/env", "-C", "/workspace/service", "CPATH=/workspace/.kernelgate/c/include",
-                      "LIBRARY_PATH=/workspace/.kernelgate/c/lib", "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib",
-                      "LUA_PATH=/workspace/.kernelgate/lua/share/?.lua;/workspace/.kernelgate/lua/share/?/init.lua;;",
-                      "LUA_CPATH=/workspace/.kernelgate/lua/lib/?.so;;",
-                      "PERL5LIB=/workspace/.kernelgate/perl/lib", "PYTHONPATH=/workspace/.kernelgate/python",
-                      "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:", "APP_MODE=dev"]
+    assert project.kernel_prefix(tmp_path, "python") == ["/usr/bin/env", "-C", "/workspace/service",
+                                                         "PYTHONPATH=/workspace/.kernelgate/python", "APP_MODE=dev"]
+    assert project.kernel_prefix(tmp_path, "c++") == ["/usr/bin/env", "-C", "/workspace/service",
+                                                      "CPATH=/workspace/.kernelgate/c/include",
+                                                      "LIBRARY_PATH=/workspace/.kernelgate/c/lib",
+                                                      "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib", "APP_MODE=dev"]
+    assert project.kernel_prefix(tmp_path, "sql") == ["/usr/bin/env", "-C", "/workspace/service", "APP_MODE=dev"]
+
+
+def test_a_kernel_gets_only_its_own_languages_installer_variables():
+    """A python kernel gets PYTHONPATH and none of the other installers' variables
+    (LD_LIBRARY_PATH, GEM_PATH...); Kotlin uses Java's installs, C++ C's, TypeScript
+    JavaScript's; the project file may set none of any installer's variables."""
+    from kernelgate.environment import installers
+
+    assert installers.kernel_env("python") == {"PYTHONPATH": "/workspace/.kernelgate/python"}
+    assert project.solo_prefix("python") == ["/usr/bin/env", "PYTHONPATH=/home/kernel/.kernelgate/python"]
+    assert installers.kernel_env("R", "/home/kernel") == {"R_LIBS": "/home/kernel/.kernelgate/r/library"}
+    assert installers.kernel_env("c++") == installers.kernel_env("c")
+    assert installers.kernel_env("bash") == {}
+    every = installers.variable_names()
+    assert {"LD_LIBRARY_PATH", "GEM_PATH", "PERL5LIB", "PYTHONPATH"} <= every
+    for name in sorted(every - {"LD_LIBRARY_PATH"}):  # LD_ is refused as a prefix anyway
+        with pytest.raises(project.ProjectFileError, match=name):
+            project.parse(f'[env]\n{name} = "x"'.encode())
 
 
 @pytest.mark.parametrize("text, word", [
@@ -143,7 +161,7 @@ async def test_project_file_overrides(tmp_path):
     ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\ngo = ["x"]', "installs support c, javascript, lua, perl, python, r, ruby"),
+    ('[packages]\nrust = ["x"]', "installs support c, javascript, lua, perl, python, r, ruby"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
@@ -158,15 +176,7 @@ async def test_an_invalid_project_file_is_reported_and_ignored_by_kernels(tmp_pa
     write(tmp_path, {"kernelgate.toml": '[env]\nPATH = "/nowhere"\n', "requirements.txt": "six\n"})
     report = await detect(tmp_path)
     assert "PATH" in report["project_file_error"] and report["project_file"] is None
-    assert project.kernel_prefix(tmp_path) == ["/usr/bin/env", "CPATH=/workspace/.kernelgate/c/include",
-                                                 "LIBRARY_PATH=/workspace/.kernelgate/c/lib",
-                                                 "LD_LIBRARY_PATH=/workspace/.kernelgate/c/lib",
-                                                 "LUA_PATH=/workspace/.kernelgate/lua/share/?.lua;"
-                                                 "/workspace/.kernelgate/lua/share/?/init.lua;;",
-                                                 "LUA_CPATH=/workspace/.kernelgate/lua/lib/?.so;;",
-                                                 "PERL5LIB=/workspace/.kernelgate/perl/lib",
-                                                 "PYTHONPATH=/workspace/.kernelgate/python",
-                                                 "R_LIBS=/workspace/.kernelgate/r/library", "GEM_PATH=/workspace/.kernelgate/ruby/gems:"]
+    assert project.kernel_prefix(tmp_path, "perl") == ["/usr/bin/env", "PERL5LIB=/workspace/.kernelgate/perl/lib"]
 
 
 def test_manifest_parsers():

@@ -98,7 +98,7 @@ def _env(table) -> dict[str, str]:
     for name, value in table.items():
         if not _NAME.match(name):
             raise ProjectFileError(f"{PROJECT_FILE}: {name!r} is not a variable name")
-        if name in _RESERVED_NAMES or name.startswith(_RESERVED) or name in installers.kernel_env():
+        if name in _RESERVED_NAMES or name.startswith(_RESERVED) or name in installers.variable_names():
             raise ProjectFileError(f"{PROJECT_FILE}: {name} is managed by kernelgate and cannot be set")
         if not isinstance(value, str) or "\x00" in value or len(value) > _MAX_VALUE:
             raise ProjectFileError(f"{PROJECT_FILE}: env.{name} must be a string of at most {_MAX_VALUE} characters")
@@ -146,15 +146,16 @@ def _is_directory(root: Path, path: str) -> bool:
         return False
 
 
-def kernel_prefix(root: Path) -> list[str]:
-    """The command prefix of a room kernel (blocking): its environment and working folder.
+def kernel_prefix(root: Path, language: str) -> list[str]:
+    """The command prefix of a room kernel of a kernelspec language (blocking): its
+    language's installer's variables, the project file's and its working folder.
 
     An invalid project file, or a workdir that is not a folder, is logged and left out:
     the kernel still starts, so that the room's files stay reachable to fix it.
     """
     from kernelgate.environment import installers  # they import this module
 
-    env = installers.kernel_env()
+    env = installers.kernel_env(language)
     prefix = ["/usr/bin/env"]
     try:
         project = load(root)
@@ -168,15 +169,16 @@ def kernel_prefix(root: Path) -> list[str]:
     return prefix + [f"{name}={value}" for name, value in env.items()]
 
 
-def solo_prefix() -> list[str]:
-    """The command prefix of a sandboxed solo kernel: the installers' variables for its
-    home, where its installs go (docs/environment.md)."""
+def solo_prefix(language: str) -> list[str]:
+    """The command prefix of a sandboxed solo kernel of a kernelspec language: its
+    language's installer's variables for its home, where its installs go
+    (docs/environment.md)."""
     from kernelgate.environment import installers  # they import this module
     from kernelgate.sandbox import HOME
 
-    return ["/usr/bin/env", *(f"{name}={value}" for name, value in installers.kernel_env(HOME).items())]
+    return ["/usr/bin/env", *(f"{name}={value}" for name, value in installers.kernel_env(language, HOME).items())]
 
 
-async def kernel_prefix_async(root: Path) -> list[str]:
+async def kernel_prefix_async(root: Path, language: str) -> list[str]:
     """kernel_prefix, off the event loop."""
-    return await asyncio.to_thread(kernel_prefix, root)
+    return await asyncio.to_thread(kernel_prefix, root, language)

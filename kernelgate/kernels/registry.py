@@ -798,11 +798,11 @@ class KernelRegistry(LoggingConfigurable):
         the kernel's folder and, for a sandboxed room kernel, its project's prefix, read
         again at each launch; a sandboxed solo kernel gets its installs' variables."""
         if kernel.workspace is None:
-            return {} if self.catalog.local_kernels else {"kernel_prefix": project.solo_prefix()}
+            return {} if self.catalog.local_kernels else {"kernel_prefix": project.solo_prefix(kernel.language)}
         if self.catalog.local_kernels:
             return {"cwd": str(kernel.workspace)}
         return {"cwd": str(kernel.workspace),
-                "kernel_prefix": await project.kernel_prefix_async(kernel.workspace)}
+                "kernel_prefix": await project.kernel_prefix_async(kernel.workspace, kernel.language)}
 
     def _kernel_env(self, client_env: dict[str, str], owner: str) -> dict[str, str]:
         env = dict(client_env)  # allowed_client_env's (_passed_env)

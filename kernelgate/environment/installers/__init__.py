@@ -38,7 +38,23 @@ def manifest_kind(name: str) -> manifests.Manifest | None:
                  if key.startswith("*") and name.endswith(key[1:]) and len(name) > len(key) - 1), None)
 
 
-def kernel_env(root: str = project.MOUNT) -> dict[str, str]:
-    """The variables kernels get from every installer (`root`: where they see their
-    workspace)."""
-    return {name: value for i in INSTALLERS.values() for name, value in i.kernel_env(root).items()}
+#: Kernelspec languages (lower case) whose kernels use another language's installs.
+KERNEL_LANGUAGES = {"c++": "c", "typescript": "javascript", "kotlin": "java"}
+
+
+def installer_of(kernel_language: str) -> Installer | None:
+    """The installer whose installs a kernel of this kernelspec language uses, if any."""
+    language = kernel_language.lower()
+    return INSTALLERS.get(KERNEL_LANGUAGES.get(language, language))
+
+
+def kernel_env(kernel_language: str, root: str = project.MOUNT) -> dict[str, str]:
+    """The variables a kernel of this kernelspec language gets from its language's installer
+    (none for a language without one; `root`: where it sees its workspace)."""
+    installer = installer_of(kernel_language)
+    return installer.kernel_env(root) if installer else {}
+
+
+def variable_names() -> frozenset[str]:
+    """Every variable any installer sets (the project file may not set them)."""
+    return frozenset(name for i in INSTALLERS.values() for name in i.kernel_env(project.MOUNT))
