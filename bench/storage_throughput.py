@@ -85,7 +85,7 @@ def peak_rss_mb() -> float:
 
 async def run_backend(name: str, store: Store, workdir: Path, source: Path, total: int,
                       digest: str, config: dict) -> dict:
-    storage = RoomStorage(store, rooms_dir=str(workdir / "rooms"), **config)
+    storage = RoomStorage(store, None, rooms_dir=str(workdir / "rooms"), **config)
     kind = "database" if name.startswith("database") else name
     room = "bench-room"
     working = storage.working_copy(room)

@@ -261,18 +261,16 @@ class ServeApp(ConfiguredApp):
         _raise_socket_limits()
         logs.configure(self.log, self.log_style, logs.FloodFilter(self.log_max_length, self.log_rate, self.log_burst))
         tiers, plans = Tiers(parent=self), Plans(parent=self)
-        # .instance(): modules not yet converted look these two up (environment/install.py,
-        # RoomStorage's uid mapping); the rest are handed them
-        engine = DockerEngine.instance(parent=self)
-        images = ImageBuilder.instance(parent=self, engine=engine)
+        engine = DockerEngine(parent=self)
+        images = ImageBuilder(parent=self, engine=engine)
         identity_provider = self._identity_provider()
         development = isinstance(identity_provider, DevIdentityProvider)
         catalog = await self._catalog(engine, images, development)
         registry = KernelRegistry(parent=self, catalog=catalog, tiers=tiers, engine=engine, images=images)
         store = await self._open_store()
-        rooms = RoomService(store, registry, plans, RoomStorage(store, parent=self), parent=self)
+        rooms = RoomService(store, registry, plans, RoomStorage(store, engine, parent=self), parent=self)
         await rooms.start()  # re-adopts running room kernels: before orphans are removed
-        environment = EnvironmentService(rooms, registry, store, parent=self)
+        environment = EnvironmentService(rooms, registry, store, engine, images, parent=self)
         await self._remove_leftovers(registry, environment)
         registry.start_pools()
         self._record_solo_kernels(registry, store)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
 from traitlets import Int, Unicode
-from traitlets.config import SingletonConfigurable
+from traitlets.config import LoggingConfigurable
 
 from kernelgate import metrics
 from kernelgate.errors import Unavailable
@@ -57,7 +57,7 @@ class ImageMissing(Unavailable):
     """The image a kernel needs has not been built."""
 
 
-class DockerEngine(SingletonConfigurable):
+class DockerEngine(LoggingConfigurable):
     """Async facade over the docker SDK, shared by every Docker provisioner.
 
     The gateway builds one (ServeApp.setup) and hands it to whoever calls the engine

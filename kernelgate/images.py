@@ -32,7 +32,7 @@ from pathlib import Path
 import docker
 import docker.errors
 from traitlets import Bool, Dict, Instance, Unicode, default
-from traitlets.config import Application, SingletonConfigurable
+from traitlets.config import Application, LoggingConfigurable
 
 from kernelgate.engine import DockerEngine
 from kernelgate.paths import shipped_folder
@@ -67,7 +67,7 @@ class ImageBuildError(ImageError):
     """Building an image failed; the message names the image, the failing step and its output."""
 
 
-class ImageBuilder(SingletonConfigurable):
+class ImageBuilder(LoggingConfigurable):
     """Computes references of, builds and lists kernelgate's images.
 
     References are cached per instance: create a new instance after editing image folders.

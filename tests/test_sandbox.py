@@ -329,12 +329,14 @@ def test_a_tier_makes_a_kernel_sandbox_spec():
 
 
 def test_install_containers_differ_from_kernels_only_in_declared_ways():
+    from kernelgate.engine import DockerEngine
     from kernelgate.environment.install import EnvironmentService
+    from kernelgate.images import ImageBuilder
     from kernelgate.sandbox import SandboxSpec
     from kernelgate.tiers import Tiers
 
     kernel = SandboxSpec.for_tier(Tiers().get(None)).run_options()
-    install = EnvironmentService(None, None, None).sandbox_spec("bridge").run_options()
+    install = EnvironmentService(None, None, None, DockerEngine(), ImageBuilder()).sandbox_spec("bridge").run_options()
     assert {k: install[k] for k in HARDENING} == HARDENING
     declared = {"network_mode", "mem_limit", "memswap_limit", "cpu_quota", "pids_limit", "tmpfs"}
     assert {k for k in kernel if kernel[k] != install.get(k)} == declared

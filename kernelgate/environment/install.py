@@ -188,8 +188,10 @@ class EnvironmentService(LoggingConfigurable):
         help="Language -> image (a folder of images/) its installs run in.",
     )
 
-    def __init__(self, rooms: RoomService, registry: KernelRegistry, store: Store, **kwargs) -> None:
-        """SystemExit (the gateway does not start) when `network` would give installs open
+    def __init__(self, rooms: RoomService, registry: KernelRegistry, store: Store,
+                 engine: DockerEngine, builder: ImageBuilder, **kwargs) -> None:
+        """Installs run in `engine`, in images whose references `builder` computes.
+        SystemExit (the gateway does not start) when `network` would give installs open
         egress or an `egress_hosts` entry is not host[:port]."""
         super().__init__(**kwargs)
         if self.network in ("bridge", "host", "default", "") or self.network.startswith("container:"):
@@ -206,6 +208,8 @@ class EnvironmentService(LoggingConfigurable):
         self.rooms = rooms
         self.registry = registry
         self.store = store
+        self.engine = engine
+        self.builder = builder
         self._jobs: dict[str, Job] = {}
         self._last: dict[str, dict] = {}  # room id -> its last install's result
         self._solo_last: dict[str, dict] = {}  # solo kernel id -> the same, while it lives
@@ -301,7 +305,7 @@ class EnvironmentService(LoggingConfigurable):
 
     def _image(self, language: str) -> str:
         try:
-            return ImageBuilder.instance().reference(self.images[language])
+            return self.builder.reference(self.images[language])
         except (KeyError, ImageError) as e:
             raise Unavailable(f"No image for {language} installs: {e}") from None
 
@@ -359,10 +363,9 @@ class EnvironmentService(LoggingConfigurable):
         """Gateway start: remove the install containers and staging areas of this gateway
         that an earlier run left (it stopped in the middle of an install)."""
         if not self.registry.catalog.local_kernels:
-            engine = DockerEngine.instance()
-            for container in await engine.labelled_containers(INSTALL_LABEL):
-                await engine.remove(container)
-            await remove_leftover_fences(engine, self.log)
+            for container in await self.engine.labelled_containers(INSTALL_LABEL):
+                await self.engine.remove(container)
+            await remove_leftover_fences(self.engine, self.log)
         installs = Path(self.store.data_dir) / "installs"
         for staging in await asyncio.to_thread(lambda: list(installs.iterdir()) if installs.is_dir() else []):
             await self._remove_staging(staging)
@@ -371,7 +374,7 @@ class EnvironmentService(LoggingConfigurable):
         """The staging folder, a tmpfs of `disk` when the gateway is root; its limit in KiB."""
         await asyncio.to_thread(staging.mkdir, parents=True, mode=0o700)
         limit = _kib(self.disk)
-        uid, gid = await UserNamespace(parent=self).ids_async(DockerEngine.instance(), self.uid)  # on the host
+        uid, gid = await UserNamespace(parent=self).ids_async(self.engine, self.uid)  # on the host
         if os.geteuid() == 0:
             options = f"size={self.disk},mode=0700,uid={uid},gid={gid},nosuid,nodev,noexec"
             process = await asyncio.create_subprocess_exec(
@@ -424,7 +427,7 @@ class EnvironmentService(LoggingConfigurable):
         proxy = EgressProxy(allowed, self.egress_private_hosts, log=self.log,
                             on_refused=lambda line: job.progress("", "fetch", f"[kernelgate] {line}"))
         try:
-            return await Fence.open(DockerEngine.instance(), job.room_id, proxy, self.log)
+            return await Fence.open(self.engine, job.room_id, proxy, self.log)
         except FenceError as e:
             self.log.error("Install in room %s refused: %s", job.room_id, e)
             raise InstallFailed(f"The install was refused: its network fence could not be made ({e});"
@@ -477,7 +480,7 @@ class EnvironmentService(LoggingConfigurable):
     async def _run_container(self, job: Job, language: str, step: str, reference: str,
                              command: list[str], options: dict) -> tuple[int, str]:
         """Run one install container to its end (or its time limit); (exit code, why)."""
-        engine = DockerEngine.instance()
+        engine = self.engine
         loop = asyncio.get_running_loop()
         pending = bytearray()
         tail: list[str] = []

@@ -129,9 +129,12 @@ class RoomStorage(LoggingConfigurable):
         "with no byte or inode limit (trusted users only).",
     )
 
-    def __init__(self, store: Store, **kwargs) -> None:
+    def __init__(self, store: Store, engine: DockerEngine | None, **kwargs) -> None:
+        """`engine`: the one whose user namespace maps workspace_uid to the working copies'
+        host owner (None: no engine, the uid as it is)."""
         super().__init__(**kwargs)
         self.store = store
+        self.engine = engine
         local = LocalBackend(parent=self)
         if not local.root:
             local.root = str(Path(store.data_dir) / "storage")
@@ -575,8 +578,7 @@ class RoomStorage(LoggingConfigurable):
         it, kernelgate.userns); None when the gateway is not root (it cannot chown)."""
         if os.geteuid() != 0:
             return None
-        engine = DockerEngine.instance() if DockerEngine.initialized() else None
-        return UserNamespace(parent=self).ids(engine, self.workspace_uid)[0]
+        return UserNamespace(parent=self).ids(self.engine, self.workspace_uid)[0]
 
 
 #: Snapshots whose skipped report is kept in memory (for their answers).
