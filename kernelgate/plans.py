@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from traitlets import Dict, List, TraitError, Unicode, validate
-from traitlets.config import SingletonConfigurable
+from traitlets.config import LoggingConfigurable
 
 from kernelgate.errors import Forbidden
 from kernelgate.identity import Identity
@@ -84,7 +84,7 @@ class Plan:
         return kernel_tier in self.kernel_tiers
 
 
-class Plans(SingletonConfigurable):
+class Plans(LoggingConfigurable):
     """The configured plans and the rules that use them."""
 
     plans = Dict(

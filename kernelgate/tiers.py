@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from traitlets import Dict, TraitError, Unicode, validate
-from traitlets.config import SingletonConfigurable
+from traitlets.config import LoggingConfigurable
 
 _MIB = 1024 * 1024
 
@@ -80,7 +80,7 @@ DEFAULT_TIERS = {
 }
 
 
-class Tiers(SingletonConfigurable):
+class Tiers(LoggingConfigurable):
     """The configured tiers, by name. Shared by provisioners and the API."""
 
     tiers = Dict(
