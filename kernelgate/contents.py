@@ -19,7 +19,7 @@ from typing import Callable
 
 from kernelgate.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unavailable
 from kernelgate.clock import iso
-from kernelgate.kernels.registry import Kernel
+from kernelgate.kernels.registry import Kernel, WaitingForEngine
 
 _ERRORS = {
     "ENOENT": NotFound, "EEXIST": Conflict, "ENOTEMPTY": Conflict,
@@ -55,6 +55,10 @@ class Contents:
     """Contents operations on one kernel's workspace."""
 
     def __init__(self, kernel: Kernel) -> None:
+        """WaitingForEngine (503) at once when the kernel's sandbox, which serves the
+        files, is gone until the Docker engine is back."""
+        if kernel.engine_wait:
+            raise WaitingForEngine(WaitingForEngine.message)
         self.agent = kernel.agent
 
     async def _file(self, op: str, path: str, buffers: list[bytes] | None = None, **extra):

@@ -32,7 +32,7 @@ from traitlets.config import LoggingConfigurable
 
 from kernelgate import logs, metrics, socketdir
 from kernelgate.clock import iso, utcnow
-from kernelgate.engine import DockerEngine
+from kernelgate.engine import DockerEngine, EngineUnavailable
 from kernelgate.environment import project
 from kernelgate.images import ImageBuilder
 from kernelgate.errors import BadRequest, Capacity, GatewayError, NotFound, TooMany, Unavailable
@@ -121,6 +121,15 @@ class TooManyStarts(TooMany):
         self.retry_after = retry_after
 
 
+class WaitingForEngine(Unavailable):
+    """The kernel's sandbox died while the Docker engine does not answer (503): it is
+    revived when the engine is back."""
+
+    retry_after = 10
+    message = ("The kernel's sandbox is gone and the Docker engine does not answer; the kernel "
+               "restarts when the engine is back (its files are kept). Try again shortly.")
+
+
 @dataclass(eq=False)
 class Kernel:
     """A running kernel as the gateway tracks it."""
@@ -141,6 +150,7 @@ class Kernel:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     restarts: list[float] = field(default_factory=list)  # monotonic times of automatic restarts
     pooled: bool = False  # started ahead of demand, before anyone owned it
+    engine_wait: bool = False  # dead while the Docker engine does not answer: revived once it does
 
     @property
     def execution_state(self) -> str:
@@ -713,6 +723,9 @@ class KernelRegistry(LoggingConfigurable):
                                  kernel.id, e, extra=_about(kernel))
                 try:
                     await self._fresh_sandbox(kernel)
+                except EngineUnavailable as e:
+                    self._wait_for_engine(kernel, e)  # the supervisor revives it when the engine is back
+                    raise WaitingForEngine(WaitingForEngine.message) from None
                 except (RuntimeError, TimeoutError) as e:
                     raise Unavailable(f"Kernel {kernel.name} did not restart: {e}") from None
             kernel.execution_state = "idle"
@@ -840,31 +853,58 @@ class KernelRegistry(LoggingConfigurable):
 
     async def _revive(self, kernel: Kernel) -> None:
         """Restart a dead kernel in a fresh sandbox, unless it died too often lately or
-        cannot be started: then tell its clients it is dead and remove it."""
+        cannot be started: then tell its clients it is dead and remove it. While the
+        Docker engine does not answer (restarted, down), the kernel waits, `restarting`,
+        its clients told once; the supervisor's next rounds revive it when the engine is
+        back (no restart counted: the kernel did not fail)."""
         async with kernel.lock:
             if kernel.id not in self.kernels:
                 return
             now = time.monotonic()
             kernel.restarts = [t for t in kernel.restarts if now - t < self.restart_window]
             revived = False
-            why = await kernel.manager.provisioner.exit_reason()
-            kernel.hub.publish("stream", {
-                "name": "stderr", "text": f"[kernelgate] The kernel died{': ' + why if why else ''}.\n"})
-            metrics.kernel_restarted(kernel.name, "oom" if "memory" in why else "crash")
+            try:
+                why = await kernel.manager.provisioner.exit_reason()
+            except EngineUnavailable as e:
+                self._wait_for_engine(kernel, e)
+                return
+            if not kernel.engine_wait:
+                kernel.hub.publish("stream", {
+                    "name": "stderr", "text": f"[kernelgate] The kernel died{': ' + why if why else ''}.\n"})
+                metrics.kernel_restarted(kernel.name, "oom" if "memory" in why else "crash")
             if len(kernel.restarts) < self.restart_limit:
-                kernel.restarts.append(now)
                 self.log.warning("Kernel %s died (%s); restarting it", kernel.id, why or "no reason known",
                                  extra=_about(kernel))
                 try:
                     await self._fresh_sandbox(kernel)
                     revived = True
+                    kernel.engine_wait = False
+                except EngineUnavailable as e:
+                    self._wait_for_engine(kernel, e)
+                    return
                 except (GatewayError, RuntimeError, TimeoutError) as e:
                     self.log.warning("Kernel %s could not be restarted: %s", kernel.id, e, extra=_about(kernel))
+                kernel.restarts.append(now)
         if not revived:
             self.log.warning("Kernel %s is dead", kernel.id, extra=_about(kernel))
             kernel.execution_state = "dead"
             kernel.hub.publish_status("dead")
             await self.shutdown(kernel, "dead")
+
+    def _wait_for_engine(self, kernel: Kernel, error: Exception) -> None:
+        """A dead kernel that cannot be revived while the engine is away: told once."""
+        kernel.execution_state = "restarting"
+        if kernel.engine_wait:
+            return
+        kernel.engine_wait = True
+        self._sandbox_gone(kernel)  # its terminals ended with its sandbox
+        self.log.warning("Kernel %s died while the Docker engine does not answer; revived when it does: %s",
+                         kernel.id, error, extra=_about(kernel))
+        kernel.hub.publish("stream", {"name": "stderr", "text": (
+            "[kernelgate] The kernel died: the Docker engine does not answer. It restarts when the "
+            "engine is back (its variables will be gone; files stay).\n")})
+        kernel.hub.publish_status("restarting")
+        metrics.kernel_restarted(kernel.name, "crash")
 
     async def restart_sandbox(self, kernel: Kernel) -> None:
         """Restart the kernel in a fresh sandbox (a new container: what its launch reads,

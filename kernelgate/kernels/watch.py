@@ -207,7 +207,10 @@ class KernelWatch:
         if self._current == msg_id:
             self._notice("The execution did not stop after the interrupt: restarting the "
                          "kernel. Its variables are lost.", msg_id)
-            await self.restart("timeout")
+            try:
+                await self.restart("timeout")
+            except Exception as e:  # noqa: BLE001 - a task's end: the registry's supervisor takes over
+                log.warning("restart after a timeout failed: %s", e)
 
     def _notice(self, text: str, msg_id: str | None = None, parent: dict | None = None) -> None:
         if parent is None:
