@@ -2,7 +2,7 @@
 """Latency of kernelgate against talking to the same kernel directly over ZeroMQ.
 
 Usage:
-    python bench/gateway_latency.py [--kernels docker,local] [--rounds 500] [--starts 5]
+    python -m bench.gateway_latency [--kernels docker,local] [--rounds 500] [--starts 5]
 
 For every kernel mode it starts its own `kernelgate serve` subprocess on a free loopback
 port (own runtime dir and gateway id; killed, with its kernels, at the end, even on
@@ -53,7 +53,8 @@ import websocket  # websocket-client
 import zmq
 from jupyter_client.session import DELIM, Session
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import ROOT, GatewayProcess
+
 V1 = "v1.kernel.websocket.jupyter.org"
 TIMEOUT = 30.0  # seconds any single wait may take before the benchmark gives up
 MAX_MESSAGES = 10_000  # bound on messages read while waiting for one reply
@@ -62,31 +63,6 @@ cpu = time.process_time
 
 
 # -- gateway process -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _source_env(source: Path) -> dict:
-    """The environment that makes `python -m kernelgate` import the code in `source`,
-    without the default warm pool (this measures cold starts)."""
-    return {"KERNELGATE_KernelRegistry__pool_sizes": "{}", **os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
-
-
-def _serve_supports(flag: str, source: Path) -> bool:
-    """Whether the source's `kernelgate serve` knows a command-line flag."""
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "kernelgate", "serve", "--help"], cwd=source,
-            env=_source_env(source), capture_output=True, text=True, timeout=60,
-        ).stdout
-    except subprocess.TimeoutExpired:
-        return False
-    return flag in out
 
 
 def describe_source(source: Path) -> str:
@@ -102,19 +78,14 @@ def describe_source(source: Path) -> str:
 
 
 class Gateway:
-    """`kernelgate serve` in a subprocess, in a temp dir of its own (its log, its runtime
-    dir, and no ./jupyter_config.py from the checkout: defaults unless --gateway-arg)."""
+    """A tests.harness.GatewayProcess (`--kernels=KERNELS`, no warm pool: this measures
+    cold starts) with its log and folders in a temp dir of its own, the kernels this
+    benchmark started, and the client calls the measurements make."""
 
     def __init__(self, kernels: str, extra_args: list[str], token: str | None,
                  tier_changes: dict | None = None, source: Path = ROOT) -> None:
         self.kernels = kernels
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.gateway_id = f"bench-{uuid.uuid4().hex[:8]}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="kgb-", dir="/tmp"))  # short: ipc paths
-        self.runtime_dir = self.workdir / "r"
-        self.log_path = self.workdir / "gateway.log"
-        auth = ["--no-auth"] if token is None and _serve_supports("--no-auth", source) else []
+        self.workdir = Path(tempfile.mkdtemp(prefix="kgb-", dir="/tmp"))
         config = []
         if tier_changes:  # e.g. every tier's CPU limit (Docker kernels' CFS quota)
             config += [
@@ -132,36 +103,24 @@ class Gateway:
             path = self.workdir / "bench_config.py"
             path.write_text("\n".join(["c = get_config()  # noqa: F821", *config, ""]))
             extra_args = [f"--config={path}", *extra_args]
-        self.args = [
-            sys.executable, "-m", "kernelgate", "serve", f"--port={self.port}",
-            f"--runtime-dir={self.runtime_dir}", f"--gateway-id={self.gateway_id}",
-            f"--kernels={kernels}", *auth, *extra_args,
-        ]
-        self.env = _source_env(source)
+        self.process = GatewayProcess(self.workdir, f"--kernels={kernels}", *extra_args, source=source)
+        self.url, self.port, self.runtime_dir = self.process.url, self.process.port, self.process.runtime_dir
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.proc: subprocess.Popen | None = None
         self.http = requests.Session()
         self.http.headers.update(self.headers)
         self.kernel_ids: set[str] = set()
 
+    @property
+    def proc(self) -> subprocess.Popen:
+        return self.process.proc
+
     def start(self, timeout: float = 60) -> Gateway:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.workdir, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited:\n{self.log()}")
-            try:
-                self.http.get(self.url + "/api", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start:\n{self.log()}")
+        self.process.start(timeout)
+        return self
 
     def log(self) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-4000:]
+            return self.process.log()[-4000:]
         except OSError:
             return ""
 
@@ -188,40 +147,20 @@ class Gateway:
         return self.runtime_dir / kernel_id / "connection.json"
 
     def stop(self) -> None:
-        """Delete our kernels, stop the gateway (SIGTERM, then SIGKILL), remove leftovers.
-
-        SIGINT/SIGTERM are ignored meanwhile, so a second Ctrl-C cannot cut cleanup short.
-        """
+        """Delete our kernels, stop the gateway, remove what it left (GatewayProcess.cleanup)
+        and the temp dir. SIGINT/SIGTERM are ignored meanwhile, so a second Ctrl-C cannot
+        cut cleanup short."""
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._stop()
+            if self.proc and self.proc.poll() is None:
+                for kernel_id in list(self.kernel_ids):
+                    self.delete_kernel(kernel_id)
+            self.process.stop()
+            self.process.cleanup()
+            shutil.rmtree(self.workdir, ignore_errors=True)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-    def _stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            for kernel_id in list(self.kernel_ids):
-                self.delete_kernel(kernel_id)
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.kernels == "docker":  # containers a killed gateway may have left
-            try:
-                import docker
-
-                client = docker.from_env(timeout=30)
-                for c in client.containers.list(
-                    all=True, filters={"label": f"org.kernelgate.gateway={self.gateway_id}"}
-                ):
-                    c.remove(force=True)
-            except Exception as e:  # noqa: BLE001
-                print(f"  (cleanup: docker: {e})", file=sys.stderr)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # -- messages (built and parsed identically for every transport) -----------------------
@@ -819,7 +758,7 @@ def docker_problem(source: Path) -> str | None:
         found = subprocess.run(
             [sys.executable, "-c", "from kernelgate.images import ImageBuilder; "
              "print(ImageBuilder().reference('python'))"],
-            cwd=source, env=_source_env(source), capture_output=True, text=True, timeout=120,
+            cwd=source, capture_output=True, text=True, timeout=120,  # imports the source's kernelgate
         )
         if found.returncode:
             return f"cannot compute the python image reference: {found.stderr.strip()[-300:]}"
@@ -861,8 +800,8 @@ def main(argv=None) -> int:
                         help="kernelgate source tree to run (default: this checkout), e.g. a "
                         "`git archive` of a commit, to compare versions or to measure a fixed "
                         "commit while the checkout changes")
-    parser.add_argument("--token", help="bearer token for an authenticating gateway "
-                        "(default: start it with --no-auth when it has that flag)")
+    parser.add_argument("--token", help="bearer token for a gateway that authenticates "
+                        "(a --gateway-arg=--jwt-secret=S; without one it runs with --no-auth)")
     args = parser.parse_args(argv)
     if not (1 <= args.rounds <= 1_000_000 and 1 <= args.block and 0 <= args.starts <= 1000):
         parser.error("rounds, block and starts must be positive")
