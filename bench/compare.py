@@ -2,9 +2,9 @@
 """kernelgate side by side with Jupyter Kernel Gateway and Jupyter Enterprise Gateway.
 
 Usage:
-    python bench/compare.py [--rounds 300] [--starts 5] [--idle 10] [--lines 100000]
-                            [--capacity-seconds 60] [--capacity-max 200] [--parallel 4]
-                            [--only kernelgate-local,kernelgate-docker,kernelgate-docker-pool,kg,eg]
+    python -m bench.compare [--rounds 300] [--starts 5] [--idle 10] [--lines 100000]
+                              [--capacity-seconds 60] [--capacity-max 200] [--parallel 4]
+                              [--only kernelgate-local,kernelgate-docker,kernelgate-docker-pool,kg,eg]
 
 Runs the same client workload, one gateway after the other, against
   - kernelgate with local kernels, with Docker kernels, and (start only) with Docker
@@ -31,9 +31,10 @@ Workload, python3 kernel, one synchronous websocket-client (legacy JSON protocol
 
 kernelgate is started with `--KernelRegistry.max_output=0` (its default 4 MiB output cap
 per execution would cut the throughput cell). Its Docker python3 kernels run in the
-`low` tier (0.5 CPU). Every server runs on a free 127.0.0.1 port in its own /tmp dir and
-process group; at the end, even on errors or SIGTERM, kernels are deleted, the servers are
-stopped, kernelgate's containers are removed and the dirs deleted (the venv is kept).
+`low` tier (0.5 CPU), as a tests.harness.GatewayProcess. Every server runs on a free
+127.0.0.1 port in its own /tmp dir (KG and EG in their own process group); at the end, even
+on errors or SIGTERM, kernels are deleted, the servers are stopped, kernelgate's
+containers and mounts are removed and the dirs deleted (the venvs are kept).
 """
 
 from __future__ import annotations
@@ -48,17 +49,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_latency import (  # noqa: E402 - the same client code as the latency benchmark
-    ROOT, WsTransport, _children, describe_source, execute_parts, free_port, loadavg,
-    machine, measure_start, percentile, perf, round_trip,
+from bench.gateway_latency import (  # the same client code as the latency benchmark
+    WsTransport, _children, describe_source, execute_parts, loadavg, machine, measure_start,
+    percentile, perf, round_trip,
 )
+from kernelgate.engine import GATEWAY_LABEL
+from tests.harness import ROOT, GatewayProcess, free_port
 
 VARIANTS = ("kernelgate-local", "kernelgate-docker", "kernelgate-docker-pool", "kg", "eg")
 LABELS = {
@@ -106,35 +107,33 @@ def ensure_venv(venv: Path, packages: list[str], module: str) -> dict[str, str]:
 
 
 class Server:
-    """One gateway subprocess in its own process group and temp dir."""
+    """One gateway in a temp dir of its own: kernelgate as a tests.harness.GatewayProcess,
+    KG and EG as a subprocess in their own process group (their local kernels with them)."""
 
     def __init__(self, variant: str, venv: Path) -> None:
         self.variant = variant
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="kgc-", dir="/tmp"))  # short: ipc paths
-        self.log_path = self.workdir / "server.log"
-        self.gateway_id = f"cmp-{uuid.uuid4().hex[:8]}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="kgc-", dir="/tmp"))
         self.docker = variant.startswith("kernelgate-docker")
         self.headers: dict = {}
-        env = dict(os.environ)
-        if variant.startswith("kernelgate"):  # a warm pool only where its config sets one
-            env.setdefault("KERNELGATE_KernelRegistry__pool_sizes", "{}")
-            args = [sys.executable, "-m", "kernelgate", "serve", "--no-auth",
-                    f"--port={self.port}", f"--runtime-dir={self.workdir}/r",
-                    f"--data-dir={self.workdir}/data", f"--gateway-id={self.gateway_id}",
-                    f"--kernels={'docker' if self.docker else 'local'}",
-                    "--KernelRegistry.max_output=0"]
+        self.gateway: GatewayProcess | None = None
+        self._proc: subprocess.Popen | None = None
+        if variant.startswith("kernelgate"):
             config = (  # no per-user kernel limit: the benchmark is one user
                 'c.Plans.plans = {"bench": {"kernel_tiers": ["low"], "max_kernels": 0}}\n'
                 'c.Plans.order = ["bench"]\nc.Plans.admin_plan = "bench"\n')
             if variant == "kernelgate-docker-pool":
                 config += 'c.KernelRegistry.pool_sizes = {"python3": 1}\n'
             (self.workdir / "config.py").write_text(config)
-            args.append(f"--config={self.workdir}/config.py")
-            cwd = ROOT
+            self.gateway = GatewayProcess(
+                self.workdir, f"--kernels={'docker' if self.docker else 'local'}",
+                "--KernelRegistry.max_output=0", f"--config={self.workdir}/config.py")
+            self.port, self.url, self.log_path = self.gateway.port, self.gateway.url, self.gateway.log_path
         else:
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.log_path = self.workdir / "server.log"
             # the venv's own Jupyter paths only: its python3 kernelspec, runtime in workdir
+            env = dict(os.environ)
             for key in ("JUPYTER_PATH", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "PYTHONPATH",
                         "JUPYTER_CONFIG_PATH"):
                 env.pop(key, None)
@@ -150,19 +149,24 @@ class Server:
                 args = [str(venv / "bin" / "jupyter"), "enterprisegateway",
                         "--EnterpriseGatewayApp.ip=127.0.0.1",
                         f"--EnterpriseGatewayApp.port={self.port}"]
-            cwd = self.workdir
-        self.args, self.env, self.cwd = args, env, cwd
-        self.proc: subprocess.Popen | None = None
+            self.args, self.env = args, env
         self.http = requests.Session()
         self.kernel_ids: set[str] = set()
 
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.gateway.proc if self.gateway else self._proc
+
     def start(self, timeout: float = 90) -> Server:
+        if self.gateway:
+            self.gateway.start(timeout)
+            return self
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.cwd, env=self.env, start_new_session=True)
+            self._proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                          cwd=self.workdir, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self._proc.poll() is not None:
                 raise RuntimeError(f"{self.variant} exited:\n{self.log()}")
             try:
                 if self.http.get(self.url + "/api", timeout=1).status_code == 200:
@@ -202,57 +206,37 @@ class Server:
 
     def containers(self) -> list[str]:
         out = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=org.kernelgate.gateway={self.gateway_id}"],
+            ["docker", "ps", "-aq", "--filter", f"label={GATEWAY_LABEL}={self.gateway.gateway_id}"],
             capture_output=True, text=True, timeout=60).stdout
         return out.split()
 
-    def _unmount(self) -> None:
-        """Unmount kernel socket dirs (tmpfs, Docker kernels) the gateway left mounted
-        under its temp dir (seen once: a pool refill racing the gateway's shutdown)."""
-        try:
-            with open("/proc/mounts") as f:
-                points = [line.split()[1] for line in f]
-        except OSError:
-            return
-        prefix = str(self.workdir) + "/"
-        for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
-            print(f"  (cleanup: unmounting {point}, left mounted by the gateway)",
-                  file=sys.stderr, flush=True)
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
-
     def stop(self) -> None:
+        """Delete our kernels, stop the server and remove what it left: kernelgate's
+        through GatewayProcess.stop and cleanup (containers, mounts, folders), KG's and
+        EG's process group; then the temp dir. SIGINT/SIGTERM are ignored meanwhile."""
         previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             if self.proc and self.proc.poll() is None:
                 for kernel_id in list(self.kernel_ids):
                     self.delete_kernel(kernel_id)
-                self.proc.send_signal(signal.SIGTERM)
+            if self.gateway:
+                self.gateway.stop()
+                self.gateway.cleanup()
+            elif self._proc:
+                self._proc.send_signal(signal.SIGTERM)
                 try:
-                    self.proc.wait(60)
+                    self._proc.wait(60)
                 except subprocess.TimeoutExpired:
                     pass
-            if self.proc:  # the group: kernels a server left behind
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                try:  # the group: kernels the server left behind
+                    os.killpg(self._proc.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
                 try:
-                    self.proc.wait(10)
+                    self._proc.wait(10)
                 except subprocess.TimeoutExpired:
                     pass
-            # a kernel being created during shutdown (a pool refill) can leave a container
-            # or a mounted socket dir behind: a few bounded passes
-            for attempt in range(5):
-                if self.docker:
-                    ids = self.containers()
-                    if ids:
-                        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True,
-                                       timeout=120)
-                self._unmount()
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                if not self.workdir.exists() and not (self.docker and self.containers()):
-                    break
-                time.sleep(1)
+            shutil.rmtree(self.workdir, ignore_errors=True)
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
