@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.client import GatewayClient  # noqa: E402 - the project's test client
-from tests.harness import GatewayProcess  # noqa: E402 - the project's gateway launcher
+from tests.client import GatewayClient  # the project's test client
+from tests.harness import ROOT, GatewayProcess  # the project's gateway launcher
 
 
 @dataclass

@@ -2,7 +2,7 @@
 """A cell printing 100,000 lines: the gateway's forwarding rate against jupyter_client
 reading the same kernel directly, and another user's round trips meanwhile.
 
-Usage: python bench/iopub_flood.py [--lines 100000] [--repeats 5] [--flush]
+Usage: python -m bench.iopub_flood [--lines 100000] [--repeats 5] [--flush]
            [--protocol legacy|v1] [--kernel-cpus N] [--source DIR] [--json FILE]
 
 Starts its own `kernelgate serve --kernels=docker --no-auth` (bench/docker_gateway.py)
@@ -37,8 +37,8 @@ from pathlib import Path
 import requests
 from jupyter_client import BlockingKernelClient
 
-from docker_gateway import ROOT, docker_gateway
-from gateway_latency import WsTransport, execute_parts, percentile, process_cpu, round_trip
+from bench.docker_gateway import ROOT, docker_gateway
+from bench.gateway_latency import WsTransport, execute_parts, percentile, process_cpu, round_trip
 
 now = time.monotonic  # one clock for both processes (CLOCK_MONOTONIC)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time to a ready kernel for every language, with and without the start-up CPU allowance.
 
-Usage: python bench/language_starts.py [--starts 3] [--only python3,r,...]
+Usage: python -m bench.language_starts [--starts 3] [--only python3,r,...]
 
 Starts two `kernelgate serve --kernels=docker --no-auth` gateways: one with the project's
 tiers, one with the same tiers but `start_cpus` 0 (containers start with their tier's
@@ -19,7 +19,7 @@ import asyncio
 import statistics
 import time
 
-from docker_gateway import ROOT, docker_gateway
+from bench.docker_gateway import ROOT, docker_gateway
 
 from kernelgate.tiers import DEFAULT_TIERS
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Many idle kernels on one machine: how many start, and how REST answers meanwhile.
 
-Usage: python bench/many_kernels.py [--kernels 200] [--parallel 4] [--requests 300]
+Usage: python -m bench.many_kernels [--kernels 200] [--parallel 4] [--requests 300]
        [--kernelspec python3] [--source PATH]
 
 Starts its own `kernelgate serve --kernels=docker --no-auth` (from the kernelgate code in
@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from docker_gateway import ROOT, docker_gateway
+from bench.docker_gateway import ROOT, docker_gateway
 
 
 

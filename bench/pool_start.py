@@ -2,7 +2,7 @@
 """Time from POST /api/kernels to the first execute_result: from a warm pool and cold,
 with no variables and with what JupyterLab's GatewayClient sends.
 
-Usage: python bench/pool_start.py [--runs 6] [--wait 30]
+Usage: python -m bench.pool_start [--runs 6] [--wait 30]
 
 Starts its own `kernelgate serve --kernels=docker --no-auth` with a pool of one python3
 kernel and KERNEL_BENCH in allowed_client_env, then, `--runs` times each, in turn:
@@ -23,7 +23,7 @@ import asyncio
 import statistics
 import time
 
-from docker_gateway import docker_gateway
+from bench.docker_gateway import docker_gateway
 
 #: What GatewayClient (jupyter_server) sends for a notebook in a Lab server whose
 #: environment has KERNEL_USERNAME and some other KERNEL_* variable.
