@@ -142,6 +142,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.RoomStorage.rooms_dir = ""                 # empty: <data_dir>/rooms (working copies)
 # c.RoomStorage.workspace_quotas = "loop"      # ext4 volume per room (root, e2fsprogs); "off": no quotas
 # c.RoomStorage.volumes_dir = ""               # empty: <data_dir>/volumes (the volumes' images)
+# c.RoomStorage.preallocate_workspaces = False # True: reserve each volume on the host disk (a full disk cannot fail it)
 # c.RoomStorage.sync_interval = 60.0           # seconds between syncs of changed workspaces
 # c.RoomStorage.max_archive_bytes = 16 << 30   # file content per archive (apparent size); more: left out / 413
 # c.RoomStorage.max_archive_members = 1_000_000  # entries per archive; more: left out / 413

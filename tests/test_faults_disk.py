@@ -21,30 +21,34 @@ SIZE_MB = 160
 
 
 @pytest.fixture
-def full_disk_gateway(docker_engine, tmp_path):
-    """A gateway (working copies as plain folders: RoomStorage.workspace_quotas 'off')
-    whose data folder is a SIZE_MB ext4 file system, loop-mounted; all removed
-    afterwards (the loop device goes with the mount). Its log must hold no traceback."""
+def disk_gateway(docker_engine, tmp_path):
+    """Factory: disk_gateway(*args) -> a started gateway whose data folder is a SIZE_MB
+    ext4 file system, loop-mounted; all removed afterwards (the loop device goes with the
+    mount). Its log must hold no traceback."""
     if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
         require("a loop-mounted file system needs root and e2fsprogs")
-    gateway = GatewayProcess(tmp_path, "--kernels=docker", "--RoomStorage.workspace_quotas=off")
-    image = tmp_path / "disk.img"
-    with open(image, "wb") as f:
-        f.truncate(SIZE_MB << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
-    gateway.data_dir.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(gateway.data_dir)], check=True)
-    try:
-        yield gateway.start()
-        gateway.stop()
-        assert "Traceback" not in gateway.log(), gateway.log()
-    finally:
+    made = []
+
+    def start(*args: str) -> GatewayProcess:
+        gateway = GatewayProcess(tmp_path, "--kernels=docker", *args)
+        image = tmp_path / f"disk-{gateway.port}.img"
+        with open(image, "wb") as f:
+            f.truncate(SIZE_MB << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+        gateway.data_dir.mkdir()
+        subprocess.run(["mount", "-o", "loop", str(image), str(gateway.data_dir)], check=True)
+        made.append(gateway)
+        return gateway.start()
+
+    yield start
+    for gateway in made:
         gateway.stop()
         remove_containers(gateway.gateway_id)
         for mountpoint in mounts_under(gateway.runtime_dir, gateway.data_dir):
             subprocess.run(["umount", "-l", mountpoint], check=False)
         subprocess.run(["umount", "-l", str(gateway.data_dir)], check=False)
         gateway.cleanup()
+        assert "Traceback" not in gateway.log(), gateway.log()
 
 
 def fill(disk: Path) -> Path:
@@ -66,14 +70,14 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-async def test_a_full_disk_is_413_and_503_loses_nothing_and_recovers(full_disk_gateway):
+async def test_a_full_disk_is_413_and_503_loses_nothing_and_recovers(disk_gateway):
     """The disk fills up while a room is in use (working copies as plain folders,
     RoomStorage.workspace_quotas 'off'). A Contents API write answers 413 "No space left
     on device"; the kernel's own write fails in the cell (OSError ENOSPC); a snapshot
     answers 503 and none is listed; every file saved before reads back intact, kernels
     run, the gateway answers everything else. Once space is freed, writes and snapshots
     work again and the earlier snapshot restores exactly."""
-    gateway = full_disk_gateway
+    gateway = disk_gateway("--RoomStorage.workspace_quotas=off")
     data = gateway.data_dir
     client = gateway.client()
     room = (await answered(client, "POST", "/api/rooms", {"name": "full", "languages": ["python3"]})).body
@@ -119,3 +123,55 @@ async def test_a_full_disk_is_413_and_503_loses_nothing_and_recovers(full_disk_g
     read = await answered(client, "GET", f"/api/rooms/{room_id}/contents/kept.txt")
     assert read.body["content"] == "kept", read.body
     assert (await answered(client, "DELETE", f"/api/rooms/{room_id}")).status == 204
+
+
+SMALL_PLAN = """
+c.Plans.plans = {"team": {"kernel_tiers": ["low", "medium", "high"], "max_rooms": 5,
+                          "workspace_bytes": 48 << 20}}
+c.Plans.order = ["team"]  # the plan of --no-auth's user
+c.RoomStorage.preallocate_workspaces = True
+"""
+
+
+async def test_preallocated_workspaces_keep_their_space_on_a_full_disk(disk_gateway, tmp_path):
+    """Workspace volumes (workspace_quotas 'loop') with preallocate_workspaces: the disk
+    holding the volumes fills up. A room made before keeps its whole quota: the kernel's
+    fsynced write and a Contents API write succeed and read back exactly. A new room is
+    refused with a JSON 503 ("The host's disk has no room for a 48 MiB workspace"),
+    leaving no image behind; a snapshot is 503. Once space is freed a new room is made.
+    (With sparse volumes, the default, the same fill made the kernel's write fail and a
+    Contents API write answer 201 whose blocks the host disk could not take.)"""
+    config = tmp_path / "small_plan.py"
+    config.write_text(SMALL_PLAN)
+    gateway = disk_gateway(f"--config={config}", f"--Store.url=sqlite:///{tmp_path / 'store.db'}")
+    client = gateway.client()
+    room = (await answered(client, "POST", "/api/rooms", {"name": "kept", "languages": ["python3"]})).body
+    room_id, kernel = room["id"], room["kernels"][0]["id"]
+    ws = await client.connect(kernel)
+
+    filler = fill(gateway.data_dir)
+    write = ("import hashlib, os\ndata = os.urandom(16 << 20)\nwith open('/workspace/big.bin', 'wb') as f:\n"
+             "    f.write(data); f.flush(); os.fsync(f.fileno())\nprint(hashlib.sha256(data).hexdigest())")
+    run = await ws.execute(write, timeout=120)
+    assert run.status == "ok", run.reply
+    digest = run.stdout.strip()
+    put = await answered(client, "PUT", f"/api/rooms/{room_id}/contents/api.txt",
+                         {"type": "file", "format": "text", "content": "a" * (1 << 20)})
+    assert put.status in (200, 201), put.body
+    run = await ws.execute("import hashlib\nos.system('sync')\n"
+                           "print(hashlib.sha256(open('/workspace/big.bin', 'rb').read()).hexdigest())", timeout=120)
+    assert run.stdout.strip() == digest, run.reply
+    refused = await answered(client, "POST", "/api/rooms", {"name": "new", "languages": ["python3"]})
+    assert refused.status == 503 and "host's disk has no room" in refused.body["message"], refused.body
+    assert sorted(p.name for p in (gateway.data_dir / "volumes").iterdir()) == [f"{room_id}.ext4"]
+    snapshot = await answered(client, "POST", f"/api/rooms/{room_id}/snapshots")
+    assert snapshot.status == 503 and "No space left" in snapshot.body["message"], snapshot.body
+    read = await answered(client, "GET", f"/api/rooms/{room_id}/contents/api.txt")
+    assert read.status == 200 and read.body["content"] == "a" * (1 << 20)
+
+    filler.unlink()
+    ws.close()
+    made = await answered(client, "POST", "/api/rooms", {"name": "new", "languages": ["python3"]})
+    assert made.status == 201, made.body
+    for created in (room_id, made.body["id"]):
+        assert (await answered(client, "DELETE", f"/api/rooms/{created}")).status == 204

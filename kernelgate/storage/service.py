@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-from traitlets import Enum, Float, Int, Unicode, default
+from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from kernelgate import logs, metrics
@@ -127,6 +127,14 @@ class RoomStorage(LoggingConfigurable):
         "workspace_bytes and workspace_inodes, loop-mounted (needs root and e2fsprogs; "
         "without them rooms cannot be created or started: 503). 'off': plain folders "
         "with no byte or inode limit (trusted users only).",
+    )
+
+    preallocate_workspaces = Bool(
+        False, config=True,
+        help="With workspace_quotas 'loop': reserve each new volume's workspace_bytes on "
+        "the host's disk when it is made (a room that does not fit is refused, 503). "
+        "Without, volumes are sparse: a host disk that fills up fails the rooms' writes "
+        "(and may lose writes already acknowledged), whatever their quotas.",
     )
 
     def __init__(self, store: Store, engine: DockerEngine | None, **kwargs) -> None:
@@ -499,7 +507,8 @@ class RoomStorage(LoggingConfigurable):
         fresh_image = image.with_name(f".{room_id}-{tag}.ext4")
         fresh = self.working_copy(room_id).with_name(f".restore-{room_id}-{tag}")
         try:
-            volumes.make(fresh_image, fresh, plan.workspace_bytes, plan.workspace_inodes, self._uid())
+            volumes.make(fresh_image, fresh, plan.workspace_bytes, plan.workspace_inodes, self._uid(),
+                         self.preallocate_workspaces)
             try:
                 self._unpack(backend, key, fresh, room_id)
             finally:
@@ -547,7 +556,7 @@ class RoomStorage(LoggingConfigurable):
         self._check_volumes()
         plan = self.plan(room_id)
         volumes.make(self._image(room_id), self.working_copy(room_id), plan.workspace_bytes,
-                     plan.workspace_inodes, self._uid())
+                     plan.workspace_inodes, self._uid(), self.preallocate_workspaces)
 
     def _remove_working_copy(self, room_id: str) -> None:
         if self.workspace_quotas == "loop":

@@ -2,7 +2,8 @@
 owner's plan caps its bytes and inodes. Writes past either limit fail with ENOSPC inside
 the sandbox; the host's disk and the other rooms are not touched.
 
-Each volume is a sparse image file formatted with `mkfs.ext4 -N <inodes>` (no reserved
+Each volume is a sparse image file (or, with RoomStorage.preallocate_workspaces, one whose
+blocks are reserved at its creation) formatted with `mkfs.ext4 -N <inodes>` (no reserved
 blocks, lost+found removed, the root owned by the sandboxes' user with mode 0700) and
 loop-mounted with nodev,nosuid at the working copy's path. The mount's loop device is
 freed when the last mount of it goes (autoclear): a container still running a room
@@ -16,6 +17,7 @@ need root and e2fsprogs; `problem()` says why volumes cannot be used here.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -42,13 +44,30 @@ def problem() -> str | None:
     return None
 
 
-def make(image: Path, mountpoint: Path, size: int, inodes: int, uid: int | None) -> None:
+class HostDiskFull(Unavailable):
+    """The host's disk cannot hold a preallocated volume (503): nothing was made."""
+
+    retry_after = 60
+
+
+def make(image: Path, mountpoint: Path, size: int, inodes: int, uid: int | None,
+         preallocate: bool = False) -> None:
     """A new volume of `size` bytes and at least `inodes` inodes at `image` (which must not
-    exist), mounted at `mountpoint` (created if missing, must be empty)."""
+    exist), mounted at `mountpoint` (created if missing, must be empty). `preallocate`:
+    the image's blocks are reserved on the host's disk now (HostDiskFull if they do not
+    fit), so that a full host disk cannot fail the volume's writes later."""
     image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, size)
+        if preallocate:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        image.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HostDiskFull(f"The host's disk has no room for a {size >> 20} MiB workspace; "
+                               "nothing was made") from None
+        raise
     finally:
         os.close(fd)
     owner = f"{uid}:{uid}" if uid is not None else f"{os.getuid()}:{os.getgid()}"
