@@ -408,12 +408,6 @@ class Store(LoggingConfigurable):
         return _room_record(room)
 
     @reads
-    def get_room(session: Session, room_id: str) -> RoomRecord | None:
-        """The room, or None if there is none with this id."""
-        room = session.scalars(_rooms_query().where(Room.id == room_id)).one_or_none()
-        return _room_record(room) if room else None
-
-    @reads
     def rooms_of(session: Session, user: str) -> list[RoomRecord]:
         """The rooms `user` is a member of, oldest first."""
         member_of = select(Member.room_id).where(Member.user_id == user)
