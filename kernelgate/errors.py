@@ -1,7 +1,7 @@
 """Errors the services raise for the handlers to answer: each knows its HTTP status.
 
-The handlers render every one as JSON `{"reason", "message"}` (shared/API.md); anything
-else escaping a handler is a bug and answers 500 without details.
+The handlers render every one as JSON `{"reason", "message"}` (docs/api.md, "Errors");
+anything else escaping a handler is a bug and answers a JSON 500 without details.
 """
 
 
@@ -39,7 +39,8 @@ class Conflict(GatewayError):
 
 
 class TooLarge(GatewayError):
-    """A file or workspace limit of the caller's tier is exceeded."""
+    """A request body, a file or an archive is over a limit (the handlers', the plan's,
+    the storage's)."""
 
     status, reason = 413, "Payload Too Large"
 
