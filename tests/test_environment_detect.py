@@ -71,7 +71,7 @@ async def test_a_polyglot_project(tmp_path):
     assert "express" not in {p["name"] for p in js["packages"]}  # node_modules is never entered
     assert js["install"]["source"] is None  # package.json is not in the project's folder
     assert {f["name"] for f in language(report, "java")["frameworks"]} == {"Spring Boot"}
-    assert language(report, "java")["install"]["supported"] is False
+    assert language(report, "java")["install"] == {"supported": True, "source": None, "packages": []}  # in server/
     assert [f["name"] for f in language(report, "ruby")["frameworks"]] == ["Rails"]
     assert [p["name"] for p in language(report, "php")["packages"]] == ["laravel/framework"]
     assert [(p["name"], p["spec"]) for p in language(report, "r")["packages"]] == [("shiny", ">= 1.8"), ("dplyr", "")]
@@ -143,14 +143,62 @@ def test_a_kernel_gets_only_its_own_languages_installer_variables():
     assert installers.kernel_env("python") == {"PYTHONPATH": "/workspace/.kernelgate/python"}
     assert project.solo_prefix("python") == ["/usr/bin/env", "PYTHONPATH=/home/kernel/.kernelgate/python"]
     assert installers.kernel_env("R", "/home/kernel") == {"R_LIBS": "/home/kernel/.kernelgate/r/library"}
+    assert installers.kernel_env("kotlin") == installers.kernel_env("java") != {}
     assert installers.kernel_env("c++") == installers.kernel_env("c")
     assert installers.kernel_env("bash") == {}
     every = installers.variable_names()
-    assert {"LD_LIBRARY_PATH", "GEM_PATH", "PERL5LIB", "PYTHONPATH"} <= every
+    assert {"LD_LIBRARY_PATH", "GEM_PATH", "PERL5LIB", "PYTHONPATH", "GOPATH", "JJAVA_CLASSPATH",
+            "PHP_INI_SCAN_DIR"} <= every
     for name in sorted(every - {"LD_LIBRARY_PATH"}):  # LD_ is refused as a prefix anyway
         with pytest.raises(project.ProjectFileError, match=name):
             project.parse(f'[env]\n{name} = "x"'.encode())
 
+
+
+@pytest.mark.parametrize("files, language_name, manager, source, packages", [
+    ({"go.mod": "module x\n\ngo 1.21\n\nrequire (\n\tgithub.com/google/uuid v1.3.0\n"
+                "\tgolang.org/x/sys v0.1.0 // indirect\n)\nrequire github.com/gin-gonic/gin v1.9.1\n"},
+     "go", "go", "go.mod", ["github.com/google/uuid", "github.com/gin-gonic/gin"]),
+    ({"composer.json": json.dumps({"require": {"php": ">=8.1", "ext-bcmath": "*", "lib-curl": "*",
+                                               "composer-plugin-api": "^2", "psr/log": "^1"},
+                                   "require-dev": {"phpunit/phpunit": "^9"}})},
+     "php", "composer", "composer.json", ["ext-bcmath", "psr/log"]),
+    ({"pom.xml": "<project><parent><groupId>org.springframework.boot</groupId>"
+                 "<artifactId>spring-boot-starter-parent</artifactId></parent><dependencies>"
+                 "<dependency><groupId>org.apache.commons</groupId><artifactId>commons-lang3</artifactId></dependency>"
+                 "<dependency><groupId>junit</groupId><artifactId>junit</artifactId><scope>test</scope></dependency>"
+                 "</dependencies></project>"},
+     "java", "maven", "pom.xml", ["org.apache.commons:commons-lang3"]),
+    ({"build.gradle.kts": 'plugins {\n    id("org.springframework.boot") version "3.3.0"\n}\n'
+                          'dependencies {\n    implementation("com.google.guava:guava:33.0.0-jre")\n'
+                          '    testImplementation("junit:junit:4.13")\n}\n'},
+     "java", "gradle", "build.gradle.kts", ["com.google.guava:guava"]),
+])
+async def test_go_php_and_java_installs_are_planned_from_their_manifests(tmp_path, files, language_name, manager,
+                                                                         source, packages):
+    """Indirect Go requirements, PHP platform requirements (php, lib-*, composer-*), dev and
+    test dependencies, Gradle plugins and Maven parents are not installed; PHP extensions
+    are."""
+    write(tmp_path, files)
+    entry = language(await detect(tmp_path), language_name)
+    assert entry["package_manager"] == manager
+    assert entry["install"] == {"supported": True, "source": source, "packages": packages}
+
+
+def test_go_php_and_java_names_map_to_debian_packages():
+    from kernelgate.environment.installers import go, java, php
+
+    assert go.candidates("github.com/google/uuid") == ["golang-github-google-uuid-dev"]
+    assert go.candidates("golang.org/x/text") == ["golang-golang-x-text-dev"]
+    assert go.candidates("github.com/go-chi/chi/v5") == ["golang-github-go-chi-chi-v5-dev", "golang-github-go-chi-chi-dev"]
+    assert go.candidates("gopkg.in/yaml.v3") == ["golang-gopkg-yaml.v3-dev"]
+    assert php.candidates("ext-bcmath") == ["php-bcmath"] and php.candidates("ext-pdo_sqlite") == ["php-pdo-sqlite"]
+    assert php.candidates("psr/log") == ["php-psr-log"] and php.candidates("monolog/monolog") == ["php-monolog"]
+    assert java.candidates("org.apache.commons:commons-lang3") == ["libcommons-lang3-java"]
+    assert java.candidates("org.jsoup:jsoup") == ["libjsoup-java"]
+    assert java.candidates("com.google.code.gson:gson") == ["libgoogle-gson-java"]
+    assert java.candidates("io.netty:netty-all") == ["libnetty-all-java"]
+    assert java.candidates("com.h2database:h2") == ["libh2-java", "libh2database-h2-java"]
 
 @pytest.mark.parametrize("text, word", [
     ('workdir = "../up"', "'..'"),
@@ -161,7 +209,7 @@ def test_a_kernel_gets_only_its_own_languages_installer_variables():
     ('[env]\nPERL5LIB = "/x"', "PERL5LIB"),
     ('[env]\n"1BAD" = "x"', "variable name"),
     ('[env]\nN = 1', "string"),
-    ('[packages]\nrust = ["x"]', "installs support c, javascript, lua, perl, python, r, ruby"),
+    ('[packages]\ncobol = ["x"]', "installs support c, go, java, javascript, lua, perl, php, python, r, ruby"),
     ('[packages]\npython = ["--index-url=http://x"]', "not a package"),
     ('colour = "red"', "unknown keys"),
     ('workdir = ', "TOML"),
