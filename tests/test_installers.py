@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 import socket
 import subprocess
 from pathlib import Path
@@ -84,9 +85,9 @@ def test_perl_module_names_map_to_debian_packages():
         perl.manifests.Package("JSON::XS", "", True), perl.manifests.Package("Try::Tiny")]
 
 
-async def test_cpanfile_installed_from_debian_and_used_by_the_perl_kernel(debian_gateway):
-    """A module Debian lacks fails the install by name and changes nothing; then Moo and its
-    dependencies come from Debian's lib*-perl packages and the kernel uses them offline."""
+async def test_a_module_no_debian_package_provides_fails_the_install_by_name(debian_gateway):
+    """A cpanfile naming a module Debian lacks: the install fails naming it (and only it)
+    with the packages tried, and the workspace is unchanged."""
     alice = debian_gateway.client(token("alice"))
     room = await make_room(alice, ["perl"])
     rid = room["id"]
@@ -94,12 +95,7 @@ async def test_cpanfile_installed_from_debian_and_used_by_the_perl_kernel(debian
                                            "on 'test' => sub {\n  requires 'Test::Deep';\n};\n")
     report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
     entry = next(e for e in report["languages"] if e["language"] == "perl")
-    assert entry["package_manager"] == "cpanm"
     assert entry["install"] == {"supported": True, "source": "cpanfile", "packages": ["Moo", "Kernelgate::No::Such"]}
-
-    pl = await alice.connect(kernel_of(room, "perl"))
-    assert (await pl.execute("use Moo;")).status == "error"
-    pl.close()
 
     workspace = debian_gateway.data_dir / "rooms" / rid
     before = tree_digest(workspace)
@@ -109,23 +105,154 @@ async def test_cpanfile_installed_from_debian_and_used_by_the_perl_kernel(debian
     assert "Moo" not in result["message"].split("provides:")[1]
     assert tree_digest(workspace) == before
 
-    await put_file(alice, rid, "cpanfile", "requires 'Moo', '2.0';\n")
+
+@dataclass(frozen=True)
+class Case:
+    """One installer's install-then-use: the room's kernel runs `code`, which fails before
+    the install and prints `expected` (a regular expression of its words) after it, with
+    no network."""
+
+    kernel: str  # the room's kernelspec
+    language: str  # detection's language (its installer)
+    manifest: str
+    text: str
+    manager: str  # the reported package manager
+    packages: list[str]  # what the plan installs (dev and test dependencies left out)
+    lines: list[str]  # progress lines of the install
+    fetched: list[str]  # Debian packages among those fetched
+    code: str
+    expected: str
+    not_fetched: list[str] = field(default_factory=list)
+    dependencies: bool = False  # more was fetched than `fetched`: dependencies the image lacks
+
+
+INSTALLS = [
+    pytest.param(Case(
+        "perl", "perl", "cpanfile", "requires 'Moo', '2.0';\non 'test' => sub {\n  requires 'Test::Deep';\n};\n",
+        "cpanm", ["Moo"], ["Moo: Debian package libmoo-perl"], ["libmoo-perl"],
+        "package Point { use Moo; has x => (is => 'ro'); }\n"
+        "opendir(my $d, '/sys/class/net'); my @n = sort grep { !/^\\./ } readdir $d;\n"
+        "print Point->new(x => 42)->x, ' ', $INC{'Moo.pm'}, ' ', join(',', @n), \"\\n\";",
+        r"42 /workspace/\.kernelgate/perl/lib/Moo\.pm lo", dependencies=True), id="perl-moo"),
+    pytest.param(Case(  # glue is in the image, Suggests are left out; R is in the high tier
+        "r", "r", "DESCRIPTION", "Package: demo\nVersion: 0.1\nDepends: R (>= 4.0)\n"
+                                 "Imports:\n    tibble,\n    glue (>= 1.0)\nSuggests: testthat\n",
+        "R", ["tibble", "glue"], ["tibble: Debian package r-cran-tibble", "glue: already in the image"],
+        ["r-cran-tibble"],
+        "library(tibble)\nt <- tibble(x = 1:3)\n"
+        "cat(nrow(t), find.package('tibble'), paste(list.files('/sys/class/net'), collapse=','), '\\n')",
+        r"3 /workspace/\.kernelgate/r/library/tibble lo", ["r-cran-testthat"], True), id="r-tibble"),
+    pytest.param(Case(  # GEM_PATH activates the gem and its dependency ruby-concurrent
+        "ruby", "ruby", "Gemfile", 'source "https://rubygems.invalid"\ngem "i18n", "~> 1.0"\n',
+        "bundler", ["i18n"], ["i18n: Debian package ruby-i18n"], ["ruby-i18n", "ruby-concurrent"],
+        'require "i18n"\nI18n.available_locales = [:en]\n'
+        'I18n.backend.store_translations(:en, hello: "hi")\n'
+        'puts [I18n.t(:hello), $LOADED_FEATURES.grep(/i18n\\.rb$/).first,'
+        ' Dir.children("/sys/class/net").sort.join(",")].join(" ")',
+        r"hi /workspace/\.kernelgate/ruby/gems/gems/i18n-[0-9.]+/lib/i18n\.rb lo"), id="ruby-i18n"),
+    pytest.param(Case(  # Debian's uthash-dev is the second name tried; host dependencies left out
+        "c", "c", "vcpkg.json", '{"name": "demo", "dependencies": ["uthash", {"name": "cmake", "host": true}]}',
+        "vcpkg", ["uthash"], ["uthash: Debian package uthash-dev"], ["uthash-dev"],
+        '#include <stdio.h>\n#include <uthash.h>\n'
+        'struct item { int id; UT_hash_handle hh; };\n'
+        'int main(void) {\n  struct item *items = NULL, a = {.id = 1}, b = {.id = 2};\n'
+        '  HASH_ADD_INT(items, id, (&a)); HASH_ADD_INT(items, id, (&b));\n'
+        '  printf("%u\\n", HASH_COUNT(items));\n  return 0;\n}\n',
+        "2"), id="c-uthash"),
+    pytest.param(Case(
+        "lua", "lua", "demo-0.1-1.rockspec", 'package = "demo"\nversion = "0.1-1"\n'
+                                             'dependencies = {\n  "lua >= 5.1",\n  "inspect >= 3.0",\n}\n'
+                                             'test_dependencies = { "busted" }\n',
+        "luarocks", ["inspect"], ["inspect: Debian package lua-inspect"], ["lua-inspect"],
+        'local inspect = require("inspect")\n'
+        'print(inspect({1, 2}) == "{ 1, 2 }", package.searchpath("inspect", package.path))',
+        r"true /workspace/\.kernelgate/lua/share/inspect\.lua"), id="lua-inspect"),
+    pytest.param(Case(  # GOPATH mode on Debian's GOPATH tree; the indirect requirement left out
+        "go", "go", "go.mod", "module example.com/demo\n\ngo 1.21\n\nrequire (\n"
+                              "\tgithub.com/google/uuid v1.3.0\n\tgolang.org/x/sys v0.1.0 // indirect\n)\n",
+        "go", ["github.com/google/uuid"], ["github.com/google/uuid: Debian package golang-github-google-uuid-dev"],
+        ["golang-github-google-uuid-dev"],
+        'import "fmt"\nimport "os"\nimport "github.com/google/uuid"\n'
+        'u := uuid.MustParse("f47ac10b-58cc-4372-a567-0e02b2c3d479")\n'
+        'entries, _ := os.ReadDir("/sys/class/net")\n'
+        'fmt.Println(u.Version(), u.String()[:8], os.Getenv("GOPATH"), len(entries), entries[0].Name())',
+        r"VERSION_4 f47ac10b /workspace/\.kernelgate/go 1 lo"), id="go-uuid"),
+    pytest.param(Case(  # an extension (its ini written for it) and a library (on include_path)
+        "php", "php", "composer.json",
+        json.dumps({"require": {"php": ">=8.1", "ext-bcmath": "*", "psr/log": "^1.1"},
+                    "require-dev": {"phpunit/phpunit": "^9"}}),
+        "composer", ["ext-bcmath", "psr/log"],
+        ["ext-bcmath: Debian package php-bcmath", "psr/log: Debian package php-psr-log", "bcmath: enabled"],
+        ["php-bcmath", "php-psr-log"],
+        "require_once 'Psr/Log/autoload.php';\n"
+        "class EchoLogger extends Psr\\Log\\AbstractLogger {\n"
+        "  public function log($level, $message, array $context = array()) { echo \"$level:$message \"; }\n}\n"
+        "(new EchoLogger())->info('hi');\n"
+        "echo bcadd('1.5', '2.25', 2), ' ', stream_resolve_include_path('Psr/Log/LoggerInterface.php'), ' ',"
+        " implode(',', array_diff(scandir('/sys/class/net'), array('.', '..'))), \"\\n\";",
+        r"info:hi 3\.75 /workspace/\.kernelgate/php/lib/Psr/Log/LoggerInterface\.php lo"), id="php-bcmath-psr-log"),
+    pytest.param(Case(  # jjava's JJAVA_CLASSPATH; test scope left out
+        "java", "java", "pom.xml",
+        "<project><modelVersion>4.0.0</modelVersion><groupId>x</groupId><artifactId>demo</artifactId>"
+        "<version>1</version><dependencies>"
+        "<dependency><groupId>org.apache.commons</groupId><artifactId>commons-lang3</artifactId>"
+        "<version>3.12.0</version></dependency>"
+        "<dependency><groupId>junit</groupId><artifactId>junit</artifactId><version>4.13</version>"
+        "<scope>test</scope></dependency></dependencies></project>",
+        "maven", ["org.apache.commons:commons-lang3"],
+        ["org.apache.commons:commons-lang3: Debian package libcommons-lang3-java"], ["libcommons-lang3-java"],
+        "import org.apache.commons.lang3.StringUtils;\n"
+        "System.out.println(StringUtils.capitalize(\"kernelgate\") + \" \""
+        " + StringUtils.class.getProtectionDomain().getCodeSource().getLocation().getPath());",
+        r"Kernelgate /workspace/\.kernelgate/java/lib/commons-lang3[0-9.-]*\.jar", ["junit4"]), id="java-commons-lang3"),
+    pytest.param(Case(  # Kotlin: @file:DependsOn of the installed jar (a local file)
+        "kotlin", "java", "build.gradle.kts",
+        'plugins {\n    kotlin("jvm") version "1.9.0"\n}\n'
+        'dependencies {\n    implementation("org.apache.commons:commons-lang3:3.12.0")\n'
+        '    testImplementation("junit:junit:4.13")\n}\n',
+        "gradle", ["org.apache.commons:commons-lang3"],
+        ["org.apache.commons:commons-lang3: Debian package libcommons-lang3-java"], ["libcommons-lang3-java"],
+        '@file:DependsOn("/workspace/.kernelgate/java/lib/commons-lang3.jar")\n'
+        "import org.apache.commons.lang3.StringUtils\n"
+        'println(StringUtils.capitalize("kernelgate") + " " + System.getenv("KERNELGATE_JAVA_LIB"))',
+        r"Kernelgate /workspace/\.kernelgate/java/lib"), id="kotlin-commons-lang3"),
+]
+
+
+@pytest.mark.parametrize("case", INSTALLS)
+async def test_manifest_installed_from_debian_and_used_by_the_kernel(debian_gateway, case):
+    """A manifest's packages come from Debian's packages of its ecosystem (with the
+    dependencies the image lacks), go into the room's workspace, and the room's kernel,
+    restarted, uses them with no network."""
+    alice = debian_gateway.client(token("alice"))
+    room = await make_room(alice, [case.kernel])
+    rid = room["id"]
+    await put_file(alice, rid, case.manifest, case.text)
+    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
+    entry = next(e for e in report["languages"] if e["language"] == case.language)
+    assert entry["package_manager"] == case.manager
+    assert entry["install"] == {"supported": True, "source": case.manifest, "packages": case.packages}
+
+    kernel = await alice.connect(kernel_of(room, case.kernel))
+    assert (await kernel.execute(case.code)).status == "error"
+    kernel.close()
+
     progress, result = await install(alice, rid)
     assert result["status"] == "ok", result
-    assert result["restarted"] == ["perl"]
+    assert result["restarted"] == [case.kernel]
     lines = [e["line"] for e in progress]
-    assert "Moo: Debian package libmoo-perl" in lines
-    assert any(e["step"] == "swap" and "installed into .kernelgate/perl" in e["line"] for e in progress)
-    fetched = (workspace / ".kernelgate/perl/debian-packages.txt").read_text().split()
-    assert "libmoo-perl" in fetched and len(fetched) > 1  # its dependencies too
+    assert set(case.lines) <= set(lines), lines
+    assert any(e["step"] == "swap" and f"installed into .kernelgate/{case.language}" in e["line"] for e in progress)
+    workspace = debian_gateway.data_dir / "rooms" / rid
+    fetched = (workspace / f".kernelgate/{case.language}/debian-packages.txt").read_text().split()
+    assert set(case.fetched) <= set(fetched) and not set(case.not_fetched) & set(fetched), fetched
+    assert len(fetched) > len(case.fetched) if case.dependencies else True
 
-    pl = await alice.connect(kernel_of(room, "perl"))  # the same kernel, in a fresh sandbox
-    run = await pl.execute("package Point { use Moo; has x => (is => 'ro'); }\n"
-                           "opendir(my $d, '/sys/class/net'); my @n = sort grep { !/^\\./ } readdir $d;\n"
-                           "print Point->new(x => 42)->x, ' ', $INC{'Moo.pm'}, ' ', join(',', @n), \"\\n\";")
+    kernel = await alice.connect(kernel_of(room, case.kernel))  # the same kernel, in a fresh sandbox
+    run = await kernel.execute(case.code)
     assert run.status == "ok", run.reply
-    assert run.stdout.split() == ["42", "/workspace/.kernelgate/perl/lib/Moo.pm", "lo"]
-    pl.close()
+    assert re.fullmatch(case.expected, " ".join(run.stdout.split())), run.stdout
+    kernel.close()
 
 
 @pytest.fixture
@@ -157,8 +284,11 @@ async def test_solo_kernel_installs_into_its_own_sandbox(pip_gateway):
     kid = kernel["id"]
     ws = await alice.connect(kid)
     run = await ws.execute("import os\nopen('requirements.txt', 'w').write('six==1.16.0\\n')\n"
-                           "open('notes.txt', 'w').write('kept')\nprint(os.environ['PYTHONPATH'])")
-    assert run.status == "ok" and run.stdout.strip() == "/home/kernel/.kernelgate/python", run.reply
+                           "open('notes.txt', 'w').write('kept')\n"
+                           "print(os.environ['PYTHONPATH'], sorted({'LD_LIBRARY_PATH', 'GEM_PATH', 'PERL5LIB', 'GOPATH'}"
+                           " & set(os.environ)))")
+    # only its own installer's variables: none of the C, Ruby, Perl or Go installers'
+    assert run.status == "ok" and run.stdout.split() == ["/home/kernel/.kernelgate/python", "[]"], run.reply
     assert (await ws.execute("import six")).status == "error"
     ws.close()
 
@@ -187,109 +317,6 @@ async def test_solo_kernel_installs_into_its_own_sandbox(pip_gateway):
     assert docker.from_env(timeout=60).containers.list(all=True, filters=labels) == []
 
 
-async def test_description_installed_from_debian_and_used_by_the_r_kernel(debian_gateway):
-    """A DESCRIPTION's Imports come from Debian's r-cran-* packages with their
-    dependencies (what the image's R has is skipped, Suggests left out), and the room's
-    R kernel loads them with no network."""
-    alice = debian_gateway.client(token("alice"))
-    room = await make_room(alice, ["r"])
-    rid = room["id"]
-    await put_file(alice, rid, "DESCRIPTION", "Package: demo\nVersion: 0.1\nDepends: R (>= 4.0)\n"
-                                              "Imports:\n    tibble,\n    glue (>= 1.0)\nSuggests: testthat\n")
-    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
-    entry = next(e for e in report["languages"] if e["language"] == "r")
-    assert entry["install"] == {"supported": True, "source": "DESCRIPTION", "packages": ["tibble", "glue"]}
-
-    kernel = await alice.connect(kernel_of(room, "r"))
-    assert (await kernel.execute("library(tibble)")).status == "error"
-    kernel.close()
-
-    progress, result = await install(alice, rid)
-    assert result["status"] == "ok", result
-    assert result["restarted"] == ["r"]
-    lines = [e["line"] for e in progress]
-    assert "tibble: Debian package r-cran-tibble" in lines and "glue: already in the image" in lines
-    workspace = debian_gateway.data_dir / "rooms" / rid
-    fetched = (workspace / ".kernelgate/r/debian-packages.txt").read_text().split()
-    assert "r-cran-tibble" in fetched and "r-cran-testthat" not in fetched and len(fetched) > 1
-
-    kernel = await alice.connect(kernel_of(room, "r"))
-    run = await kernel.execute("library(tibble)\nt <- tibble(x = 1:3)\n"
-                               "cat(nrow(t), find.package('tibble'), paste(list.files('/sys/class/net'), collapse=','), '\\n')")
-    assert run.status == "ok", run.reply
-    assert run.stdout.split() == ["3", "/workspace/.kernelgate/r/library/tibble", "lo"]
-    kernel.close()
-
-
-async def test_gemfile_installed_from_debian_and_used_by_the_ruby_kernel(debian_gateway):
-    """A Gemfile's gems come from Debian's ruby-* packages with their dependencies, and
-    the room's Ruby kernel requires them with no network."""
-    alice = debian_gateway.client(token("alice"))
-    room = await make_room(alice, ["ruby"])
-    rid = room["id"]
-    await put_file(alice, rid, "Gemfile", 'source "https://rubygems.invalid"\ngem "i18n", "~> 1.0"\n')
-    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
-    entry = next(e for e in report["languages"] if e["language"] == "ruby")
-    assert entry["install"] == {"supported": True, "source": "Gemfile", "packages": ["i18n"]}
-
-    kernel = await alice.connect(kernel_of(room, "ruby"))
-    assert (await kernel.execute('require "i18n"')).status == "error"
-    kernel.close()
-
-    progress, result = await install(alice, rid)
-    assert result["status"] == "ok", result
-    assert result["restarted"] == ["ruby"]
-    assert "i18n: Debian package ruby-i18n" in [e["line"] for e in progress]
-    fetched = (debian_gateway.data_dir / "rooms" / rid / ".kernelgate/ruby/debian-packages.txt").read_text().split()
-    assert "ruby-i18n" in fetched and "ruby-concurrent" in fetched  # and its dependency
-
-    kernel = await alice.connect(kernel_of(room, "ruby"))
-    run = await kernel.execute('require "i18n"\nI18n.available_locales = [:en]\n'
-                               'I18n.backend.store_translations(:en, hello: "hi")\n'
-                               'puts [I18n.t(:hello), $LOADED_FEATURES.grep(/i18n\\.rb$/).first,'
-                               ' Dir.children("/sys/class/net").sort.join(",")].join(" ")')
-    assert run.status == "ok", run.reply
-    words = run.stdout.split()
-    assert words[0] == "hi" and words[2] == "lo", run.stdout
-    assert re.fullmatch(r"/workspace/\.kernelgate/ruby/gems/gems/i18n-[0-9.]+/lib/i18n\.rb", words[1]), words
-    kernel.close()
-
-
-async def test_vcpkg_json_installed_from_debian_and_used_by_the_c_kernel(debian_gateway):
-    """A vcpkg.json's libraries come from Debian's -dev packages (uthash: Debian's
-    uthash-dev, the second name tried), and the room's C kernel compiles against their
-    headers with no network."""
-    alice = debian_gateway.client(token("alice"))
-    room = await make_room(alice, ["c"])
-    rid = room["id"]
-    await put_file(alice, rid, "vcpkg.json", '{"name": "demo", "dependencies": ["uthash", {"name": "cmake", "host": true}]}')
-    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
-    entry = next(e for e in report["languages"] if e["language"] == "c")
-    assert entry["package_manager"] == "vcpkg"
-    assert entry["install"] == {"supported": True, "source": "vcpkg.json", "packages": ["uthash"]}
-
-    program = ('#include <stdio.h>\n#include <uthash.h>\n'
-               'struct item { int id; UT_hash_handle hh; };\n'
-               'int main(void) {\n  struct item *items = NULL, a = {.id = 1}, b = {.id = 2};\n'
-               '  HASH_ADD_INT(items, id, (&a)); HASH_ADD_INT(items, id, (&b));\n'
-               '  printf("%u\\n", HASH_COUNT(items));\n  return 0;\n}\n')
-    kernel = await alice.connect(kernel_of(room, "c"))
-    assert (await kernel.execute(program)).status == "error"
-    kernel.close()
-
-    progress, result = await install(alice, rid)
-    assert result["status"] == "ok", result
-    assert result["restarted"] == ["c"]
-    assert "uthash: Debian package uthash-dev" in [e["line"] for e in progress]
-    assert (debian_gateway.data_dir / "rooms" / rid / ".kernelgate/c/include/uthash.h").is_file()
-
-    kernel = await alice.connect(kernel_of(room, "c"))
-    run = await kernel.execute(program)
-    assert run.status == "ok", run.reply
-    assert run.stdout.split() == ["2"]
-    kernel.close()
-
-
 def test_debian_installers_refuse_names_and_settings_that_are_not_theirs():
     """Names reach the fetch script only as arguments, and only when they are names of
     their kind; mirrors and apt options that would not fit apt's files stop the gateway."""
@@ -300,7 +327,9 @@ def test_debian_installers_refuse_names_and_settings_that_are_not_theirs():
 
     config = SimpleNamespace(debian_mirror="https://mirror.invalid/debian", debian_security_mirror="",
                              apt_options=[], ca_bundle="")
-    for language, name in [("perl", "Foo;id"), ("r", "x$(id)"), ("ruby", "a b"), ("c", "../etc")]:
+    for language, name in [("perl", "Foo;id"), ("r", "x$(id)"), ("ruby", "a b"), ("c", "../etc"),
+                           ("go", "github.com/x/y;id"), ("go", "localmodule"), ("php", "ext-$(id)"),
+                           ("php", "vendor/../x y"), ("java", "org.x:y`id`"), ("java", "no-colon")]:
         with pytest.raises(PlanError):
             INSTALLERS[language].fetch({"packages": [name]}, Context(config, ""))
     fetch = INSTALLERS["perl"].fetch({"packages": ["Try::Tiny"]}, Context(config, ""))
@@ -340,28 +369,31 @@ async def test_solo_perl_kernel_installs_from_debian_into_its_home(debian_gatewa
     assert (await alice.request("DELETE", f"/api/kernels/{kid}")).status == 204
 
 
-async def test_rockspec_installed_from_debian_and_used_by_the_lua_kernel(debian_gateway):
-    """A rockspec's dependencies come from Debian's lua-* packages, and the room's Lua
-    kernel requires them with no network."""
+async def test_solo_php_kernel_installs_an_extension_into_its_home(debian_gateway):
+    """A solo PHP kernel's composer.json: the extension is written into its home, and its
+    ini (whose path PHP expands from KERNELGATE_PHP, the home's here) loads it in the
+    restarted kernel."""
     alice = debian_gateway.client(token("alice"))
-    room = await make_room(alice, ["lua"])
-    rid = room["id"]
-    await put_file(alice, rid, "demo-0.1-1.rockspec", 'package = "demo"\nversion = "0.1-1"\n'
-                                                      'dependencies = {\n  "lua >= 5.1",\n  "inspect >= 3.0",\n}\n'
-                                                      'test_dependencies = { "busted" }\n')
-    report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
-    entry = next(e for e in report["languages"] if e["language"] == "lua")
-    assert entry["package_manager"] == "luarocks"
-    assert entry["install"] == {"supported": True, "source": "demo-0.1-1.rockspec", "packages": ["inspect"]}
-
-    progress, result = await install(alice, rid)
-    assert result["status"] == "ok", result
-    assert result["restarted"] == ["lua"]
-    assert "inspect: Debian package lua-inspect" in [e["line"] for e in progress]
-
-    kernel = await alice.connect(kernel_of(room, "lua"))
-    run = await kernel.execute('local inspect = require("inspect")\n'
-                               'print(inspect({1, 2}) == "{ 1, 2 }", package.searchpath("inspect", package.path))')
+    kernel = await alice.start_kernel("php")
+    kid = kernel["id"]
+    ws = await alice.connect(kid)
+    run = await ws.execute("file_put_contents('composer.json', json_encode(['require' => ['ext-bcmath' => '*']]));\n"
+                           "echo getenv('PHP_INI_SCAN_DIR'), ' ', getenv('KERNELGATE_PHP'), \"\\n\";")
     assert run.status == "ok", run.reply
-    assert run.stdout.split() == ["true", "/workspace/.kernelgate/lua/share/inspect.lua"]
-    kernel.close()
+    assert run.stdout.split() == [":/home/kernel/.kernelgate/php/conf.d", "/home/kernel/.kernelgate/php"]
+    assert (await ws.execute("echo bcadd('1.5', '2.25', 2);")).status == "error"
+    ws.close()
+
+    progress, result = await install_into_kernel(alice, kid)
+    assert result["status"] == "ok", result
+    assert result["restarted"] == ["php"]
+    lines = [e["line"] for e in progress]
+    assert "ext-bcmath: Debian package php-bcmath" in lines and "bcmath: enabled" in lines
+
+    ws = await alice.connect(kid)
+    run = await ws.execute("echo bcadd('1.5', '2.25', 2), ' ', str_replace(\",\\n\", ' ', php_ini_scanned_files()), \"\\n\";")
+    assert run.status == "ok", run.reply
+    words = run.stdout.split()
+    assert words[0] == "3.75" and "/home/kernel/.kernelgate/php/conf.d/20-bcmath.ini" in words, words
+    ws.close()
+    assert (await alice.request("DELETE", f"/api/kernels/{kid}")).status == 204
