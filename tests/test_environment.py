@@ -193,7 +193,7 @@ async def test_failed_install_reports_and_leaves_the_workspace(env_gateway):
     denied = await bob.request("POST", f"/api/rooms/{rid}/environment/install", {})
     assert denied.status == 403 and denied.body["reason"] == "Forbidden"
     assert (await carol.request("GET", f"/api/rooms/{rid}/environment")).status == 404
-    bad = await alice.request("POST", f"/api/rooms/{rid}/environment/install", {"languages": ["go"]})
+    bad = await alice.request("POST", f"/api/rooms/{rid}/environment/install", {"languages": ["cobol"]})
     assert bad.status == 400 and "python" in bad.body["message"]
 
     running = asyncio.ensure_future(install(alice, rid))
@@ -521,7 +521,7 @@ async def test_go_and_cargo_projects_detected(env_gateway):
         ("github.com/gin-gonic/gin", "v1.9.1", False), ("golang.org/x/net", "v0.25.0", True)]
     assert [f["name"] for f in go["frameworks"]] == ["Gin"]
     assert go["imports"] == ["github.com/gin-gonic/gin"]
-    assert go["install"]["supported"] is False
+    assert go["install"] == {"supported": True, "source": None, "packages": []}  # go.mod is in api/
     rust = language(report, "rust")
     assert rust["package_manager"] == "cargo" and rust["manifests"] == [
         {"path": "engine/Cargo.toml", "package_manager": "cargo"}]
