@@ -1,6 +1,7 @@
-"""Kernels on a Docker engine with userns-remap: a second dockerd of this host, started
-for these tests with `--userns-remap=default` on its own socket, data root and exec root
-(the machine's main dockerd is not touched).
+"""Kernels on a Docker engine with userns-remap: a second dockerd of this host
+(tests/dockerd.py), started for these tests with `--userns-remap=default` on its own
+socket, data root, exec root and network namespace (the machine's main dockerd is not
+touched).
 
 Its data root (/var/lib/kg-userns) is kept between runs so that the python image is
 loaded into it once (`docker save | docker load`, when its tag is missing); the daemon is
@@ -13,71 +14,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-import docker
 import pytest
 
 from kernelgate.engine import KERNEL_LABEL
 from kernelgate.userns import IdMap, engine_map
 from tests.ci import require
+from tests.dockerd import PrivateDockerd
 from tests.test_rooms import CONFIG, SECRET, kernel_of, make_room, users
 
-RUN = Path("/run/kg-userns")
-SOCKET = RUN / "docker.sock"
-URL = f"unix://{SOCKET}"
-DATA_ROOT = Path("/var/lib/kg-userns")  # kept: the loaded image is reused by the next run
+DAEMON = PrivateDockerd("kg-userns", "--userns-remap=default")  # /run/kg-userns, /var/lib/kg-userns
+URL = DAEMON.url
 CONTAINER_UID = 1000
-NETNS = "kg-userns"  # the second dockerd's network namespace
-
-
-def _start_daemon() -> subprocess.Popen:
-    """The second dockerd, answering on SOCKET (RuntimeError if it does not)."""
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        raise RuntimeError("a second dockerd needs the dockerd binary and root")
-    if SOCKET.exists():
-        try:
-            docker.DockerClient(base_url=URL, timeout=5).ping()
-            raise RuntimeError(f"a dockerd already answers on {SOCKET}: stop it first")
-        except docker.errors.DockerException:
-            SOCKET.unlink()  # a stale socket of a daemon that died
-    (RUN / "exec").mkdir(parents=True, exist_ok=True)
-    DATA_ROOT.mkdir(parents=True, exist_ok=True)
-    log = open(RUN / "dockerd.log", "ab")
-    # In a network namespace of its own: a dockerd with --bridge=none deletes the host's
-    # docker0 (the main engine's default bridge) when it starts. Kernels use no network;
-    # the daemon's socket is a file, reachable from here.
-    subprocess.run(["ip", "netns", "add", NETNS], capture_output=True)  # kept from a last run: fine
-    process = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{NETNS}",  # not `ip netns exec`: it remounts /sys, hiding the cgroups
-         "dockerd", "--userns-remap=default", "-H", URL, "--data-root", str(DATA_ROOT),
-         "--exec-root", str(RUN / "exec"), "--pidfile", str(RUN / "docker.pid"),
-         "--bridge=none", "--iptables=false", "--ip6tables=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"dockerd exited: {(RUN / 'dockerd.log').read_text()[-2000:]}")
-        try:
-            docker.DockerClient(base_url=URL, timeout=5).ping()
-            return process
-        except docker.errors.DockerException:
-            time.sleep(0.5)
-    _stop_daemon(process)
-    raise RuntimeError("the second dockerd did not answer in 90 s")
-
-
-def _stop_daemon(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)  # nsenter execs dockerd: the same process
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    subprocess.run(["ip", "netns", "delete", NETNS], capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,30 +36,21 @@ def remapped_engine(docker_engine):
     bridge = Path("/sys/class/net/docker0")  # the main engine's default bridge
     had_bridge = bridge.exists()
     try:
-        process = _start_daemon()
+        DAEMON.start()
     except RuntimeError as e:
         require(str(e))
     assert bridge.exists() or not had_bridge, "starting the second dockerd removed the host's docker0"
-    client = docker.DockerClient(base_url=URL, timeout=120)
+    client = DAEMON.client()
     try:
         from kernelgate.images import ImageBuilder
 
-        reference = ImageBuilder().reference("python")
-        try:
-            client.images.get(reference)
-        except docker.errors.ImageNotFound:
-            save = subprocess.Popen(["docker", "save", reference], stdout=subprocess.PIPE)
-            subprocess.run(["docker", "-H", URL, "load"], stdin=save.stdout, check=True,
-                           stdout=subprocess.DEVNULL, timeout=600)
-            assert save.wait(60) == 0
+        DAEMON.load_images(ImageBuilder().reference("python"))
         yield client
-        left = client.containers.list(all=True)
-        for container in left:
-            container.remove(force=True)
-        assert not left, f"containers left in the remapped engine: {[c.name for c in left]}"
+        left = DAEMON.remove_containers()
+        assert not left, f"containers left in the remapped engine: {left}"
     finally:
         client.close()
-        _stop_daemon(process)
+        DAEMON.stop()
 
 
 def _processes_of(container_id: str) -> dict[int, list[int]]:
