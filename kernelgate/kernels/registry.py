@@ -130,6 +130,11 @@ class WaitingForEngine(Unavailable):
                "restarts when the engine is back (its files are kept). Try again shortly.")
 
 
+def _kernel_folders(root: Path) -> list[Path]:
+    """Blocking: the folders (not links) in the runtime folder `root`; none if it is missing."""
+    return [e for e in root.iterdir() if not e.is_symlink() and e.is_dir()] if root.is_dir() else []
+
+
 @dataclass(eq=False)
 class Kernel:
     """A running kernel as the gateway tracks it."""
@@ -786,12 +791,10 @@ class KernelRegistry(LoggingConfigurable):
                 if container["kernel_id"] not in self.kernels:
                     await engine.remove(container["id"])
                     removed += 1
-        root = Path(self.runtime_dir)
-        if root.is_dir():
-            for entry in root.iterdir():
-                if entry.name not in self.kernels and not entry.is_symlink() and entry.is_dir():
-                    await socketdir.release(str(entry / socketdir.SOCKETS))
-                    shutil.rmtree(entry, ignore_errors=True)
+        for entry in await asyncio.to_thread(_kernel_folders, Path(self.runtime_dir)):
+            if entry.name not in self.kernels:
+                await socketdir.release(str(entry / socketdir.SOCKETS))
+                await asyncio.to_thread(shutil.rmtree, entry, ignore_errors=True)
         if removed:
             self.log.info("Removed %d orphaned kernel container(s)", removed)
         return removed
