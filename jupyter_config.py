@@ -202,7 +202,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.EnvironmentService.pip_extra_index_urls = []
 # c.EnvironmentService.npm_registry = ""       # NPM_CONFIG_REGISTRY for Deno; "" = its default
 #                                              # (fenced: then list its host in egress_hosts)
-# c.EnvironmentService.debian_mirror = ""       # Perl, R, Ruby, C, Lua installs (Debian's packages):
+# c.EnvironmentService.debian_mirror = ""       # Perl, R, Ruby, C, Lua, Go, PHP, Java installs (Debian's):
 #                                              # an https URL of a Debian mirror (the folder with dists/);
 #                                              # "" = those installs are refused
 # c.EnvironmentService.debian_security_mirror = ""  # its security suite; "" = left out
@@ -213,7 +213,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when the file is loaded
 # c.EnvironmentService.mirror_dir = ""         # mounted read-only at /mirror
 # c.EnvironmentService.uid = 1000
 # c.EnvironmentService.images = {"javascript": "deno", "perl": "perl", "python": "python", "r": "r", "ruby": "ruby",
-#                                   "c": "gcc", "lua": "lua"}
+#                                   "c": "gcc", "lua": "lua", "go": "go", "php": "php", "java": "java"}
 
 # --- Images (kernelgate images build / list) ---------------------------------------
 # c.ImageBuilder.debian_mirror = ""          # empty: debootstrap's default mirror
