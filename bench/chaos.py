@@ -3,14 +3,16 @@ a time; then what was lost and how long each recovery took (issue 20).
 
     python -m bench.chaos --users 8 --room-size 4 --seconds 120 --fault-every 15
     python -m bench.chaos --users 40 --seconds 600 --json /tmp/chaos.json
+    python -m bench.chaos --users 8 --seconds 120 --private-dockerd
 
 Run from the checkout's root, as root (the final check unmounts workspace volumes). It
 starts a moto S3 server (tests/s3.py) and its own `kernelgate serve --kernels=docker`
 with JWT authentication; users are grouped `--room-size` to a room (python3, storage on
 S3), the others have a solo python3 kernel. Every user loops: executions of
-`print(a * b)` (the output must be the product) and, in rooms, file writes through the
-Contents API, each acknowledged write remembered; now and then a remembered file is read
-back. Users reconnect after any error, follow the gateway to its new address after a
+`print(a * b)` (the output must be the product), now and then a terminal opened in the
+kernel's sandbox running `echo $((a * b))` (then deleted) and, in rooms, file writes
+through the Contents API, each acknowledged write remembered; now and then a remembered
+file is read back. Users reconnect after any error, follow the gateway to its new address after a
 restart, and start a new solo kernel when theirs is gone (solo kernels do not outlive
 a gateway restart, by design; their memory is not saved data).
 
@@ -24,6 +26,13 @@ random order (each waits for the previous one's recovery):
 - s3_outage: the S3 server stops for `--outage` seconds. Recovered when every room's
   storage is `ok` again after it is back (moto restarts empty: the gateway must upload
   every workspace again).
+- restart_dockerd, only with `--private-dockerd` (the gateway's kernels then run on a
+  second dockerd of this host, tests/dockerd.py, in its own network namespace, the
+  python image copied into it) or `--restart-dockerd CMD` (a command that restarts the
+  machine's own dockerd, e.g. "systemctl restart docker": only where nothing else runs
+  on it). Never by default. The private dockerd is stopped (SIGTERM: every container
+  stops with it) for `--outage` seconds and started again. Recovered when every user's
+  kernel answers an execution (revived under its id in a new container).
 
 A failed operation counts in `failed_in_fault` if it began between a fault's injection and
 its recovery (plus `--grace` seconds), else in `failed_outside_fault` (must be 0). At the end
@@ -39,7 +48,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -52,10 +63,12 @@ import docker
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketError
 
-from bench.load import CONFIG, SECRET, percentile
+from bench.load import CONFIG, SECRET, Terminal, percentile
 from kernelgate.engine import GATEWAY_LABEL, KERNEL_LABEL
+from kernelgate.images import ImageBuilder
 from kernelgate.jwt_auth import mint
 from tests.client import GatewayClient
+from tests.dockerd import PrivateDockerd
 from tests.harness import GatewayProcess, lose_working_copy
 from tests.s3 import S3Server
 
@@ -93,11 +106,21 @@ class Chaos:
         self.args = args
         self.tmp = tmp
         self.rng = random.Random(args.seed)
+        self.faults_run = FAULTS + (["restart_dockerd"] if args.private_dockerd or args.restart_dockerd else [])
+        self.dockerd = None
+        engine_options = []
+        if args.private_dockerd:
+            self.dockerd = PrivateDockerd("kg-chaos").start()
+            self.dockerd.load_images(ImageBuilder().reference("python"))
+            # every Docker client of this process (the harness's cleanups) and of the
+            # gateway goes to the private dockerd
+            os.environ["DOCKER_HOST"] = self.dockerd.url
+            engine_options = [f"--DockerEngine.docker_url={self.dockerd.url}"]
         self.s3 = S3Server(tmp / "moto.log").start()
         (tmp / "config.py").write_text(CONFIG)
         self.options = ["--kernels=docker", f"--jwt-secret={SECRET}", f"--config={tmp / 'config.py'}",
                         *self.s3.gateway_args(), "--RoomStorage.sync_interval=2",
-                        "--RoomStorage.retry_interval=0.5", "--HealthCheck.cache_seconds=0"]
+                        "--RoomStorage.retry_interval=0.5", "--HealthCheck.cache_seconds=0", *engine_options]
         self.gateway = GatewayProcess(tmp, *self.options).start(timeout=60)
         self.gateways = [self.gateway]
         self.users = [User(f"u{i}", GatewayClient(self.gateway.url, mint(SECRET, f"u{i}", tier="load")))
@@ -106,6 +129,7 @@ class Chaos:
         self.origin = time.monotonic()  # when the users begin
         self.failures: list[tuple[float, str]] = []  # (monotonic time, kind)
         self.executions = 0
+        self.terminal_commands = 0
         self.files_written = 0
         self.files_checked = 0
         self.latency: list[float] = []
@@ -179,11 +203,17 @@ class Chaos:
         while time.monotonic() < deadline:
             a, b = rng.randrange(10**6), rng.randrange(10**6)
             step = rng.random()
+            kind = ("terminal" if 0.65 <= step < 0.75 else "execute" if step < 0.75 or not user.room
+                    else "file write" if step < 0.9 else "file read")
+            op = "connect"  # what a timeout is counted as
             started = time.monotonic()
             try:
                 if ws is None:
                     ws = await user.client.connect(user.kernel)
-                if step < 0.75 or not user.room:
+                op = kind
+                if 0.65 <= step < 0.75:
+                    await self.terminal(user, a, b, started)
+                elif step < 0.75 or not user.room:
                     self.executions += 1
                     run = await ws.execute(f"print({a} * {b})", timeout=self.args.timeout)
                     if run.status != "ok":
@@ -212,7 +242,7 @@ class Chaos:
                     elif got.body["content"] not in user.saved[path]:
                         self.failed("file read wrong", started)
             except asyncio.TimeoutError:
-                self.failed("timeout", started)
+                self.failed(f"{op} timeout", started)
                 ws = self.drop(ws)
             except (ConnectionError, OSError, HTTPClientError, WebSocketError) as e:
                 self.failed(type(e).__name__, started)
@@ -222,6 +252,23 @@ class Chaos:
                     await self.solo_kernel(user)
             await asyncio.sleep(self.args.think * rng.uniform(0.5, 1.5))
         self.drop(ws)
+
+    async def terminal(self, user: User, a: int, b: int, started: float) -> None:
+        """Open a terminal in the user's kernel's sandbox, run `echo $((a * b))`, delete it."""
+        made = await user.client.request("POST", "/api/terminals", {"kernel": user.kernel})
+        if made.status != 201:
+            self.failed(f"terminal open {made.status}", started)
+            return
+        name = made.body["name"]
+        try:
+            shell = await Terminal.open(user.client, name)
+            try:
+                await shell.run(f"echo $(({a} * {b}))", re.compile(rf"\b{a * b}\b"), self.args.timeout)
+            finally:
+                shell.conn.close()
+            self.terminal_commands += 1
+        finally:
+            await user.client.request("DELETE", f"/api/terminals/{name}")
 
     @staticmethod
     def drop(ws) -> None:
@@ -243,7 +290,7 @@ class Chaos:
         while time.monotonic() + self.args.fault_every < deadline:
             await asyncio.sleep(self.args.fault_every * self.rng.uniform(0.5, 1.5))
             if not kinds:  # every kind once per round, in a random order
-                kinds = self.rng.sample(FAULTS, len(FAULTS))
+                kinds = self.rng.sample(self.faults_run, len(self.faults_run))
             fault = Fault(kinds.pop(), time.monotonic())
             self.faults.append(fault)
             try:
@@ -288,9 +335,9 @@ class Chaos:
         for user in self.users:
             user.client.url = self.gateway.url
 
-        async def ready():
+        async def ready():  # a private dockerd holds only the python image: its other checks
             answer = await self.gateway.client().request("GET", "/api/ready")
-            assert answer.status == 200, answer.body
+            assert answer.status == 200 or (self.dockerd and answer.body["checks"]["docker"] == "ok"), answer.body
         await self.until(ready)
         kept = 0
         for owner in self.room_owners():
@@ -313,6 +360,25 @@ class Chaos:
         await self.until(synced)
         fault.detail["outage_s"] = self.args.outage
         fault.detail["resynced_s_after_back"] = round(time.monotonic() - back, 1)
+
+    async def restart_dockerd(self, fault: Fault) -> None:
+        if self.dockerd is not None:
+            await asyncio.to_thread(self.dockerd.halt)
+            await asyncio.sleep(self.args.outage)
+            await asyncio.to_thread(self.dockerd.start)
+        else:
+            restarted = await asyncio.create_subprocess_shell(self.args.restart_dockerd)
+            assert await restarted.wait() == 0, f"{self.args.restart_dockerd!r} failed"
+        back = time.monotonic()
+
+        async def answers(user: User):
+            model = await user.client.request("GET", f"/api/kernels/{user.kernel}")
+            assert model.status == 200 and model.body["execution_state"] == "idle", model.body
+            assert await self.execute(user, "print(6 * 7)") == "42\n"
+        for user in self.users:
+            await self.until(lambda: answers(user))
+        await self.mark_rooms()  # their memory is gone, by design
+        fault.detail["revived_s_after_back"] = round(time.monotonic() - back, 1)
 
     # -- the end ---------------------------------------------------------------------
 
@@ -367,6 +433,7 @@ class Chaos:
             "setup_s": round(setup_s, 1), "executions": self.executions,
             "execute_ms": {"p50": round(statistics.median(self.latency) * 1000, 1) if self.latency else None,
                            "p99": round(percentile(self.latency, 99) * 1000, 1) if self.latency else None},
+            "terminal_commands": self.terminal_commands,
             "files_written": self.files_written, "files_read_back": self.files_checked,
             "failed_in_fault": dict(in_fault), "failed_outside_fault": dict(outside),
             "faults": [f.report(origin) for f in self.faults],
@@ -381,6 +448,11 @@ class Chaos:
             gateway.stop()
         self.gateway.cleanup()
         self.s3.stop()
+        if self.dockerd is not None:
+            if self.dockerd.process is None:
+                self.dockerd.start()  # stopped by a fault that did not end
+            self.dockerd.remove_containers()
+            self.dockerd.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=0.5, help="mean seconds between a user's steps")
     parser.add_argument("--timeout", type=float, default=20, help="seconds before an execution is lost")
     parser.add_argument("--seed", type=int, default=20)
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--private-dockerd", action="store_true",
+                         help="run the kernels on a second dockerd of this host, restarted as a fault")
+    restart.add_argument("--restart-dockerd", metavar="CMD",
+                         help="a fault that runs CMD to restart this machine's dockerd (only where nothing else runs on it)")
     parser.add_argument("--json", metavar="PATH", help="also write the report here")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="kgchaos-", dir="/tmp"))
