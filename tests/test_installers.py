@@ -85,24 +85,41 @@ def test_perl_module_names_map_to_debian_packages():
         perl.manifests.Package("JSON::XS", "", True), perl.manifests.Package("Try::Tiny")]
 
 
-async def test_a_module_no_debian_package_provides_fails_the_install_by_name(debian_gateway):
-    """A cpanfile naming a module Debian lacks: the install fails naming it (and only it)
-    with the packages tried, and the workspace is unchanged."""
+@pytest.mark.parametrize("kernel, manifest, text, packages, missing", [
+    ("perl", "cpanfile", "requires 'Moo', '2.0';\nrequires 'Kernelgate::No::Such';\n"
+                         "on 'test' => sub {\n  requires 'Test::Deep';\n};\n",
+     ["Moo", "Kernelgate::No::Such"], "Kernelgate::No::Such (libkernelgate-no-such-perl,libkernelgate-no-perl,"),
+    ("go", "go.mod", "module x\n\ngo 1.21\n\nrequire (\n\tgithub.com/google/uuid v1.3.0\n"
+                     "\texample.org/kernelgate/nosuch v1.0.0\n)\n",
+     ["github.com/google/uuid", "example.org/kernelgate/nosuch"],
+     "example.org/kernelgate/nosuch (golang-example-kernelgate-nosuch-dev)"),
+    ("php", "composer.json", json.dumps({"require": {"ext-bcmath": "*", "kernelgate/no-such": "^1"}}),
+     ["ext-bcmath", "kernelgate/no-such"], "kernelgate/no-such (php-kernelgate-no-such)"),
+    ("java", "pom.xml", "<project><dependencies><dependency><groupId>org.apache.commons</groupId>"
+                        "<artifactId>commons-lang3</artifactId></dependency><dependency>"
+                        "<groupId>org.kernelgate</groupId><artifactId>no-such</artifactId></dependency>"
+                        "</dependencies></project>",
+     ["org.apache.commons:commons-lang3", "org.kernelgate:no-such"],
+     "org.kernelgate:no-such (libno-such-java,libkernelgate-no-such-java)"),
+])
+async def test_a_name_no_debian_package_provides_fails_the_install_by_name(debian_gateway, kernel, manifest, text,
+                                                                           packages, missing):
+    """A manifest naming what Debian lacks: the install fails naming it (and only it) with
+    the packages tried, and the workspace is unchanged."""
     alice = debian_gateway.client(token("alice"))
-    room = await make_room(alice, ["perl"])
+    room = await make_room(alice, [kernel])
     rid = room["id"]
-    await put_file(alice, rid, "cpanfile", "requires 'Moo', '2.0';\nrequires 'Kernelgate::No::Such';\n"
-                                           "on 'test' => sub {\n  requires 'Test::Deep';\n};\n")
+    await put_file(alice, rid, manifest, text)
     report = (await alice.request("GET", f"/api/rooms/{rid}/environment")).body
-    entry = next(e for e in report["languages"] if e["language"] == "perl")
-    assert entry["install"] == {"supported": True, "source": "cpanfile", "packages": ["Moo", "Kernelgate::No::Such"]}
+    entry = next(e for e in report["languages"] if e["install"]["source"] == manifest)
+    assert entry["install"] == {"supported": True, "source": manifest, "packages": packages}
 
     workspace = debian_gateway.data_dir / "rooms" / rid
     before = tree_digest(workspace)
     _, result = await install(alice, rid)
     assert result["status"] == "error", result
-    assert "no Debian package provides: Kernelgate::No::Such (libkernelgate-no-such-perl," in result["message"]
-    assert "Moo" not in result["message"].split("provides:")[1]
+    assert f"no Debian package provides: {missing}" in result["message"], result["message"]
+    assert packages[0] not in result["message"].split("provides:")[1]
     assert tree_digest(workspace) == before
 
 
