@@ -29,6 +29,11 @@ PHP_TARGET = ".kernelgate/php"
 DEBIAN_NAMES = {"monolog/monolog": "php-monolog", "twig/twig": "php-twig", "phpunit/phpunit": "phpunit",
                 "guzzlehttp/guzzle": "php-guzzlehttp-guzzle", "nikic/php-parser": "php-nikic-php-parser",
                 "erusev/parsedown": "php-parsedown", "league/commonmark": "php-league-commonmark"}
+#: Extension -> Debian package, where Debian's is not php-<extension> (several extensions
+#: share a package).
+EXTENSIONS = {"pdo_sqlite": "php-sqlite3", "sqlite3": "php-sqlite3", "pdo_mysql": "php-mysql", "mysqli": "php-mysql",
+              "mysqlnd": "php-mysql", "pdo_pgsql": "php-pgsql", "dom": "php-xml", "simplexml": "php-xml",
+              "xmlreader": "php-xml", "xmlwriter": "php-xml", "xsl": "php-xml", "pdo_odbc": "php-odbc"}
 _NAME = re.compile(r"(ext-[a-z0-9_]+|[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*)\Z")
 _PLATFORM = re.compile(r"(php(-64bit|-ipv6|-zts|-debug)?|hhvm|composer(-plugin|-runtime)?-api|composer|lib-.+)\Z")
 #: The image already has the extension (a shell test of "$1", the requested name).
@@ -60,13 +65,13 @@ def composer_json(data: bytes) -> list[manifests.Package]:
 
 
 def candidates(name: str) -> list[str]:
-    """Debian packages that may provide a requirement: php-<extension> for `ext-<extension>`;
-    for a library the explicit name, else php-<vendor>-<name> (php-<name> when vendor and
-    name are the same: monolog/monolog); php-<name> alone would be another library
-    (php-log is PEAR's Log, not psr/log)."""
+    """Debian packages that may provide a requirement: for `ext-<extension>` EXTENSIONS'
+    name, else php-<extension>; for a library DEBIAN_NAMES', else php-<vendor>-<name>
+    (php-<name> when vendor and name are the same: monolog/monolog). php-<name> alone
+    would be another library (php-log is PEAR's Log, not psr/log)."""
     name = name.lower()
     if name.startswith("ext-"):
-        return ["php-" + name[4:].replace("_", "-")]
+        return [EXTENSIONS.get(name[4:], "php-" + name[4:].replace("_", "-"))]
     if name in DEBIAN_NAMES:
         return [DEBIAN_NAMES[name]]
     vendor, package = (part.replace("_", "-").replace(".", "-") for part in name.split("/", 1))
