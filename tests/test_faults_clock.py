@@ -24,6 +24,9 @@ from tests.ci import require
 from tests.test_faults import LIMITED, answered
 from tests.test_workspace import Shell, in_thread
 
+#: With FAKETIME_DONT_FAKE_MONOTONIC and an offset, this libfaketime makes time.sleep fail
+#: (EINVAL: it shifts clock_nanosleep's absolute monotonic deadline): the gateway's paths
+#: here sleep only in its event loop, not with time.sleep.
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 SECRET = "clock-test-secret-with-enough-bytes-for-hs256"
 DAY = 86400
