@@ -60,6 +60,9 @@ class ConfiguredApp(Application):
     config_file = Unicode(
         "", config=True, help="Config file to load; default: ./jupyter_config.py if present."
     )
+    #: A config file that cannot be read stops the command (traitlets' default logs the
+    #: error and goes on without the file's settings: its security settings too).
+    raise_config_file_errors = True
 
     @catch_config_error
     def initialize(self, argv=None):
@@ -68,8 +71,13 @@ class ConfiguredApp(Application):
         if self.subapp is not None:
             return
         path = Path(self.config_file or "jupyter_config.py")
-        if self.config_file or path.is_file():
-            self.load_config_file(path.name, path=[str(path.parent.resolve())])
+        if self.config_file and not path.is_file():
+            raise SystemExit(f"Config file {path} does not exist or is not a file")
+        if path.is_file():
+            try:
+                self.load_config_file(path.name, path=[str(path.parent.resolve())])
+            except Exception as e:  # noqa: BLE001 - any error in the file's code
+                raise SystemExit(f"Config file {path} cannot be loaded: {type(e).__name__}: {e}") from None
 
     def _environment_argv(self, environ) -> list[str]:
         """KERNELGATE_* variables as command-line options: KERNELGATE_Class__trait as
@@ -261,6 +269,10 @@ class ServeApp(ConfiguredApp):
         _raise_socket_limits()
         logs.configure(self.log, self.log_style, logs.FloodFilter(self.log_max_length, self.log_rate, self.log_burst))
         tiers, plans = Tiers(parent=self), Plans(parent=self)
+        try:
+            plans.check()
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         engine = DockerEngine(parent=self)
         images = ImageBuilder(parent=self, engine=engine)
         identity_provider = self._identity_provider()

@@ -100,7 +100,8 @@ class Plans(LoggingConfigurable):
         help="Plans from lowest to highest. A token without a tier claim, or with a tier "
         "that names no plan, gets the lowest.",
     )
-    admin_plan = Unicode("team", config=True, help="The plan of platform admins.")
+    admin_plan = Unicode("team", config=True, help="The plan of platform admins; one that is "
+                         "not among plans: the highest plan of order.")
 
     @validate("plans")
     def _check(self, proposal):
@@ -111,11 +112,19 @@ class Plans(LoggingConfigurable):
                 raise TraitError(f"plan {name!r}: {e}") from e
         return proposal["value"]
 
+    def check(self) -> None:
+        """ValueError unless order names plans only, at least one (checked once every
+        setting is read: the traits may be set in any order)."""
+        unknown = [name for name in self.order if name not in self.plans]
+        if not self.order or unknown:
+            raise ValueError(f"Plans.order {self.order!r} must name plans of Plans.plans "
+                             f"({', '.join(self.plans) or 'none'}); unknown: {', '.join(unknown) or 'none'}")
+
     def of(self, identity: Identity) -> Plan:
-        """The plan that applies to `identity`."""
+        """The plan that applies to `identity` (`check` passed)."""
         name = identity.tier if identity.tier in self.plans else self.order[0]
         if identity.is_admin:
-            name = self.admin_plan
+            name = self.admin_plan if self.admin_plan in self.plans else self.order[-1]
         return Plan.from_config(name, self.plans[name])
 
     def check_kernel_tier(self, identity: Identity, kernel_name: str, kernel_tier: str) -> None:

@@ -10,6 +10,7 @@ import base64
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -265,19 +266,25 @@ async def test_rooms_of_the_past_are_cut_to_the_plans_lifetime_at_start(quota_ga
     assert expires - created == timedelta(seconds=3600)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ('{"kernel_tiers": ["low"], "workspace_bytes": 1000}', "plan 'free': workspace_bytes must be at least"),
-    ('{"kernel_tiers": ["low"], "workspace_inode": 10}', "plan 'free': unknown keys workspace_inode"),
-    ('{"kernel_tiers": ["low"], "max_snapshots": -1}', "plan 'free': max_snapshots must be a whole number"),
-])
-def test_a_bad_plan_stops_the_gateway_at_start(tmp_path, spec, message):
+@pytest.mark.parametrize("spec, extra, message", [
+    ('{"kernel_tiers": ["low"], "workspace_bytes": 1000}', "", "plan 'free': workspace_bytes must be at least"),
+    ('{"kernel_tiers": ["low"], "workspace_inode": 10}', "", "plan 'free': unknown keys workspace_inode"),
+    ('{"kernel_tiers": ["low"], "max_snapshots": -1}', "", "plan 'free': max_snapshots must be a whole number"),
+    ('{"kernel_tiers": ["low"]}', "c.Plans.order = ['free', 'gold']",
+     "Plans.order ['free', 'gold'] must name plans of Plans.plans (free); unknown: gold"),
+    ('{"kernel_tiers": ["low"]}', "c.Plans.order = [", "bad_config.py cannot be loaded: SyntaxError"),
+], ids=["bytes", "key", "snapshots", "order", "syntax"])
+def test_a_bad_plan_stops_the_gateway_at_start(tmp_path, spec, extra, message):
+    """Bad plans, and a config file that cannot be loaded at all (before: logged, and the
+    gateway ran on defaults), stop the gateway at start, saying why."""
     config = tmp_path / "bad_config.py"
-    config.write_text(f"c.Plans.plans = {{'free': {spec}}}\nc.Plans.order = ['free']\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "kernelgate", "serve", "--no-auth", "--kernels=local", "--port=0",
-         f"--config={config}", f"--data-dir={tmp_path / 'data'}", f"--runtime-dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )
+    config.write_text(f"c.Plans.order = ['free']\nc.Plans.plans = {{'free': {spec}}}\n{extra}\n")
+    with tempfile.TemporaryDirectory(prefix="kgq", dir="/tmp") as run:  # short: socket paths
+        done = subprocess.run(
+            [sys.executable, "-m", "kernelgate", "serve", "--no-auth", "--kernels=local", "--port=0",
+             f"--config={config}", f"--data-dir={tmp_path / 'data'}", f"--runtime-dir={run}"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )
     assert done.returncode != 0 and message in done.stdout + done.stderr, done.stderr[-2000:]
 
 
@@ -300,3 +307,17 @@ async def test_a_snapshot_too_big_for_the_new_rooms_quota_is_refused(quota_gatew
     assert [r["id"] for r in (await alice.request("GET", "/api/rooms")).body] == [big["id"]]
     assert [p.name for p in (gateway.data_dir / "volumes").iterdir()] == [f"{big['id']}.ext4"]
     assert not _mounts_below(gateway.data_dir / "rooms" / ".restore")
+
+
+async def test_admins_get_the_highest_plan_when_admin_plan_is_not_configured(start_gateway, tmp_path):
+    """Plans without the admin_plan ("team"): an admin (--no-auth's user) gets the highest
+    plan of order, and can make a room (before: a 500, KeyError 'team')."""
+    config = tmp_path / "config.py"
+    config.write_text("c.Plans.plans = {'free': {'kernel_tiers': ['low'], 'max_rooms': 1},"
+                      " 'pro': {'kernel_tiers': ['low'], 'max_rooms': 2}}\nc.Plans.order = ['free', 'pro']\n")
+    client = start_gateway("--kernels=local", f"--config={config}").client()
+    made = [await client.request("POST", "/api/rooms", {"name": f"r{i}", "languages": ["python3"]}) for i in range(3)]
+    assert [m.status for m in made] == [201, 201, 429], [m.body for m in made]
+    assert "2" in made[2].body["message"], made[2].body  # pro's max_rooms, not free's
+    for room in made[:2]:
+        assert (await client.request("DELETE", f"/api/rooms/{room.body['id']}")).status == 204

@@ -28,6 +28,15 @@ class KernelgateProvisioner:
         after the kernel died."""
         return ""
 
+    async def get_provisioner_info(self) -> dict:
+        """jupyter_client's provisioner info, JSON-safe (the store keeps it to re-adopt
+        room kernels): the connection info's key as text."""
+        info = await super().get_provisioner_info()
+        info["connection_info"] = {
+            k: v.decode() if isinstance(v, bytes) else v for k, v in info.get("connection_info", {}).items()
+        }
+        return info
+
 
 class LocalKernelProvisioner(KernelgateProvisioner, LocalProvisioner):
     """jupyter_client's local provisioner (kernels as local, unsandboxed processes, the

@@ -264,9 +264,6 @@ class DockerProvisioner(KernelgateProvisioner, KernelProvisionerBase):
         """Adds the container id, so that a later gateway can re-attach to the kernel."""
         info = await super().get_provisioner_info()
         info["container_id"] = self.container_id
-        info["connection_info"] = {  # JSON-safe: the key as text
-            k: v.decode() if isinstance(v, bytes) else v for k, v in info["connection_info"].items()
-        }
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict) -> None:
