@@ -314,13 +314,13 @@ class DockerEngine(LoggingConfigurable):
         while True:
             try:
                 client = self.new_client(stream=True)
-                since = int(time.time())
-                self._resync(client)
+                # the stream is open (the request is sent) before the listing: no exit
+                # falls between them, and no clock is compared with the engine's
                 events = client.events(
                     decode=True,
-                    since=since,
                     filters={"type": "container", "event": "die", "label": KERNEL_LABEL},
                 )
+                self._resync(client)
                 broken = False
                 for event in events:
                     attrs = event.get("Actor", {}).get("Attributes", {})
