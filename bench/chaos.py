@@ -3,7 +3,7 @@ a time; then what was lost and how long each recovery took (issue 20).
 
     python -m bench.chaos --users 8 --room-size 4 --seconds 120 --fault-every 15
     python -m bench.chaos --users 40 --seconds 600 --json /tmp/chaos.json
-    python -m bench.chaos --users 8 --seconds 120 --private-dockerd
+    python -m bench.chaos --users 8 --seconds 120 --private-dockerd --postgres
 
 Run from the checkout's root, as root (the final check unmounts workspace volumes). It
 starts a moto S3 server (tests/s3.py) and its own `kernelgate serve --kernels=docker`
@@ -33,6 +33,11 @@ random order (each waits for the previous one's recovery):
   on it). Never by default. The private dockerd is stopped (SIGTERM: every container
   stops with it) for `--outage` seconds and started again. Recovered when every user's
   kernel answers an execution (revived under its id in a new container).
+- postgres_outage, only with `--postgres` (the gateway's store on a PostgreSQL server of
+  its own, tests/postgres.py, instead of SQLite): the server stops (fast shutdown, data
+  kept) for `--outage` seconds and starts again on the same port. Meanwhile running
+  kernels, files and terminals go on; what needs the store answers 503. Recovered when a
+  room can be renamed again (with no rooms: made and deleted).
 
 A failed operation counts in `failed_in_fault` if it began between a fault's injection and
 its recovery (plus `--grace` seconds), else in `failed_outside_fault` (must be 0). At the end
@@ -70,6 +75,7 @@ from kernelgate.jwt_auth import mint
 from tests.client import GatewayClient
 from tests.dockerd import PrivateDockerd
 from tests.harness import GatewayProcess, lose_working_copy
+from tests.postgres import PostgresServer, postgres_bindir
 from tests.s3 import S3Server
 
 FAULTS = ["kill_kernel", "restart_gateway", "s3_outage"]
@@ -106,8 +112,17 @@ class Chaos:
         self.args = args
         self.tmp = tmp
         self.rng = random.Random(args.seed)
-        self.faults_run = FAULTS + (["restart_dockerd"] if args.private_dockerd or args.restart_dockerd else [])
+        self.faults_run = (FAULTS + (["restart_dockerd"] if args.private_dockerd or args.restart_dockerd else [])
+                           + (["postgres_outage"] if args.postgres else []))
         self.dockerd = None
+        self.postgres = None
+        store_options = []
+        if args.postgres:
+            bindir = postgres_bindir()
+            if bindir is None:
+                raise SystemExit("--postgres: PostgreSQL is not installed (Debian package: postgresql)")
+            self.postgres = PostgresServer(bindir).start()
+            store_options = [f"--Store.url={self.postgres.url(self.postgres.create_database())}"]
         engine_options = []
         if args.private_dockerd:
             self.dockerd = PrivateDockerd("kg-chaos").start()
@@ -120,7 +135,8 @@ class Chaos:
         (tmp / "config.py").write_text(CONFIG)
         self.options = ["--kernels=docker", f"--jwt-secret={SECRET}", f"--config={tmp / 'config.py'}",
                         *self.s3.gateway_args(), "--RoomStorage.sync_interval=2",
-                        "--RoomStorage.retry_interval=0.5", "--HealthCheck.cache_seconds=0", *engine_options]
+                        "--RoomStorage.retry_interval=0.5", "--HealthCheck.cache_seconds=0", *engine_options,
+                        *store_options]
         self.gateway = GatewayProcess(tmp, *self.options).start(timeout=60)
         self.gateways = [self.gateway]
         self.users = [User(f"u{i}", GatewayClient(self.gateway.url, mint(SECRET, f"u{i}", tier="load")))
@@ -380,6 +396,27 @@ class Chaos:
         await self.mark_rooms()  # their memory is gone, by design
         fault.detail["revived_s_after_back"] = round(time.monotonic() - back, 1)
 
+    async def postgres_outage(self, fault: Fault) -> None:
+        await asyncio.to_thread(self.postgres.halt)
+        await asyncio.sleep(self.args.outage)
+        await asyncio.to_thread(self.postgres.resume)
+        back = time.monotonic()
+        owners = self.room_owners()
+
+        async def writable():
+            if owners:  # a rename is a store write with no kernel to start
+                renamed = await owners[0].client.request("PATCH", f"/api/rooms/{owners[0].room}",
+                                                         {"name": f"chaos-{time.monotonic():.1f}"})
+                assert renamed.status == 200, renamed.body
+                return
+            made = await self.users[0].client.request("POST", "/api/rooms", {"name": "chaos-probe", "languages": ["bash"]})
+            assert made.status == 201, made.body
+            gone = await self.users[0].client.request("DELETE", f"/api/rooms/{made.body['id']}")
+            assert gone.status == 204, gone.body
+        await self.until(writable)
+        fault.detail["outage_s"] = self.args.outage
+        fault.detail["writable_s_after_back"] = round(time.monotonic() - back, 1)
+
     # -- the end ---------------------------------------------------------------------
 
     async def final_check(self) -> dict:
@@ -448,6 +485,8 @@ class Chaos:
             gateway.stop()
         self.gateway.cleanup()
         self.s3.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
         if self.dockerd is not None:
             if self.dockerd.process is None:
                 self.dockerd.start()  # stopped by a fault that did not end
@@ -461,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--room-size", type=int, default=4, help="users per room (1: all solo)")
     parser.add_argument("--seconds", type=float, default=120, help="how long the users work")
     parser.add_argument("--fault-every", type=float, default=15, help="mean seconds between faults")
-    parser.add_argument("--outage", type=float, default=5, help="seconds an S3 outage lasts")
+    parser.add_argument("--outage", type=float, default=5, help="seconds an S3, dockerd or PostgreSQL outage lasts")
     parser.add_argument("--grace", type=float, default=10,
                         help="seconds after a recovery whose failures still count as the fault's")
     parser.add_argument("--think", type=float, default=0.5, help="mean seconds between a user's steps")
@@ -472,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="run the kernels on a second dockerd of this host, restarted as a fault")
     restart.add_argument("--restart-dockerd", metavar="CMD",
                          help="a fault that runs CMD to restart this machine's dockerd (only where nothing else runs on it)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the store on a PostgreSQL server of its own, and its outages among the faults")
     parser.add_argument("--json", metavar="PATH", help="also write the report here")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="kgchaos-", dir="/tmp"))
